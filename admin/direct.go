@@ -1,0 +1,230 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// Config is what the admin work needs to know of the site's
+// configuration.
+type Config struct {
+	Backend   string         // the store's name in answers: redis or memory
+	Retention time.Duration  // how long threads are kept (store.retention), named when one is unknown
+	Lists     map[string]int // the config file's list sizes
+	Mode      string         // the config file's site mode
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	if c.Backend == "" {
+		return errors.New("admin: no store backend named")
+	}
+	if c.Retention <= 0 {
+		return fmt.Errorf("admin: retention must be positive, got %s", c.Retention)
+	}
+	return nil
+}
+
+// Store is what Direct needs of a store: both backends have it.
+type Store interface {
+	store.Store
+	store.Admin
+}
+
+// Direct does the admin work on a store.
+type Direct struct {
+	cfg Config
+	st  Store
+	// publish emits one event and returns a warning when it knows it was
+	// not delivered everywhere.
+	publish func(events.Event) (warning string)
+	// changed, if set, is called after a site setting changed: the daemon
+	// re-reads them at once, so the very next message sees the change.
+	changed func(ctx context.Context)
+}
+
+var _ API = (*Direct)(nil)
+
+// NewDirect does the admin work of cfg's site on st. publish emits an
+// event and returns a warning when it knows the event was not delivered
+// everywhere; changed, if not nil, is called after a site setting (lists,
+// mode) changed.
+func NewDirect(cfg Config, st Store, publish func(events.Event) (warning string), changed func(ctx context.Context)) (*Direct, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if st == nil || publish == nil {
+		return nil, errors.New("admin: NewDirect needs a store and a publish function")
+	}
+	return &Direct{cfg: cfg, st: st, publish: publish, changed: changed}, nil
+}
+
+func (a *Direct) backend() string { return a.cfg.Backend }
+
+func (a *Direct) settingsChanged(ctx context.Context) {
+	if a.changed != nil {
+		a.changed(ctx)
+	}
+}
+
+func (a *Direct) Threads(ctx context.Context, limit int, all bool) ([]ThreadView, error) {
+	now := time.Now()
+	infos, err := a.st.Threads(ctx, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	views := []ThreadView{}
+	for _, info := range infos {
+		if v := viewOf(info, now, false); all || v.isStorm() {
+			views = append(views, v)
+		}
+	}
+	return views, nil
+}
+
+// thread looks a thread up, turning ErrNotFound into the operator's error.
+func (a *Direct) thread(ctx context.Context, t policy.ThreadID, now time.Time) (store.ThreadInfo, error) {
+	info, err := a.st.Thread(ctx, t, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return info, &Error{http.StatusNotFound, errUnknownThread(t, a.cfg.Retention).Error()}
+	}
+	return info, err
+}
+
+func (a *Direct) Thread(ctx context.Context, t policy.ThreadID) (ThreadView, error) {
+	now := time.Now()
+	info, err := a.thread(ctx, t, now)
+	if err != nil {
+		return ThreadView{}, err
+	}
+	return viewOf(info, now, true), nil
+}
+
+func (a *Direct) Override(ctx context.Context, t policy.ThreadID, verb string, dur time.Duration, by string) (OverrideResult, error) {
+	switch verb {
+	case string(policy.OverrideAllow), string(policy.OverrideBlock):
+	case VerbReset, VerbNone:
+		dur = 0
+	default:
+		return OverrideResult{}, badRequest("override %q: want allow, block, reset or none", verb)
+	}
+	if dur < 0 {
+		return OverrideResult{}, badRequest("for %s: must be positive", dur)
+	}
+	info, err := a.thread(ctx, t, time.Now())
+	if err != nil {
+		return OverrideResult{}, err
+	}
+	switch verb {
+	case VerbReset:
+		err = a.st.Reset(ctx, t)
+	case VerbNone:
+		err = a.st.SetOverride(ctx, t, policy.OverrideNone, 0)
+	default:
+		err = a.st.SetOverride(ctx, t, policy.Override(verb), dur)
+	}
+	if err != nil {
+		return OverrideResult{}, err
+	}
+	res := OverrideResult{Thread: string(t), Override: verb}
+	if dur > 0 {
+		exp := time.Now().Add(dur).UTC().Truncate(time.Second)
+		res.Expires = &exp
+	}
+	res.Warning = a.publish(events.Event{Type: events.TypeOverride, Thread: string(t), Subject: info.Subject,
+		OriginalSender: info.Sender, Override: verb, Expires: res.Expires, By: by})
+	return res, nil
+}
+
+func (a *Direct) Lists(ctx context.Context) ([]ListView, error) {
+	g, err := a.st.Globals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := maps.Clone(a.cfg.Lists)
+	if all == nil {
+		all = map[string]int{}
+	}
+	maps.Copy(all, g.Lists)
+	out := []ListView{}
+	for _, addr := range slices.Sorted(maps.Keys(all)) {
+		from := "config"
+		if _, ok := g.Lists[addr]; ok {
+			from = a.backend()
+		}
+		out = append(out, ListView{List: addr, Members: all[addr], From: from})
+	}
+	return out, nil
+}
+
+func (a *Direct) SetList(ctx context.Context, addr string, members int) (ListView, error) {
+	if err := CheckList(addr, members); err != nil {
+		return ListView{}, err
+	}
+	if err := a.st.SetList(ctx, addr, members); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return ListView{}, badRequest("%s", OneLine(err))
+		}
+		return ListView{}, err
+	}
+	a.settingsChanged(ctx)
+	return ListView{List: strings.ToLower(strings.TrimSpace(addr)), Members: members, From: a.backend()}, nil
+}
+
+func (a *Direct) DeleteList(ctx context.Context, addr string) (ListView, error) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	g, err := a.st.Globals(ctx)
+	if err != nil {
+		return ListView{}, err
+	}
+	if _, ok := g.Lists[addr]; !ok {
+		return ListView{}, notFound("list %s: not registered in the %s store", addr, a.backend())
+	}
+	if err := a.st.SetList(ctx, addr, 0); err != nil {
+		return ListView{}, err
+	}
+	a.settingsChanged(ctx)
+	left := ListView{List: addr}
+	if n, ok := a.cfg.Lists[addr]; ok {
+		left.Members, left.From = n, "config"
+	}
+	return left, nil
+}
+
+func (a *Direct) Mode(ctx context.Context) (ModeView, error) {
+	g, err := a.st.Globals(ctx)
+	if err != nil {
+		return ModeView{}, err
+	}
+	if g.Mode == "" {
+		return ModeView{Mode: a.cfg.Mode, From: "config"}, nil
+	}
+	return ModeView{Mode: string(g.Mode), From: a.backend()}, nil
+}
+
+func (a *Direct) SetMode(ctx context.Context, mode, by string) (ModeView, error) {
+	m, err := ParseMode(mode)
+	if err != nil {
+		return ModeView{}, err
+	}
+	if err := a.st.SetMode(ctx, m); err != nil {
+		return ModeView{}, err
+	}
+	a.settingsChanged(ctx)
+	v := ModeView{Mode: string(m), From: a.backend()}
+	if m == "" {
+		v = ModeView{Mode: a.cfg.Mode, From: "config"}
+	}
+	v.Warning = a.publish(events.Event{Type: events.TypeMode, Mode: string(m), By: by})
+	return v, nil
+}

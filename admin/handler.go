@@ -1,0 +1,246 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// The admin API, /admin/ on the daemon's http.listen: the operator's
+// subcommands as JSON over HTTP, run by an API (Direct on the daemon's own
+// store). The subcommands use it with the memory store (Client); it works
+// with Redis too. It changes policy and has no authentication, so the
+// daemon serves it only where the operator said.
+
+// IsLoopback reports whether a HOST:PORT only accepts connections from
+// this host.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Request bodies.
+type overrideRequest struct {
+	Override string `json:"override"`
+	For      string `json:"for,omitempty"` // a Go duration: 30m, 2h
+	By       string `json:"by,omitempty"`
+}
+
+type listRequest struct {
+	Members int `json:"members"`
+}
+
+type modeRequest struct {
+	Mode string `json:"mode"`
+	By   string `json:"by,omitempty"`
+}
+
+type byRequest struct {
+	By string `json:"by,omitempty"`
+}
+
+// errorBody is every admin API error: one line, as the subcommand prints it.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var ae *Error
+	if errors.As(err, &ae) {
+		status = ae.Status
+	}
+	writeJSON(w, status, errorBody{Error: OneLine(err)})
+}
+
+// readBody decodes an optional JSON body into v.
+func readBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return badRequest("request body: %s", OneLine(err))
+	}
+	return nil
+}
+
+// requester names who made a change, for its event: the by of the request
+// (the subcommand sends its user), else the client's address.
+func requester(by string, r *http.Request) string {
+	if by = strings.TrimSpace(by); by != "" {
+		return by
+	}
+	return "admin API client " + r.RemoteAddr
+}
+
+// NewHandler serves api under /admin/. With loopback (the listener is a
+// loopback address), requests naming a non-loopback Host are refused.
+func NewHandler(api API, loopback bool) http.Handler {
+	mux := http.NewServeMux()
+	thread := func(w http.ResponseWriter, r *http.Request) (policy.ThreadID, bool) {
+		t, err := ParseThread(r.PathValue("thread"))
+		if err != nil {
+			writeError(w, badRequest("%s", err))
+			return "", false
+		}
+		return t, true
+	}
+	reply := func(w http.ResponseWriter, v any, err error) {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+	mux.HandleFunc("GET /admin/threads", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit := 200
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				writeError(w, badRequest("limit %q: want a positive whole number", s))
+				return
+			}
+			limit = n
+		}
+		all, _ := strconv.ParseBool(q.Get("all"))
+		views, err := api.Threads(r.Context(), limit, all)
+		reply(w, views, err)
+	})
+	mux.HandleFunc("GET /admin/threads/{thread}", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := thread(w, r); ok {
+			v, err := api.Thread(r.Context(), t)
+			reply(w, v, err)
+		}
+	})
+	mux.HandleFunc("PUT /admin/threads/{thread}/override", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := thread(w, r)
+		if !ok {
+			return
+		}
+		var req overrideRequest
+		if err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.Override != string(policy.OverrideAllow) && req.Override != string(policy.OverrideBlock) {
+			writeError(w, badRequest(`override %q: want "allow" or "block" (DELETE removes it, POST .../reset resets the thread)`, req.Override))
+			return
+		}
+		var dur time.Duration
+		if req.For != "" {
+			d, err := time.ParseDuration(req.For)
+			if err != nil {
+				writeError(w, badRequest("for %q: want a duration such as 30m or 2h", req.For))
+				return
+			}
+			dur = d
+		}
+		res, err := api.Override(r.Context(), t, req.Override, dur, requester(req.By, r))
+		reply(w, res, err)
+	})
+	// Removing an override and resetting a thread take no arguments but
+	// the operator's name.
+	verb := func(v string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			t, ok := thread(w, r)
+			if !ok {
+				return
+			}
+			var req byRequest
+			if err := readBody(r, &req); err != nil {
+				writeError(w, err)
+				return
+			}
+			res, err := api.Override(r.Context(), t, v, 0, requester(req.By, r))
+			reply(w, res, err)
+		}
+	}
+	mux.HandleFunc("DELETE /admin/threads/{thread}/override", verb(VerbNone))
+	mux.HandleFunc("POST /admin/threads/{thread}/reset", verb(VerbReset))
+	mux.HandleFunc("GET /admin/lists", func(w http.ResponseWriter, r *http.Request) {
+		lists, err := api.Lists(r.Context())
+		reply(w, lists, err)
+	})
+	mux.HandleFunc("PUT /admin/lists/{addr}", func(w http.ResponseWriter, r *http.Request) {
+		var req listRequest
+		if err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := api.SetList(r.Context(), r.PathValue("addr"), req.Members)
+		reply(w, v, err)
+	})
+	mux.HandleFunc("DELETE /admin/lists/{addr}", func(w http.ResponseWriter, r *http.Request) {
+		v, err := api.DeleteList(r.Context(), r.PathValue("addr"))
+		reply(w, v, err)
+	})
+	mux.HandleFunc("GET /admin/mode", func(w http.ResponseWriter, r *http.Request) {
+		v, err := api.Mode(r.Context())
+		reply(w, v, err)
+	})
+	mux.HandleFunc("PUT /admin/mode", func(w http.ResponseWriter, r *http.Request) {
+		var req modeRequest
+		if err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := api.SetMode(r.Context(), req.Mode, requester(req.By, r))
+		reply(w, v, err)
+	})
+	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, notFound("no admin API endpoint %s %s", r.Method, r.URL.Path))
+	})
+
+	// A web page the operator has open must not drive the API: refuse
+	// cross-origin browser requests, and on a loopback listener any Host
+	// that is not loopback (DNS rebinding).
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, &Error{http.StatusForbidden, "cross-origin request refused"})
+	}))
+	h := cop.Handler(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if loopback && !IsLoopback(hostWithPort(r.Host)) {
+			writeError(w, &Error{http.StatusForbidden, fmt.Sprintf("host %q refused: the admin API answers loopback names only", r.Host)})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func hostWithPort(h string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), "80")
+}
+
+// Off answers every /admin/ request with why it is not served.
+func Off(why string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, &Error{http.StatusForbidden, "the daemon does not serve the admin API: " + why})
+	})
+}

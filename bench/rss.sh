@@ -1,0 +1,25 @@
+#!/bin/sh
+# RSS of the real stormguard binary (Redis store) over MESSAGES messages of
+# the driver's mix. Starts its own redis-server on a free port in a temp dir.
+#   ./bench/rss.sh                 # 1,000,000 messages
+#   MESSAGES=2000000 ./bench/rss.sh
+set -eu
+cd "$(dirname "$0")/.."
+messages="${MESSAGES:-1000000}"
+dir=$(mktemp -d)
+trap 'kill $sg $rd 2>/dev/null || true; rm -rf "$dir"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rport=$(free_port); mport=$(free_port); hport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
+rd=$!
+until redis-cli -p "$rport" ping >/dev/null 2>&1; do :; done
+redis-cli -p "$rport" HSET stormguard:lists all-staff@bench.example 20000 >/dev/null
+go build -o "$dir/stormguard" ./cmd/stormguard
+STORMGUARD_STORE_BACKEND=redis STORMGUARD_REDIS_ADDRS="127.0.0.1:$rport" \
+STORMGUARD_LISTEN="inet:127.0.0.1:$mport" STORMGUARD_HTTP_LISTEN="127.0.0.1:$hport" \
+	"$dir/stormguard" serve 2>"$dir/stormguard.log" &
+sg=$!
+until grep -q "stormguard started" "$dir/stormguard.log" 2>/dev/null; do :; done
+mkdir -p bench/results
+go run ./bench/driver -addr "127.0.0.1:$mport" -pid "$sg" -messages "$messages" -rounds 1 -warmup 0 |
+	tee "bench/results/rss-$(date -u +%Y%m%dT%H%M%SZ).txt"

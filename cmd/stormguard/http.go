@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/store"
+)
+
+// pinger is a store that can say whether it is reachable (Redis).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// newHTTPHandler serves /metrics, /healthz, /readyz and, under /admin/,
+// admin (the admin API, or why it is off).
+func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Duration, admin http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", admin)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		p, ok := st.(pinger)
+		if !ok {
+			fmt.Fprintln(w, "ok: memory store")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		err := p.Ping(ctx)
+		switch {
+		case err == nil:
+			fmt.Fprintln(w, "ok: redis reachable")
+		case onError == milter.OnErrorAccept:
+			fmt.Fprintf(w, "fallback active: redis unreachable (%v); large-audience replies are counted on this node only (store.on_error=accept)\n", err)
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: redis unreachable (%v); large-audience replies get 451 4.7.1 (store.on_error=tempfail)\n", err)
+		}
+	})
+	return mux
+}
+
+// startHTTP listens on addr and serves h until stop is called.
+func startHTTP(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
+}
+
+// http.admin values.
+const (
+	adminAuto  adminSetting = "auto"  // served when http.listen is a loopback address
+	adminTrue  adminSetting = "true"  // served on any http.listen: firewall it
+	adminFalse adminSetting = "false" // never served
+)
+
+// adminServed reports whether the daemon serves the admin API /admin/
+// (which changes policy and has no authentication), and if not, why.
+func (c *Config) adminServed() (bool, string) {
+	switch {
+	case c.HTTP.Listen == "":
+		return false, `http.listen is empty, so the daemon runs no HTTP server`
+	case c.HTTP.Admin == adminFalse:
+		return false, "http.admin is false"
+	case c.HTTP.Admin == adminAuto && !admin.IsLoopback(c.HTTP.Listen):
+		return false, fmt.Sprintf("http.listen %s is not a loopback address and http.admin is auto; set http.admin: true to serve it there (and firewall it)", c.HTTP.Listen)
+	}
+	return true, ""
+}
+
+// adminBaseURL is where the subcommands find the daemon's admin API: its
+// http.listen, with a wildcard host asked on loopback.
+func (c *Config) adminBaseURL() string {
+	host, port, _ := net.SplitHostPort(c.HTTP.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// validateOps checks the http and alerts settings.
+func (c *Config) validateOps() error {
+	if c.HTTP.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+			return fmt.Errorf("http.listen: %q is not HOST:PORT (or empty to disable)", c.HTTP.Listen)
+		}
+	}
+	c.HTTP.Admin = adminSetting(strings.ToLower(strings.TrimSpace(string(c.HTTP.Admin))))
+	switch c.HTTP.Admin {
+	case adminAuto, adminTrue, adminFalse:
+	default:
+		return fmt.Errorf("http.admin: %q is not auto, true or false", c.HTTP.Admin)
+	}
+	if c.Alerts.WebhookURL != "" {
+		u, err := url.Parse(c.Alerts.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("alerts.webhook_url: %q is not an http(s) URL", c.Alerts.WebhookURL)
+		}
+	}
+	if c.Alerts.WebhookTimeout <= 0 {
+		return fmt.Errorf("alerts.webhook_timeout: must be positive, got %s", c.Alerts.WebhookTimeout)
+	}
+	if c.Alerts.SummaryEvery <= 0 {
+		return fmt.Errorf("alerts.summary_every: must be positive, got %s", c.Alerts.SummaryEvery)
+	}
+	if c.Alerts.Queue < 1 {
+		return fmt.Errorf("alerts.queue: must be at least 1, got %d", c.Alerts.Queue)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// metrics are the daemon's Prometheus metrics, in a registry of their own.
+// The milter package knows nothing of Prometheus: it reports through
+// milter.Observer (decisions, store calls) and milter.Stats (counters
+// read at scrape time).
+type metrics struct {
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec
+	storms    prometheus.Counter
+	storeDur  *prometheus.HistogramVec
+	storeErrs *prometheus.CounterVec
+}
+
+func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stormguard_decisions_total",
+			Help: "Verdicts given, by action (accept, reject, tempfail, tag) and rule.",
+		}, []string{"action", "rule"}),
+		storms: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stormguard_storms_detected_total",
+			Help: "Replies that crossed max_replies or delivery_budget and blocked their thread (counted on the node that saw the crossing).",
+		}),
+		storeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stormguard_store_call_duration_seconds",
+			Help:    "Latency of calls to the shared store, by operation (resolve, record).",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
+		}, []string{"op"}),
+		storeErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stormguard_store_errors_total",
+			Help: "Failed calls to the shared store, by operation.",
+		}, []string{"op"}),
+	}
+	for _, op := range []string{"resolve", "record"} { // present from the start, at 0
+		m.storeDur.WithLabelValues(op)
+		m.storeErrs.WithLabelValues(op)
+	}
+	counter := func(name, help string, v func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, v)
+	}
+	st := &f.Stats
+	m.reg.MustRegister(
+		m.decisions, m.storms, m.storeDur, m.storeErrs,
+		counter("stormguard_store_skipped_total", "Messages decided without touching the store (small audience, exempt, mode off).",
+			func() float64 { return float64(st.StoreSkipped.Load()) }),
+		counter("stormguard_fallbacks_total", "Messages counted in this node's memory store because the shared store failed (store.on_error=accept).",
+			func() float64 { return float64(st.Fallbacks.Load()) }),
+		counter("stormguard_panics_total", "Recovered panics in milter callbacks.",
+			func() float64 { return float64(st.Panics.Load()) }),
+		counter("stormguard_bad_packets_total", "Malformed milter packets refused (connection closed).",
+			func() float64 { return float64(st.BadPackets.Load()) }),
+		counter("stormguard_globals_errors_total", "Failed refreshes of list sizes, exempt senders and mode from the store.",
+			func() float64 { return float64(st.GlobalsErrors.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stormguard_mode_monitor", Help: "1 while the site mode is monitor (refusals become a header).",
+		}, func() float64 { return b2f(f.Mode() == policy.ModeMonitor) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stormguard_mode_off", Help: "1 while the site mode is off (nothing is counted or refused).",
+		}, func() float64 { return b2f(f.Mode() == policy.ModeOff) }),
+		newEventCollector(n),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if lister != nil {
+		m.reg.MustRegister(newBlockedCollector(lister, 10*time.Second, time.Second))
+	}
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// eventCollector reports the notifier's outlets.
+type eventCollector struct {
+	n    *events.Notifier
+	desc *prometheus.Desc
+}
+
+func newEventCollector(n *events.Notifier) *eventCollector {
+	return &eventCollector{n: n, desc: prometheus.NewDesc("stormguard_events_total",
+		"Events by outlet (queue, redis or log, webhook) and result (sent, failed after retries, dropped because the queue was full).",
+		[]string{"outlet", "result"}, nil)}
+}
+
+func (c *eventCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *eventCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.n.Stats()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Dropped), "queue", "dropped")
+	for _, o := range s.Outlets {
+		for result, v := range map[string]uint64{"sent": o.Sent, "failed": o.Failed, "dropped": o.Dropped} {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), o.Name, result)
+		}
+	}
+}
+
+// blockedCollector is the active-blocked-threads gauge. It lists the
+// store's recent threads at most once per maxAge (one ZRANGE and one
+// pipeline with Redis), so scrapes stay cheap; a failed listing reports
+// the last value.
+type blockedCollector struct {
+	lister  store.Lister
+	maxAge  time.Duration
+	timeout time.Duration
+	desc    *prometheus.Desc
+
+	mu      sync.Mutex
+	at      time.Time
+	blocked float64
+}
+
+// blockedListLimit bounds the threads looked at per refresh.
+const blockedListLimit = 1000
+
+func newBlockedCollector(l store.Lister, maxAge, timeout time.Duration) *blockedCollector {
+	return &blockedCollector{lister: l, maxAge: maxAge, timeout: timeout,
+		desc: prometheus.NewDesc("stormguard_blocked_threads",
+			"Threads currently blocked (by a storm or an operator's block override), among the 1000 most recently seen; refreshed at most every 10s.",
+			nil, nil)}
+}
+
+func (c *blockedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.at) >= c.maxAge {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		threads, err := c.lister.Threads(ctx, now, blockedListLimit)
+		cancel()
+		if err == nil {
+			n := 0
+			for _, t := range threads {
+				if t.Override != policy.OverrideAllow && (t.Blocked || t.Override == policy.OverrideBlock) {
+					n++
+				}
+			}
+			c.blocked, c.at = float64(n), now
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, c.blocked)
+}
+
+// observer is the daemon's milter.Observer: metrics and events. Its
+// methods only count and queue; they never block the message.
+type observer struct {
+	m        *metrics
+	n        *events.Notifier
+	sum      *events.Summarizer
+	blockFor time.Duration
+}
+
+var _ milter.Observer = (*observer)(nil)
+
+func (o *observer) Decided(d milter.Decision, m *milter.Message) {
+	o.m.decisions.WithLabelValues(string(d.Action), string(d.Rule)).Inc()
+	switch d.Rule {
+	case policy.RuleMaxReplies, policy.RuleDeliveryBudget:
+		o.m.storms.Inc()
+		o.n.Emit(events.Event{Type: events.TypeStorm, Thread: string(d.Thread), Subject: d.Subject, Sender: m.Sender,
+			Rule: string(d.Rule), Action: string(d.Action), Audience: d.Audience, Count: d.Count,
+			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
+	case policy.RuleBlocked, policy.RuleOverrideBlock:
+		if d.Thread != "" {
+			o.sum.Add(d, m)
+		}
+	}
+}
+
+func (o *observer) StoreCall(op string, took time.Duration, err error) {
+	o.m.storeDur.WithLabelValues(op).Observe(took.Seconds())
+	if err != nil {
+		o.m.storeErrs.WithLabelValues(op).Inc()
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/admin"
+)
+
+func newStormsCmd(stdout io.Writer) *cobra.Command {
+	var asJSON, asCSV, all bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "storms",
+		Short: "List current and recent storms (--all: every recent large-audience thread)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON && asCSV {
+				return errors.New("--json and --csv exclude each other")
+			}
+			a, ctx, done, err := openAdmin(cmd, stdout)
+			if err != nil {
+				return err
+			}
+			defer done()
+			views, err := a.api.Threads(ctx, limit, all)
+			if err != nil {
+				return err
+			}
+			switch {
+			case asJSON:
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(views)
+			case asCSV:
+				return writeCSV(stdout, views)
+			}
+			if len(views) == 0 {
+				what := "no storms"
+				if all {
+					what = "no large-audience threads"
+				}
+				fmt.Fprintf(stdout, "%s in the last %s\n", what, a.cfg.Store.Retention)
+				return nil
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "THREAD\tSTATE\tREPLIES\tACCEPTED\tBLOCKED\tSTARTED\tBLOCK EXPIRES\tORIGINAL SENDER\tSUBJECT")
+			for _, v := range views {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Thread, v.State, v.Replies, v.Accepted, v.Blocked,
+					v.Started.Format(time.RFC3339), fmtTime(v.BlockExpires), orDash(admin.CleanText(v.OriginalSender, 40)), admin.CleanText(v.Subject, 50))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (an array of threads)")
+	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV with a header row")
+	cmd.Flags().BoolVar(&all, "all", false, "include threads that never stormed")
+	cmd.Flags().IntVar(&limit, "limit", 200, "look at this many most recently seen threads")
+	return cmd
+}
+
+var csvHeader = []string{"thread", "state", "subject", "original_sender", "started", "last_seen", "audience",
+	"replies", "accepted", "blocked", "allowed", "storm_rule", "block_expires", "override", "override_expires"}
+
+func writeCSV(w io.Writer, views []admin.ThreadView) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write(csvHeader)
+	opt := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.RFC3339)
+	}
+	for _, v := range views {
+		_ = cw.Write([]string{v.Thread, v.State, v.Subject, v.OriginalSender, v.Started.Format(time.RFC3339),
+			v.LastSeen.Format(time.RFC3339), strconv.Itoa(v.Audience), strconv.Itoa(v.Replies),
+			strconv.Itoa(v.Accepted), strconv.Itoa(v.Blocked), strconv.Itoa(v.Allowed), v.StormRule,
+			opt(v.BlockExpires), v.Override, opt(v.OverrideExpires)})
+	}
+	cw.Flush()
+	return cw.Error()
+}

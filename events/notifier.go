@@ -1,0 +1,236 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// Config is a notifier's outlets and queue.
+type Config struct {
+	// Queue is how many events may wait, in the notifier and in each
+	// outlet; when full, new events are dropped and counted.
+	Queue int
+	// WebhookURL, if set, is an http(s) URL every event is POSTed to as
+	// JSON; a failed POST is retried 3 times with backoff.
+	WebhookURL string
+	// WebhookTimeout is the deadline of one webhook POST.
+	WebhookTimeout time.Duration
+	// UserAgent is sent with every webhook POST.
+	UserAgent string
+	// Publish, if set, publishes one JSON event (Redis PUBLISH); nil: the
+	// event is logged instead.
+	Publish func(ctx context.Context, msg string) error
+	// PublishTimeout is the deadline of one Publish, and of one Enrich.
+	PublishTimeout time.Duration
+	// Enrich, if set, fills in what the hot path did not know (the
+	// original sender of a storm) on the dispatcher, off the mail path.
+	Enrich func(ctx context.Context, e *Event)
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if c.Queue < 1 {
+		return fmt.Errorf("events: queue must be at least 1, got %d", c.Queue)
+	}
+	if c.WebhookURL != "" {
+		u, err := url.Parse(c.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("events: webhook URL %q is not an http(s) URL", c.WebhookURL)
+		}
+		if c.WebhookTimeout <= 0 {
+			return fmt.Errorf("events: webhook timeout must be positive, got %s", c.WebhookTimeout)
+		}
+	}
+	if (c.Publish != nil || c.Enrich != nil) && c.PublishTimeout <= 0 {
+		return errors.New("events: publish timeout must be positive")
+	}
+	return nil
+}
+
+// outlet is one destination of events with its own bounded queue and
+// worker, so that a slow webhook never holds up Redis, and neither ever
+// holds up mail.
+type outlet struct {
+	name     string
+	ch       chan Event
+	send     func(ctx context.Context, e Event) error
+	attempts int           // tries per event
+	backoff  time.Duration // before the second try; doubles after each
+	sent     atomic.Uint64
+	failed   atomic.Uint64 // events given up after every try
+	dropped  atomic.Uint64 // events refused because the queue was full
+	done     chan struct{}
+}
+
+// Notifier fans events out to its outlets. Emit never blocks.
+type Notifier struct {
+	log     *slog.Logger
+	outlets []*outlet
+	enrich  func(ctx context.Context, e *Event)
+	in      chan Event
+	inDrop  atomic.Uint64
+
+	base   context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed atomic.Bool
+
+	lastWarn atomic.Int64
+}
+
+// NewNotifier starts a notifier with c's outlets: Redis (c.Publish) or the
+// log, and the webhook if c.WebhookURL is set. Close stops it.
+func NewNotifier(c Config, log *slog.Logger) (*Notifier, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Notifier{log: log, enrich: c.Enrich, in: make(chan Event, c.Queue), done: make(chan struct{})}
+	n.base, n.cancel = context.WithCancel(context.Background())
+	if c.Publish != nil {
+		n.outlets = append(n.outlets, publishOutlet(c.Publish, c.PublishTimeout))
+	} else {
+		n.outlets = append(n.outlets, logOutlet(log))
+	}
+	if c.WebhookURL != "" {
+		n.outlets = append(n.outlets, webhookOutlet(c.WebhookURL, c.WebhookTimeout, c.UserAgent))
+	}
+	for _, o := range n.outlets {
+		o.ch = make(chan Event, c.Queue)
+		o.done = make(chan struct{})
+		go n.work(o)
+	}
+	go n.dispatch()
+	return n, nil
+}
+
+// Emit queues e for every outlet; when the queue is full, e is dropped and
+// counted. It never blocks, and does nothing after Close.
+func (n *Notifier) Emit(e Event) {
+	if n.closed.Load() {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Node == "" {
+		e.Node = hostname()
+	}
+	select {
+	case n.in <- e:
+	default:
+		n.inDrop.Add(1)
+		n.warn("event queue full: event dropped", "type", e.Type, "thread", e.Thread)
+	}
+}
+
+func (n *Notifier) dispatch() {
+	defer close(n.done)
+	for e := range n.in {
+		if n.enrich != nil {
+			n.enrich(n.base, &e)
+		}
+		e.fillText()
+		for _, o := range n.outlets {
+			select {
+			case o.ch <- e:
+			default:
+				o.dropped.Add(1)
+				n.warn("event queue full: event dropped", "outlet", o.name, "type", e.Type, "thread", e.Thread)
+			}
+		}
+	}
+	for _, o := range n.outlets {
+		close(o.ch)
+	}
+}
+
+func (n *Notifier) work(o *outlet) {
+	defer close(o.done)
+	for e := range o.ch {
+		var err error
+		wait := o.backoff
+		for try := 1; try <= o.attempts; try++ {
+			if err = o.send(n.base, e); err == nil || n.base.Err() != nil {
+				break
+			}
+			if try < o.attempts {
+				select {
+				case <-time.After(wait):
+				case <-n.base.Done():
+				}
+				wait *= 2
+			}
+		}
+		if err != nil {
+			o.failed.Add(1)
+			n.warn("event not delivered", "outlet", o.name, "type", e.Type, "thread", e.Thread, "err", err)
+			continue
+		}
+		o.sent.Add(1)
+	}
+}
+
+// warn logs at most once every 10 seconds.
+func (n *Notifier) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := n.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !n.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn(msg, args...)
+}
+
+// Close stops taking events, delivers what is queued until ctx ends, then
+// abandons the rest. It reports whether everything queued was handled.
+func (n *Notifier) Close(ctx context.Context) bool {
+	if !n.closed.CompareAndSwap(false, true) {
+		return true
+	}
+	close(n.in)
+	defer n.cancel()
+	for _, ch := range append([]chan struct{}{n.done}, n.doneOutlets()...) {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Notifier) doneOutlets() []chan struct{} {
+	out := make([]chan struct{}, len(n.outlets))
+	for i, o := range n.outlets {
+		out[i] = o.done
+	}
+	return out
+}
+
+// Stats are a notifier's counters so far.
+type Stats struct {
+	Dropped uint64 // events refused because the notifier's own queue was full
+	Outlets []OutletStats
+}
+
+// OutletStats are one outlet's counters.
+type OutletStats struct {
+	Name    string // redis, log or webhook
+	Sent    uint64
+	Failed  uint64 // given up after every try
+	Dropped uint64 // refused because the outlet's queue was full
+}
+
+// Stats reads the counters; the caller exports them (metrics) or checks
+// them (a command that must know its event went out).
+func (n *Notifier) Stats() Stats {
+	s := Stats{Dropped: n.inDrop.Load(), Outlets: make([]OutletStats, len(n.outlets))}
+	for i, o := range n.outlets {
+		s.Outlets[i] = OutletStats{Name: o.name, Sent: o.sent.Load(), Failed: o.failed.Load(), Dropped: o.dropped.Load()}
+	}
+	return s
+}

@@ -1,0 +1,504 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// PostfixHostname is the myhostname of every test Postfix.
+const PostfixHostname = "mx.stormguard.test"
+
+// PostfixOptions configures StartPostfix.
+type PostfixOptions struct {
+	// RelayTo is the host:port every accepted message is relayed to
+	// (relayhost = [host]:port), typically a Sink's Addr. Empty: accepted
+	// mail is discarded (default_transport = discard).
+	RelayTo string
+	// Milter is the smtpd_milters value, e.g. "inet:127.0.0.1:7357" or
+	// "unix:/path/sock", or a per-milter form such as
+	// "{ inet:127.0.0.1:7357, default_action=accept }". Empty: no milter.
+	Milter string
+	// DefaultAction is milter_default_action: what Postfix does when the
+	// milter is unreachable or fails. Empty means "tempfail".
+	DefaultAction string
+	// Extra main.cf settings, applied after (and so overriding) the
+	// defaults StartPostfix writes.
+	Extra map[string]string
+}
+
+// Postfix is a private Postfix instance: its own config, queue and data
+// directories under one temporary directory, its smtpd on a free loopback
+// port, its log in a file. It is stopped, every process of it killed, and
+// its directory removed when the test ends.
+type Postfix struct {
+	Addr      string // smtpd host:port (127.0.0.1)
+	Port      int
+	Dir       string // the instance's base directory
+	ConfigDir string // config_directory: main.cf, master.cf
+	QueueDir  string // queue_directory
+	DataDir   string // data_directory
+	LogFile   string // maillog_file
+
+	t        testing.TB
+	postfix  string // path of the postfix command
+	postconf string
+}
+
+// StartPostfix starts a private Postfix and waits until its smtpd answers
+// with a 220 banner. It needs the postfix package and root (Postfix starts
+// as root and drops to mail_owner); without them it calls Require.
+func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
+	t.Helper()
+	hint := "install the Debian package postfix (preseed postfix/main_mailer_type 'No configuration'); ./scripts/test.sh does"
+	postfixCmd := LookPath(t, "postfix", hint)
+	postconfCmd := LookPath(t, "postconf", hint)
+	if os.Geteuid() != 0 {
+		Require(t, "root", "a private Postfix must be started as root; run the tests as root")
+	}
+
+	// Not t.TempDir: its parents are 0700 (postfix's unprivileged
+	// processes must traverse the path) and long (unix socket paths under
+	// the queue directory must stay below 108 bytes).
+	base, err := os.MkdirTemp("", "sgpf-")
+	if err != nil {
+		t.Fatalf("testenv: postfix: %v", err)
+	}
+	p := &Postfix{
+		Dir:       base,
+		ConfigDir: filepath.Join(base, "etc"),
+		QueueDir:  filepath.Join(base, "spool"),
+		DataDir:   filepath.Join(base, "data"),
+		LogFile:   filepath.Join(base, "maillog"),
+		t:         t,
+		postfix:   postfixCmd,
+		postconf:  postconfCmd,
+	}
+	// Registered first, so it runs last: after the stop below.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testenv: postfix log (%s):\n%s", p.LogFile, p.Log())
+		}
+		if err := os.RemoveAll(base); err != nil {
+			t.Logf("testenv: postfix: remove %s: %v", base, err)
+		}
+	})
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatalf("testenv: postfix: %v", err)
+	}
+	// The queue directory must exist before "postfix start" (its script
+	// cds there first); its subdirectories and the data directory are
+	// created with the right owners by post-install create-missing.
+	for _, dir := range []string{p.ConfigDir, p.QueueDir} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatalf("testenv: postfix: %v", err)
+		}
+	}
+
+	// "postfix start" creates the missing queue and data directories with
+	// the right owners (post-install create-missing), checks the rest and
+	// waits (master -w) until the master has opened its listeners. The
+	// free port may be taken by someone else in between: then try another.
+	t.Cleanup(p.stop)
+	for attempt := 1; ; attempt++ {
+		p.Port = postfixPort(t)
+		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts)), 0o644); err != nil {
+			t.Fatalf("testenv: postfix: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(p.ConfigDir, "master.cf"), []byte(p.masterCF()), 0o644); err != nil {
+			t.Fatalf("testenv: postfix: %v", err)
+		}
+		out, err := p.run(time.Minute, p.postfix, "-c", p.ConfigDir, "start")
+		if err == nil {
+			break
+		}
+		log := p.Log()
+		if attempt < 5 && strings.Contains(log, "Address already in use") {
+			t.Logf("testenv: postfix: port %d taken, trying another", p.Port)
+			continue
+		}
+		t.Fatalf("testenv: postfix start: %v\n%s\nlog:\n%s", err, out, log)
+	}
+	if err := p.waitBanner(30 * time.Second); err != nil {
+		t.Fatalf("testenv: postfix: %v\nlog:\n%s", err, p.Log())
+	}
+	return p
+}
+
+// postfixPort chooses the smtpd port; a variable so a test can hand out a
+// taken port.
+var postfixPort = FreePort
+
+// mainCF renders main.cf: everything a test instance needs, nothing taken
+// from /etc/postfix.
+func (p *Postfix) mainCF(opts PostfixOptions) string {
+	action := opts.DefaultAction
+	if action == "" {
+		action = "tempfail"
+	}
+	settings := [][2]string{
+		{"compatibility_level", "3.6"},
+		{"queue_directory", p.QueueDir},
+		{"data_directory", p.DataDir},
+		{"mail_owner", "postfix"},
+		{"setgid_group", "postdrop"},
+		// A name of its own in every log line, so nothing is mistaken for
+		// (or collides with) another instance's.
+		{"syslog_name", "postfix-sg" + strconv.Itoa(p.Port)},
+		{"maillog_file", p.LogFile},
+		// postfix refuses a maillog_file outside these prefixes (default
+		// "/var, /dev/stdout"), fatally and silently when stderr is not a
+		// terminal.
+		{"maillog_file_prefixes", p.Dir},
+		{"myhostname", PostfixHostname},
+		{"mydomain", "stormguard.test"},
+		{"myorigin", "$myhostname"},
+		{"smtpd_banner", "$myhostname ESMTP stormguard test instance"},
+		{"inet_interfaces", "127.0.0.1"},
+		{"inet_protocols", "ipv4"},
+		{"mynetworks", "127.0.0.0/8"},
+		{"mydestination", ""},
+		{"local_recipient_maps", ""},
+		{"alias_maps", ""},
+		{"alias_database", ""},
+		{"relay_domains", ""},
+		// Any domain is accepted from 127.0.0.1 and relayed; nothing else
+		// may connect anyway.
+		{"smtpd_relay_restrictions", "permit_mynetworks, reject"},
+		{"smtpd_recipient_restrictions", ""},
+		{"smtpd_peername_lookup", "no"},
+		{"smtp_dns_support_level", "disabled"},
+		{"smtputf8_enable", "no"},
+		{"biff", "no"},
+		{"append_dot_mydomain", "no"},
+		{"readme_directory", "no"},
+		{"html_directory", "no"},
+		{"smtpd_tls_security_level", "none"},
+		{"smtp_tls_security_level", "none"},
+		// Fast queue: retries within a second or two, no warnings.
+		{"queue_run_delay", "1s"},
+		{"minimal_backoff_time", "1s"},
+		{"maximal_backoff_time", "2s"},
+		{"delay_warning_time", "0h"},
+		{"in_flow_delay", "0s"},
+		{"smtpd_error_sleep_time", "0s"},
+		{"smtpd_milters", opts.Milter},
+		{"non_smtpd_milters", ""},
+		{"milter_protocol", "6"},
+		{"milter_default_action", action},
+	}
+	if opts.RelayTo != "" {
+		host, port, err := net.SplitHostPort(opts.RelayTo)
+		if err != nil {
+			p.t.Fatalf("testenv: postfix: RelayTo %q: %v", opts.RelayTo, err)
+		}
+		settings = append(settings,
+			[2]string{"relayhost", "[" + host + "]:" + port},
+			[2]string{"default_transport", "smtp"},
+			[2]string{"relay_transport", "smtp"})
+	} else {
+		settings = append(settings,
+			[2]string{"relayhost", ""},
+			[2]string{"default_transport", "discard:stormguard test instance"},
+			[2]string{"relay_transport", "discard:stormguard test instance"})
+	}
+	keys := make([]string, 0, len(opts.Extra))
+	for k := range opts.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		settings = append(settings, [2]string{k, opts.Extra[k]})
+	}
+
+	var b strings.Builder
+	b.WriteString("# Private Postfix for a stormguard test; written by internal/testenv.\n")
+	for _, kv := range settings {
+		fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
+	}
+	return b.String()
+}
+
+// masterCF renders master.cf: the standard services, none chrooted, smtpd
+// on the instance's own loopback port, and postlogd for maillog_file.
+func (p *Postfix) masterCF() string {
+	return `# Private Postfix for a stormguard test; written by internal/testenv.
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+` + p.Addr + ` inet n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+}
+
+// run runs a command with a deadline and returns its combined output.
+func (p *Postfix) run(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// waitBanner polls the smtpd port until it greets with 220.
+func (p *Postfix) waitBanner(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		line, err := banner(p.Addr)
+		if err == nil && strings.HasPrefix(line, "220 ") {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("banner %q", line)
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("smtpd on %s did not answer 220 within %v: %v", p.Addr, limit, last)
+}
+
+// banner reads the first line a server sends, then says QUIT.
+func banner(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// Log returns the instance's maillog so far ("" if there is none yet).
+func (p *Postfix) Log() string {
+	b, err := os.ReadFile(p.LogFile)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// SetMain sets one main.cf parameter (postconf -e). Running processes see
+// it only after Reload.
+func (p *Postfix) SetMain(key, value string) {
+	p.t.Helper()
+	if strings.ContainsAny(key+value, "\n\r") || strings.ContainsAny(key, " =") {
+		p.t.Fatalf("testenv: postfix: SetMain(%q, %q): bad key or value", key, value)
+	}
+	if out, err := p.run(30*time.Second, p.postconf, "-c", p.ConfigDir, "-e", key+" = "+value); err != nil {
+		p.t.Fatalf("testenv: postconf -e %s: %v\n%s", key, err, out)
+	}
+}
+
+// Main returns the value of a main.cf parameter (postconf -h), with
+// $names expanded.
+func (p *Postfix) Main(key string) string {
+	p.t.Helper()
+	out, err := p.run(30*time.Second, p.postconf, "-c", p.ConfigDir, "-x", "-h", key)
+	if err != nil {
+		p.t.Fatalf("testenv: postconf -h %s: %v\n%s", key, err, out)
+	}
+	return strings.TrimRight(out, "\n")
+}
+
+// Reload makes Postfix re-read its configuration (postfix reload) and
+// waits until every process that ran before it has exited, so the next
+// connection is served with the new settings.
+func (p *Postfix) Reload() {
+	p.t.Helper()
+	master, err := p.masterPID()
+	if err != nil {
+		p.t.Fatalf("testenv: postfix reload: %v", err)
+	}
+	old := sessionPIDs(master)
+	if out, err := p.run(time.Minute, p.postfix, "-c", p.ConfigDir, "reload"); err != nil {
+		p.t.Fatalf("testenv: postfix reload: %v\n%s\nlog:\n%s", err, out, p.Log())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alive := 0
+		for _, pid := range old {
+			if pid != master && processAlive(pid) {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("testenv: postfix reload: %d processes of the old configuration still running after 30s", alive)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.waitBanner(30 * time.Second); err != nil {
+		p.t.Fatalf("testenv: postfix reload: %v\nlog:\n%s", err, p.Log())
+	}
+}
+
+// QueueLen counts the queue files in one of the instance's queues:
+// "incoming", "active", "deferred", "hold", "corrupt", ...
+func (p *Postfix) QueueLen(queue string) int {
+	n := 0
+	_ = filepath.WalkDir(filepath.Join(p.QueueDir, queue), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// masterPID reads the master's pid file.
+func (p *Postfix) masterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid"))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("bad master.pid %q", b)
+	}
+	return pid, nil
+}
+
+// stop stops the instance and makes sure none of its processes survive.
+// It does what "postfix stop" does (SIGTERM to the master, which passes it
+// to its process group and exits) but polls every 10 ms where postfix-script
+// sleeps whole seconds; then it SIGKILLs whatever is left of the master's
+// session. Without a readable pid file it falls back to "postfix stop".
+func (p *Postfix) stop() {
+	t := p.t
+	master, err := p.masterPID()
+	if errors.Is(err, fs.ErrNotExist) {
+		return // never started
+	}
+	if err != nil {
+		if out, err := p.run(30*time.Second, p.postfix, "-c", p.ConfigDir, "stop"); err != nil {
+			t.Logf("testenv: postfix stop: %v\n%s", err, out)
+		}
+		t.Errorf("testenv: postfix: cannot check that it stopped: %v", err)
+		return
+	}
+	if processAlive(master) {
+		_ = syscall.Kill(master, syscall.SIGTERM)
+	}
+	if waitGone(master, 10*time.Second) {
+		return
+	}
+	left := sessionPIDs(master)
+	t.Logf("testenv: postfix (master %d) did not stop within 10s; killing %v", master, left)
+	_ = syscall.Kill(-master, syscall.SIGKILL)
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if !waitGone(master, 10*time.Second) {
+		t.Errorf("testenv: postfix (master %d): processes survive SIGKILL: %v", master, sessionPIDs(master))
+	}
+}
+
+// waitGone waits until no process of the master's session (the master
+// calls setsid, so all its children share its session id) remains.
+func waitGone(master int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if !processAlive(master) && len(sessionPIDs(master)) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	st, ok := procStat(pid)
+	return ok && st.state != "Z"
+}
+
+type procStatus struct {
+	state   string
+	session int
+}
+
+// procStat reads /proc/PID/stat.
+func procStat(pid int) (procStatus, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStatus{}, false
+	}
+	// pid (comm) state ppid pgrp session ...; comm may hold spaces and ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procStatus{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 4 {
+		return procStatus{}, false
+	}
+	sid, err := strconv.Atoi(f[3])
+	if err != nil {
+		return procStatus{}, false
+	}
+	return procStatus{state: f[0], session: sid}, true
+}
+
+// sessionPIDs lists the live processes whose session id is sid.
+func sessionPIDs(sid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := procStat(pid); ok && st.session == sid && st.state != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

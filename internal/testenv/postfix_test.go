@@ -1,0 +1,180 @@
+package testenv
+
+import (
+	"context"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPostfixRelaysToSink(t *testing.T) {
+	sink := StartSink(t)
+	pf := StartPostfix(t, PostfixOptions{RelayTo: sink.Addr})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	for i, tc := range []struct {
+		subject string
+		rcpts   []string
+	}{
+		{"Quarterly numbers", []string{"alice@example.org", "bob@example.org"}},
+		{"Second domain", []string{"carol@example.net"}},
+	} {
+		data := NewMessage().
+			Add("From", "sender@example.com").
+			Add("To", strings.Join(tc.rcpts, ", ")).
+			Add("Subject", tc.subject).
+			Add("Message-ID", "<infra-"+strconv.Itoa(i)+"@example.com>").
+			SetBody("Hello.\n.leading dot survives\n").
+			Bytes()
+		reply, err := Send(pf.Addr, "sender@example.com", tc.rcpts, data)
+		if err != nil {
+			t.Fatalf("send %q: %v", tc.subject, err)
+		}
+		if !reply.OK() {
+			t.Fatalf("send %q: want 250 at end of data, got %v", tc.subject, reply)
+		}
+		if !strings.HasPrefix(reply.Text, "2.0.0 Ok: queued as ") {
+			t.Errorf("send %q: end reply text %q", tc.subject, reply.Text)
+		}
+
+		got, err := sink.Wait(ctx, func(m SinkMessage) bool { return m.Header("Subject") == tc.subject })
+		if err != nil {
+			t.Fatalf("sink: %v\npostfix log:\n%s", err, pf.Log())
+		}
+		if got.From != "sender@example.com" {
+			t.Errorf("%q: envelope from %q", tc.subject, got.From)
+		}
+		if strings.Join(got.To, ",") != strings.Join(tc.rcpts, ",") {
+			t.Errorf("%q: envelope rcpts %v, want %v", tc.subject, got.To, tc.rcpts)
+		}
+		if got.Helo != PostfixHostname {
+			t.Errorf("%q: helo %q", tc.subject, got.Helo)
+		}
+		if !strings.Contains(got.Body(), "\r\n.leading dot survives\r\n") {
+			t.Errorf("%q: body %q", tc.subject, got.Body())
+		}
+		// Postfix adds its Received header on top.
+		if rcvd := got.Header("Received"); !strings.Contains(rcvd, PostfixHostname) {
+			t.Errorf("%q: Received %q", tc.subject, rcvd)
+		}
+	}
+	if n := sink.Len(); n != 2 {
+		t.Errorf("sink has %d messages, want 2", n)
+	}
+	if log := pf.Log(); !strings.Contains(log, "status=sent") {
+		t.Errorf("maillog shows no delivery:\n%s", log)
+	}
+}
+
+// A milter that cannot be reached gets milter_default_action: tempfail
+// answers every transaction with 451 at MAIL FROM; accept lets it through.
+func TestPostfixMilterDefaultAction(t *testing.T) {
+	sink := StartSink(t)
+	dead := "inet:127.0.0.1:" + strconv.Itoa(FreePort(t)) // nothing listens there
+	data := NewMessage().Add("From", "a@example.com").Add("Subject", "milter down").SetBody("x\n").Bytes()
+
+	t.Run("tempfail", func(t *testing.T) {
+		pf := StartPostfix(t, PostfixOptions{RelayTo: sink.Addr, Milter: dead})
+		reply, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply.Stage != "mail" || reply.Code != 451 || !strings.HasPrefix(reply.Text, "4.7.1 ") {
+			t.Errorf("got %v, want 451 4.7.1 at mail", reply)
+		}
+		t.Logf("milter down, tempfail: %v", reply)
+	})
+	t.Run("accept", func(t *testing.T) {
+		pf := StartPostfix(t, PostfixOptions{RelayTo: sink.Addr, Milter: dead, DefaultAction: "accept"})
+		reply, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reply.OK() {
+			t.Fatalf("got %v, want 250 at end", reply)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := sink.Wait(ctx, func(m SinkMessage) bool { return m.HasRcpt("b@example.org") }); err != nil {
+			t.Fatalf("sink: %v\n%s", err, pf.Log())
+		}
+	})
+}
+
+func TestPostfixSetMainReload(t *testing.T) {
+	pf := StartPostfix(t, PostfixOptions{}) // no relay: discard
+	data := NewMessage().Add("From", "a@example.com").Add("Subject", "x").SetBody("x\n").Bytes()
+	if r, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, data); err != nil || !r.OK() {
+		t.Fatalf("before: %v %v", r, err)
+	}
+	pf.SetMain("smtpd_relay_restrictions", "reject")
+	if got := pf.Main("smtpd_relay_restrictions"); got != "reject" {
+		t.Fatalf("postconf -h: %q", got)
+	}
+	pf.Reload()
+	r, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stage != "rcpt" || r.Code != 554 || r.Rcpt != "b@example.org" {
+		t.Fatalf("after reload: got %v, want 554 at rcpt", r)
+	}
+}
+
+// StartPostfix survives its free port being taken before Postfix binds it.
+func TestPostfixPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	postfixPort = func(t testing.TB) int {
+		calls++
+		if calls == 1 {
+			return taken.Addr().(*net.TCPAddr).Port
+		}
+		return FreePort(t)
+	}
+	defer func() { postfixPort = FreePort }()
+
+	pf := StartPostfix(t, PostfixOptions{})
+	if calls != 2 || pf.Port == taken.Addr().(*net.TCPAddr).Port {
+		t.Fatalf("port %d after %d tries", pf.Port, calls)
+	}
+	if r, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil || !r.OK() {
+		t.Fatalf("%v %v", r, err)
+	}
+}
+
+// When the test that started it ends, no process of the instance is left
+// and its directory is gone.
+func TestPostfixCleanupLeavesNothing(t *testing.T) {
+	var master int
+	var dir string
+	t.Run("instance", func(t *testing.T) {
+		pf := StartPostfix(t, PostfixOptions{})
+		pid, err := pf.masterPID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		master, dir = pid, pf.Dir
+		if n := len(sessionPIDs(master)); n < 3 {
+			t.Fatalf("master %d has only %d processes in its session", master, n)
+		}
+	})
+	if master == 0 {
+		t.Skip("instance did not start")
+	}
+	if left := sessionPIDs(master); len(left) != 0 || processAlive(master) {
+		t.Errorf("processes of master %d survive: %v", master, left)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s not removed: %v", dir, err)
+	}
+}

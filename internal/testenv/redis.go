@@ -1,0 +1,230 @@
+// Redis for tests: a fresh redis-server per call, and the real redis-cli.
+//
+// Never the Redis on 127.0.0.1:6379: every server here is started by the
+// test, on a free loopback port, and checked by process id before use.
+
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	redisInstallHint = "install redis-server and redis-tools (apt-get install redis-server redis-tools, or brew install redis)"
+	startAttempts    = 5                // ports tried before giving up
+	readyTimeout     = 10 * time.Second // how long a server may take to answer PING
+)
+
+// StartRedis starts a fresh redis-server on a free loopback port with no
+// persistence, waits until it answers PING, and stops it when the test
+// ends. args are appended to the server's command line (e.g.
+// "--cluster-enabled", "yes"). It returns "127.0.0.1:PORT".
+func StartRedis(t testing.TB, args ...string) string {
+	t.Helper()
+	bin := LookPath(t, "redis-server", redisInstallHint)
+	var errs []error
+	for range startAttempts {
+		addr, err := redisStart(t, bin, args)
+		if err == nil {
+			return addr
+		}
+		errs = append(errs, err)
+		if !errors.Is(err, errRedisExited) {
+			break // not a lost port race: another port will not help
+		}
+	}
+	t.Fatalf("testenv: redis-server did not start: %v", errors.Join(errs...))
+	return ""
+}
+
+// errRedisExited: the server exited because its port was taken; another
+// port may do.
+var errRedisExited = errors.New("server exited: port in use")
+
+func redisStart(t testing.TB, bin string, args []string) (string, error) {
+	port := FreePort(t)
+	if port == 6379 { // never the default Redis port, even if it happens to be free
+		return "", fmt.Errorf("got port 6379, skipped: %w", errRedisExited)
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "redis.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return "", err
+	}
+	defer logFile.Close()
+
+	cmdArgs := append([]string{
+		"--save", "", "--appendonly", "no",
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+	}, args...)
+	cmd := exec.Command(bin, cmdArgs...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := redisWaitReady(addr, cmd.Process.Pid, exited); err != nil {
+		stop()
+		log, _ := os.ReadFile(logPath)
+		if errors.Is(err, errRedisExited) && !bytes.Contains(log, []byte("in use")) {
+			err = errors.New("server exited") // not a lost port race: do not retry
+		}
+		return "", fmt.Errorf("%s on port %d: %w\n%s", bin, port, err, redisLogTail(log, 2000))
+	}
+	t.Cleanup(stop)
+	return addr, nil
+}
+
+// redisWaitReady polls addr until the server answers PING and reports our
+// process id (so a server someone else started on the same port is never
+// mistaken for ours), the process exits, or readyTimeout passes.
+func redisWaitReady(addr string, pid int, exited <-chan struct{}) error {
+	deadline := time.Now().Add(readyTimeout)
+	backoff := 5 * time.Millisecond
+	var last error
+	for {
+		select {
+		case <-exited:
+			return errRedisExited
+		default:
+		}
+		got, err := redisPID(addr)
+		switch {
+		case err == nil && got == pid:
+			return nil
+		case err == nil:
+			last = fmt.Errorf("%s is served by process %d, not ours (%d)", addr, got, pid)
+		default:
+			last = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", readyTimeout, last)
+		}
+		select {
+		case <-exited:
+			return errRedisExited
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// redisPID sends PING and INFO server over one connection and returns the
+// server's process_id.
+func redisPID(addr string) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
+		return 0, err
+	}
+	rd := bufio.NewReader(conn)
+	pong, err := redisReadReply(rd)
+	if err != nil {
+		return 0, err
+	}
+	if pong != "PONG" {
+		return 0, fmt.Errorf("PING answered %q", pong)
+	}
+	info, err := redisReadReply(rd)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server has no process_id")
+}
+
+// redisReadReply reads one RESP simple string, error or bulk string.
+func redisReadReply(rd *bufio.Reader) (string, error) {
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+':
+		return line[1:], nil
+	case '-':
+		return "", fmt.Errorf("server error: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("bad bulk header %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("unexpected reply %q", line)
+}
+
+// RedisCLI runs the real redis-cli against addr with args (one command) and
+// returns its trimmed output. An error reply or a failure to run fails the
+// test. End-to-end tests use it for what operators do by hand: overrides,
+// list sizes, the mode switch.
+func RedisCLI(t testing.TB, addr string, args ...string) string {
+	t.Helper()
+	LookPath(t, "redis-cli", redisInstallHint)
+	out, err := RedisCLIErr(addr, args...)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return out
+}
+
+// RedisCLIErr is RedisCLI for callers that expect the command to fail, or
+// that run outside the test goroutine.
+func RedisCLIErr(addr string, args ...string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("redis-cli: address %q: %w", addr, err)
+	}
+	// -e: exit non-zero on an error reply (redis-cli exits 0 otherwise).
+	cmd := exec.Command("redis-cli", append([]string{"-e", "-h", host, "-p", port}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("redis-cli %s: %w: %s%s", strings.Join(args, " "), err,
+			strings.TrimSpace(stderr.String()), strings.TrimSpace(stdout.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+func redisLogTail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -1,0 +1,57 @@
+package testenv
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRedisServerKillStopRestart(t *testing.T) {
+	s := StartRedisServer(t)
+	RedisCLI(t, s.Addr, "SET", "k", "v")
+	pid := s.Pid()
+
+	s.Stop(t)
+	if _, err := RedisCLIErr(s.Addr, "-t", "0.3", "PING"); err == nil {
+		t.Error("a stopped server answered PING")
+	}
+	s.Cont(t)
+	if got := RedisCLI(t, s.Addr, "GET", "k"); got != "v" {
+		t.Errorf("after SIGCONT: GET = %q", got)
+	}
+
+	s.Kill(t)
+	if _, err := RedisCLIErr(s.Addr, "PING"); err == nil {
+		t.Fatal("a killed server answered PING")
+	}
+	s.Restart(t)
+	if s.Pid() == pid {
+		t.Error("Restart kept the old process")
+	}
+	if got := RedisCLI(t, s.Addr, "EXISTS", "k"); got != "0" {
+		t.Errorf("restarted server is not empty: EXISTS = %s", got)
+	}
+}
+
+func TestStartSentinelFailover(t *testing.T) {
+	g := StartSentinel(t, 1)
+	out := RedisCLI(t, g.Sentinels[0].Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster)
+	if got := strings.Join(strings.Fields(out), ":"); got != g.Master.Addr {
+		t.Fatalf("sentinel names master %q, want %s", got, g.Master.Addr)
+	}
+	RedisCLI(t, g.Master.Addr, "SET", "k", "v")
+	waitFor(t, 5*time.Second, "the write replicated", func() (bool, string) {
+		got, err := RedisCLIErr(g.Replica.Addr, "GET", "k")
+		return err == nil && got == "v", got
+	})
+	start := time.Now()
+	g.KillMaster(t)
+	addr := g.WaitFailover(t, g.Master.Addr, 20*time.Second)
+	t.Logf("failover to %s took %v", addr, time.Since(start))
+	if addr != g.Replica.Addr {
+		t.Errorf("new master %s, want the replica %s", addr, g.Replica.Addr)
+	}
+	if got := RedisCLI(t, addr, "GET", "k"); got != "v" {
+		t.Errorf("GET on the promoted replica = %q", got)
+	}
+}

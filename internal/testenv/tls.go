@@ -1,0 +1,161 @@
+// Redis over TLS for tests: a CA, a server and a client certificate made
+// by the real openssl at test time, and a redis-server that speaks only
+// TLS and requires the client certificate.
+
+package testenv
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const opensslHint = "install openssl (apt-get install openssl)"
+
+// TLSFiles are PEM files in a test's temporary directory.
+type TLSFiles struct {
+	CAFile         string // the CA that signed both certificates
+	ServerCertFile string // CN localhost, SAN DNS:localhost, IP:127.0.0.1
+	ServerKeyFile  string
+	ClientCertFile string // CN stormguard, extendedKeyUsage clientAuth
+	ClientKeyFile  string
+}
+
+// MakeTLSFiles makes a fresh CA and a server and a client certificate it
+// signed (P-256 keys, valid one day) with openssl, in dir.
+func MakeTLSFiles(t testing.TB, dir string) TLSFiles {
+	t.Helper()
+	openssl := LookPath(t, "openssl", opensslHint)
+	f := TLSFiles{
+		CAFile:         filepath.Join(dir, "ca.crt"),
+		ServerCertFile: filepath.Join(dir, "server.crt"),
+		ServerKeyFile:  filepath.Join(dir, "server.key"),
+		ClientCertFile: filepath.Join(dir, "client.crt"),
+		ClientKeyFile:  filepath.Join(dir, "client.key"),
+	}
+	run := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(openssl, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("testenv: openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	key := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
+	caKey := filepath.Join(dir, "ca.key")
+	run(append(append([]string{"req", "-x509", "-new"}, key...),
+		"-keyout", caKey, "-out", f.CAFile, "-days", "1", "-subj", "/CN=stormguard test CA")...)
+	sign := func(name, subj, ext, certFile, keyFile string) {
+		csr := filepath.Join(dir, name+".csr")
+		extFile := filepath.Join(dir, name+".ext")
+		if err := os.WriteFile(extFile, []byte(ext), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(append(append([]string{"req", "-new"}, key...), "-keyout", keyFile, "-out", csr, "-subj", subj)...)
+		run("x509", "-req", "-in", csr, "-CA", f.CAFile, "-CAkey", caKey, "-CAcreateserial",
+			"-out", certFile, "-days", "1", "-extfile", extFile)
+	}
+	sign("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+		f.ServerCertFile, f.ServerKeyFile)
+	sign("client", "/CN=stormguard", "extendedKeyUsage=clientAuth\n", f.ClientCertFile, f.ClientKeyFile)
+	return f
+}
+
+// ClientConfig is the TLS config a client of StartRedisTLS needs: the CA,
+// and the client certificate when withCert.
+func (f TLSFiles) ClientConfig(t testing.TB, withCert bool) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("testenv: %s holds no certificate", f.CAFile)
+	}
+	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if withCert {
+		cert, err := tls.LoadX509KeyPair(f.ClientCertFile, f.ClientKeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c
+}
+
+// RedisTLS is a redis-server that accepts only TLS connections with a
+// client certificate signed by Files.CAFile.
+type RedisTLS struct {
+	*RedisServer
+	Files TLSFiles
+}
+
+// StartRedisTLS makes certificates with openssl and starts a redis-server
+// with no plain port (port 0) and a TLS port on a free loopback port,
+// requiring client certificates (tls-auth-clients yes). args are appended.
+func StartRedisTLS(t testing.TB, args ...string) *RedisTLS {
+	t.Helper()
+	bin := LookPath(t, "redis-server", redisInstallHint)
+	files := MakeTLSFiles(t, t.TempDir())
+	client := files.ClientConfig(t, true)
+	srv := startServer(t, bin, func(port int, dir string) []string {
+		return append([]string{
+			"--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", dir,
+			"--port", "0", "--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", files.ServerCertFile, "--tls-key-file", files.ServerKeyFile,
+			"--tls-ca-cert-file", files.CAFile, "--tls-auth-clients", "yes",
+		}, args...)
+	}, func(addr string, pid int) error { return tlsPID(addr, pid, client) })
+	return &RedisTLS{RedisServer: srv, Files: files}
+}
+
+var netDialer = net.Dialer{Timeout: time.Second}
+
+// tlsPID checks over TLS that the server on addr answers PING and is
+// process pid.
+func tlsPID(addr string, pid int, c *tls.Config) error {
+	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
+		return err
+	}
+	rd := bufio.NewReader(conn)
+	if pong, err := redisReadReply(rd); err != nil || pong != "PONG" {
+		return fmt.Errorf("PING answered %q, %v", pong, err)
+	}
+	info, err := redisReadReply(rd)
+	if err != nil {
+		return err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			if got, _ := strconv.Atoi(v); got != pid {
+				return fmt.Errorf("%s is served by process %s, not ours (%d)", addr, v, pid)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("INFO server has no process_id")
+}
+
+// RedisCLI runs the real redis-cli over TLS with the client certificate.
+func (r *RedisTLS) RedisCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	return RedisCLI(t, r.Addr, append([]string{"--tls", "--cacert", r.Files.CAFile,
+		"--cert", r.Files.ClientCertFile, "--key", r.Files.ClientKeyFile}, args...)...)
+}

@@ -1,0 +1,34 @@
+package testenv
+
+import (
+	"crypto/tls"
+	"testing"
+)
+
+func TestStartRedisTLS(t *testing.T) {
+	r := StartRedisTLS(t)
+	if got := r.RedisCLI(t, "PING"); got != "PONG" {
+		t.Fatalf("PING over TLS = %q", got)
+	}
+	if got := r.RedisCLI(t, "CONFIG", "GET", "port"); got != "port\n0" {
+		t.Errorf("plain port = %q, want 0 (TLS only)", got)
+	}
+	if _, err := RedisCLIErr(r.Addr, "PING"); err == nil {
+		t.Error("plain-text PING to the TLS port succeeded")
+	}
+	// Without a client certificate the server refuses the handshake.
+	c, err := tls.DialWithDialer(&netDialer, "tcp", r.Addr, r.Files.ClientConfig(t, false))
+	if err == nil {
+		_, err = c.Write([]byte("PING\r\n"))
+		if err == nil {
+			_, err = c.Read(make([]byte, 16))
+		}
+		c.Close()
+	}
+	if err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	if err := tlsPID(r.Addr, r.Pid(), r.Files.ClientConfig(t, true)); err != nil {
+		t.Errorf("with the client certificate: %v", err)
+	}
+}

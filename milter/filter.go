@@ -1,0 +1,327 @@
+// Package milter is stormguard's glue to the MTA: it speaks the milter
+// protocol (through github.com/d--j/go-milter), collects the envelope and the
+// headers of each message, asks policy for the thread and the audience, makes
+// the one store call a large-audience message needs, and sends the verdict
+// back as a reply code or an X-Stormguard header.
+//
+// It holds no policy of its own and never asks for the message body.
+package milter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// The link cache: how long a node trusts a resolved link, and how many it keeps.
+const (
+	linkCacheTTL = 10 * time.Second
+	linkCacheMax = 100000
+)
+
+// Failure policies for store errors (store.on_error).
+const (
+	OnErrorAccept   = "accept"
+	OnErrorTempfail = "tempfail"
+)
+
+// Config is what the filter needs; cmd/stormguard builds it from the
+// configuration file.
+type Config struct {
+	Policy       policy.Config
+	RejectText   string // 550 text; "{thread}" is replaced by the thread id
+	TempfailText string // 451 text; "{thread}" is replaced by the thread id
+	Header       string // header added in monitor mode
+	OnError      string // OnErrorAccept or OnErrorTempfail
+	StoreTimeout time.Duration
+	Retention    time.Duration // TTL of links and thread records
+	Refresh      time.Duration // how often the cached globals are re-read
+	Lists        map[string]int
+	Exempt       []string
+	Mode         policy.Mode // used when the store has no mode set
+}
+
+// Defaults is the filter's configuration when nothing is configured: the
+// one statement of these defaults (cmd/stormguard's config table reads it).
+func Defaults() Config {
+	return Config{
+		Policy:       policy.Defaults(),
+		RejectText:   "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
+		TempfailText: "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
+		Header:       "X-Stormguard",
+		OnError:      OnErrorAccept,
+		StoreTimeout: 200 * time.Millisecond,
+		Retention:    24 * time.Hour,
+		Refresh:      5 * time.Second,
+		Mode:         policy.ModeEnforce,
+	}
+}
+
+// Validate reports the first invalid setting, naming its config key.
+func (c Config) Validate() error {
+	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	switch c.OnError {
+	case OnErrorAccept, OnErrorTempfail:
+	default:
+		return fmt.Errorf("store.on_error: %q is not accept or tempfail", c.OnError)
+	}
+	if !strings.HasPrefix(c.RejectText, "5.") {
+		return fmt.Errorf("policy.reject_text: must start with an enhanced status code 5.x.x, got %q", c.RejectText)
+	}
+	if !strings.HasPrefix(c.TempfailText, "4.") {
+		return fmt.Errorf("policy.tempfail_text: must start with an enhanced status code 4.x.x, got %q", c.TempfailText)
+	}
+	if strings.ContainsAny(c.RejectText+c.TempfailText, "\r\n") {
+		return errors.New("policy.reject_text/tempfail_text: must be one line")
+	}
+	if c.StoreTimeout <= 0 {
+		return fmt.Errorf("redis.timeout: must be positive, got %s", c.StoreTimeout)
+	}
+	if c.Retention <= 0 {
+		return fmt.Errorf("store.retention: must be positive, got %s", c.Retention)
+	}
+	if c.Refresh <= 0 {
+		return fmt.Errorf("store.refresh: must be positive, got %s", c.Refresh)
+	}
+	for addr, n := range c.Lists {
+		if n < 0 {
+			return fmt.Errorf("lists: %s: member count %d is negative", addr, n)
+		}
+	}
+	switch c.Mode {
+	case "", policy.ModeEnforce, policy.ModeMonitor, policy.ModeOff:
+	default:
+		return fmt.Errorf("mode: %q is not enforce, monitor or off", c.Mode)
+	}
+	return nil
+}
+
+// Stats are counters the daemon exposes; all fields are safe for concurrent use.
+type Stats struct {
+	Decisions      atomic.Uint64 // every verdict
+	StoreSkipped   atomic.Uint64 // verdicts that never touched the store
+	StoreErrors    atomic.Uint64 // store calls that failed
+	Fallbacks      atomic.Uint64 // messages counted in the local memory store because the shared store failed
+	Panics         atomic.Uint64 // recovered panics in callbacks
+	BadPackets     atomic.Uint64 // malformed milter packets refused by the guard
+	GlobalsErrors  atomic.Uint64 // failed refreshes of the cached globals
+	lastErrWarning atomic.Int64  // unix nanos of the last store warning, for rate limiting
+}
+
+// Observer is told about every decision and every store call, for metrics
+// and alerts. Its methods run on the message's path: they must not block.
+type Observer interface {
+	Decided(d Decision, m *Message)
+	StoreCall(op string, took time.Duration, err error)
+}
+
+// Filter is the per-daemon state shared by every milter connection.
+type Filter struct {
+	cfg      Config
+	store    store.Store
+	fallback store.Store // this node's memory store, used when store fails and on_error=accept
+	log      *slog.Logger
+	now      func() time.Time
+	globals  atomic.Pointer[globals]
+	observer Observer
+	links    *linkCache
+	Stats    Stats
+}
+
+// SetObserver installs o; call it before serving.
+func (f *Filter) SetObserver(o Observer) { f.observer = o }
+
+// Mode is the site mode in force (config, overridden by stormguard:mode).
+func (f *Filter) Mode() policy.Mode { return f.globals.Load().mode }
+
+// NewFilter makes a filter over st. fallback may be nil when st is already
+// the memory store. now may be nil (time.Now).
+func NewFilter(cfg Config, st, fallback store.Store, log *slog.Logger, now func() time.Time) (*Filter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Filter{cfg: cfg, store: st, fallback: fallback, log: log, now: now,
+		links: newLinkCache(linkCacheTTL, linkCacheMax)}
+	f.globals.Store(mergeGlobals(cfg, store.Globals{}))
+	return f, nil
+}
+
+// Message is what the milter collected about one message.
+type Message struct {
+	QueueID  string
+	Sender   string   // envelope sender, lower case
+	Rcpts    []string // envelope recipients, lower case
+	Headers  policy.Headers
+	AuthUser string // {auth_authen}: the SASL login, when the client authenticated
+	Daemon   string // {daemon_name}: which MTA service (e.g. submission, smtpd) handed it over
+}
+
+// Decision is a verdict with the facts that explain it, for the reply and
+// the log line.
+type Decision struct {
+	policy.Verdict
+	Audience  int
+	Count     int   // replies counted in the thread's window
+	Delivered int64 // sum of their audiences
+	Source    policy.Source
+	Subject   string // the subject as written (decoded, one line), for reports and events
+	Fallback  bool   // decided by the local memory store because the shared store failed
+	Stored    bool   // the message went to a store
+}
+
+// Decide works out the verdict for one message. It is called once per
+// message, at end of headers.
+func (f *Filter) Decide(ctx context.Context, m *Message) Decision {
+	d := f.decide(ctx, m)
+	f.Stats.Decisions.Add(1)
+	if f.observer != nil {
+		f.observer.Decided(d, m)
+	}
+	return d
+}
+
+func (f *Filter) decide(ctx context.Context, m *Message) Decision {
+	g := f.globals.Load()
+	hdrRcpts := policy.ParseAddressList(append(append([]string(nil), m.Headers.To...), m.Headers.Cc...))
+	audience, large := policy.Audience(m.Rcpts, hdrRcpts, g.lists)
+	facts := policy.Facts{
+		Mode:      g.mode,
+		Exempt:    g.exempt.match(m.Sender),
+		AutoReply: policy.IsAutoReply(m.Headers),
+		Audience:  audience,
+	}
+	d := Decision{Audience: audience}
+	if !policy.NeedsStore(f.cfg.Policy, facts) {
+		d.Verdict = policy.Decide(f.cfg.Policy, facts, nil)
+		f.Stats.StoreSkipped.Add(1)
+		return d
+	}
+	id := policy.Identify(m.Headers, large)
+	facts.Reply = id.Reply
+	d.Subject = id.Display
+
+	d.Stored = true
+	tally, thread, source, err := f.record(ctx, f.store, m, id, facts)
+	if err != nil {
+		f.Stats.StoreErrors.Add(1)
+		if f.cfg.OnError == OnErrorTempfail || f.fallback == nil {
+			f.warnStore(err, "tempfail")
+			d.Verdict = policy.OnStoreError(f.cfg.Policy, facts)
+			d.Thread = thread
+			return d
+		}
+		f.warnStore(err, "accept, counting on this node only")
+		f.Stats.Fallbacks.Add(1)
+		d.Fallback = true
+		tally, thread, source, err = f.record(ctx, f.fallback, m, id, facts)
+		if err != nil { // the memory store does not fail; stay safe if it ever does
+			d.Verdict = policy.Verdict{Action: policy.ActionAccept, Rule: policy.RuleStoreError}
+			d.Thread = thread
+			return d
+		}
+	}
+	d.Verdict = policy.Decide(f.cfg.Policy, facts, &tally)
+	d.Thread = thread
+	d.Count = tally.Count
+	d.Delivered = tally.Delivered
+	d.Source = source
+	return d
+}
+
+// record resolves the thread and makes the one atomic store call.
+func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id policy.Identity, facts policy.Facts) (policy.Tally, policy.ThreadID, policy.Source, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+	defer cancel()
+	found, cached := f.links.lookup(id.Lookup, f.now())
+	if !cached && len(id.Lookup) > 0 {
+		var err error
+		start := time.Now()
+		found, err = st.Resolve(ctx, id.Lookup)
+		f.observeStore(st, "resolve", start, err)
+		if err != nil {
+			thread, _ := policy.Resolve(id, nil)
+			return policy.Tally{}, thread, "", err
+		}
+		f.links.put(id.Lookup, found, f.now())
+	}
+	thread, source := policy.Resolve(id, found)
+	if thread == "" { // no message-id and nothing to thread on: a one-off thread
+		thread = randomThread()
+	}
+	rec := store.Record{
+		Thread:    thread,
+		Message:   id.Own,
+		Kind:      policy.KindOf(f.cfg.Policy, facts),
+		Audience:  facts.Audience,
+		Sender:    m.Sender,
+		Subject:   id.Display,
+		Now:       f.now(),
+		Limits:    f.cfg.Policy.Limits,
+		Links:     id.Links,
+		Retention: f.cfg.Retention,
+	}
+	start := time.Now()
+	tally, err := st.Record(ctx, rec)
+	f.observeStore(st, "record", start, err)
+	if err == nil {
+		threads := make([]policy.ThreadID, len(rec.Links))
+		for i := range threads {
+			threads[i] = thread
+		}
+		f.links.put(rec.Links, threads, f.now())
+	}
+	return tally, thread, source, err
+}
+
+// observeStore reports a call to the shared store (not to the fallback).
+func (f *Filter) observeStore(st store.Store, op string, start time.Time, err error) {
+	if f.observer != nil && st == f.store {
+		f.observer.StoreCall(op, time.Since(start), err)
+	}
+}
+
+// warnStore logs a store failure at most once every 10 seconds.
+func (f *Filter) warnStore(err error, what string) {
+	now := f.now().UnixNano()
+	last := f.Stats.lastErrWarning.Load()
+	if now-last < int64(10*time.Second) || !f.Stats.lastErrWarning.CompareAndSwap(last, now) {
+		return
+	}
+	f.log.Warn("store unavailable", "err", err, "on_error", what,
+		"store_errors", f.Stats.StoreErrors.Load(), "fallbacks", f.Stats.Fallbacks.Load())
+}
+
+// ReplyText is the SMTP text for a refusal, with the thread filled in.
+func (f *Filter) ReplyText(a policy.Action, t policy.ThreadID) string {
+	text := f.cfg.RejectText
+	if a == policy.ActionTempfail {
+		text = f.cfg.TempfailText
+	}
+	if t == "" {
+		t = "unknown"
+	}
+	return strings.ReplaceAll(text, "{thread}", string(t))
+}
+
+func randomThread() policy.ThreadID {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return policy.ThreadID(hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,94 @@
+package milter
+
+import (
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// linkCache remembers, for a short while, which thread an identity key is
+// linked to ("" for no link). In a storm every reply carries the same root
+// and the same list, so after the first reply a node resolves the thread
+// without a store round trip and the one atomic Record is the only call.
+// A stale entry can only delay, by at most its TTL, a link written by
+// another node; it never changes a count.
+type linkCache struct {
+	mu        sync.Mutex
+	ttl       time.Duration
+	max       int
+	entries   map[policy.Key]linkEntry
+	nextSweep time.Time
+}
+
+type linkEntry struct {
+	thread  policy.ThreadID
+	expires time.Time
+}
+
+func newLinkCache(ttl time.Duration, max int) *linkCache {
+	return &linkCache{ttl: ttl, max: max, entries: make(map[policy.Key]linkEntry)}
+}
+
+// lookup returns the cached threads for keys, or ok=false if any is missing
+// or expired.
+func (c *linkCache) lookup(keys []policy.Key, now time.Time) (found []policy.ThreadID, ok bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	found = make([]policy.ThreadID, len(keys))
+	for i, k := range keys {
+		e, hit := c.entries[k]
+		if !hit || now.After(e.expires) {
+			return nil, false
+		}
+		found[i] = e.thread
+	}
+	return found, true
+}
+
+// put caches keys[i] -> threads[i].
+func (c *linkCache) put(keys []policy.Key, threads []policy.ThreadID, now time.Time) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Entries live for ttl: dropping the expired ones once per ttl keeps
+	// the cache to about one ttl's worth of large-audience mail.
+	if len(c.entries)+len(keys) > c.max || now.After(c.nextSweep) {
+		c.sweep(now)
+		c.nextSweep = now.Add(c.ttl)
+	}
+	exp := now.Add(c.ttl)
+	for i, k := range keys {
+		if i < len(threads) {
+			c.entries[k] = linkEntry{thread: threads[i], expires: exp}
+		}
+	}
+}
+
+// sweep drops expired entries, or everything if the cache is still full:
+// it is a cache, and a cold one only costs a round trip. Go maps never
+// shrink, so a map that has emptied out is replaced.
+func (c *linkCache) sweep(now time.Time) {
+	before := len(c.entries)
+	for k, e := range c.entries {
+		if now.After(e.expires) {
+			delete(c.entries, k)
+		}
+	}
+	if len(c.entries) >= c.max {
+		c.entries = make(map[policy.Key]linkEntry)
+		return
+	}
+	if before > 1024 && len(c.entries) < before/4 {
+		fresh := make(map[policy.Key]linkEntry, len(c.entries))
+		for k, e := range c.entries {
+			fresh[k] = e
+		}
+		c.entries = fresh
+	}
+}

@@ -1,0 +1,158 @@
+package milter
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/store"
+)
+
+// tripCounter is a go-redis hook that records every round trip to Redis:
+// one entry per single command (ProcessHook) or per pipeline
+// (ProcessPipelineHook), naming the commands it carried.
+type tripCounter struct {
+	mu    sync.Mutex
+	trips []string // e.g. "evalsha+set", "get", "script"
+}
+
+func (h *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.add(cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+
+func (h *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name()
+		}
+		h.add(strings.Join(names, "+"))
+		return next(ctx, cmds)
+	}
+}
+
+func (h *tripCounter) add(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trips = append(h.trips, strings.ToLower(s))
+}
+
+// take returns the trips since the last call and forgets them.
+func (h *tripCounter) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.trips
+	h.trips = nil
+	return t
+}
+
+// onlyEvalsha reports whether trips is one pipeline holding exactly one
+// EVALSHA (and the link SETs beside it).
+func onlyEvalsha(trips []string) bool {
+	return len(trips) == 1 && strings.Count(trips[0], "evalsha") == 1 && !strings.Contains(trips[0], "get")
+}
+
+// TestRedisRoundTripsPerMessage counts the Redis round trips each class of
+// message costs on one node, through the milter protocol, against a real
+// Redis: small-audience mail none; a large-audience reply with References
+// one (one pipeline, one EVALSHA) once the node knows the thread, two the
+// first time (Resolve, then Record); other large-audience replies at most two.
+func TestRedisRoundTripsPerMessage(t *testing.T) {
+	addr := testenv.StartRedis(t)
+	hook := &tripCounter{}
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DisableIdentity: true})
+	client.AddHook(hook)
+	st := store.NewRedis(client, "")
+	t.Cleanup(func() { _ = st.Close() })
+	h := startServer(t, testConfig(), st, store.NewMemory())
+	s := newSession(t, h.addr)
+
+	// step sends m and returns the round trips it cost; want 0 takes any
+	// verdict.
+	step := func(name string, m mail, want uint16) []string {
+		t.Helper()
+		hook.take()
+		if got := send(t, s, m).code(); want != 0 && got != want {
+			t.Fatalf("%s: got %d, want %d", name, got, want)
+		}
+		trips := hook.take()
+		t.Logf("%-58s %d round trip(s) %v", name, len(trips), trips)
+		return trips
+	}
+
+	// The first Record on a fresh Redis loads record.lua (NOSCRIPT, SCRIPT
+	// LOAD, EVALSHA): a one-off per Redis server.
+	root := "root-rt@example.org"
+	step("original to the list (first call: loads the script)", original(root), 250)
+
+	small := replySender(1, root)
+	small.headers[3] = [2]string{"Message-ID", " <small-1@example.org>"}
+	if trips := step("small-audience reply", small, 250); len(trips) != 0 {
+		t.Errorf("small-audience reply: %d round trips %v, want 0", len(trips), trips)
+	}
+	newMail := mail{from: "a@example.org", rcpts: []string{"b@example.org", "c@example.org"}, headers: [][2]string{
+		{"From", " a@example.org"}, {"To", " b@example.org, c@example.org"},
+		{"Subject", " Lunch?"}, {"Message-ID", " <small-2@example.org>"}}}
+	if trips := step("small-audience new mail", newMail, 250); len(trips) != 0 {
+		t.Errorf("small-audience new mail: %d round trips %v, want 0", len(trips), trips)
+	}
+
+	// This node saw the original, so the root's link is cached.
+	if trips := step("large reply-all with References, thread seen here", replyAll(2, root), 250); !onlyEvalsha(trips) {
+		t.Errorf("large reply with References to a known thread: %v, want one pipeline with one EVALSHA", trips)
+	}
+
+	// A thread this node has never seen (the original went through another
+	// node): the first reply resolves the root, the next ones do not.
+	other := "root-other@example.org"
+	trips := step("large reply-all with References, thread new to this node", replyAll(3, other), 250)
+	if len(trips) != 2 || trips[0] != "get" || !onlyEvalsha(trips[1:]) {
+		t.Errorf("first reply of an unseen thread: %v, want [get, evalsha+...]", trips)
+	}
+	if trips := step("next large reply-all with References, same thread", replyAll(4, other), 250); !onlyEvalsha(trips) {
+		t.Errorf("second reply of the thread: %v, want one pipeline with one EVALSHA", trips)
+	}
+
+	// Without References: In-Reply-To only, and a reply subject only.
+	irt := replyAll(5, root)
+	irt.headers = append(irt.headers[:4:4], [2]string{"In-Reply-To", " <parent-5@example.org>"})
+	if trips := step("large reply with In-Reply-To only", irt, 0); len(trips) > 2 {
+		t.Errorf("large reply with In-Reply-To only: %d round trips %v, want at most 2", len(trips), trips)
+	}
+	subj := replyAll(6, root)
+	subj.headers = subj.headers[:4]
+	subj.headers[2] = [2]string{"Subject", " RE: Another announcement"}
+	if trips := step("large reply with a reply subject only", subj, 0); len(trips) > 2 {
+		t.Errorf("large reply with a reply subject only: %d round trips %v, want at most 2", len(trips), trips)
+	}
+	idx := replyAll(7, root)
+	idx.headers = append(idx.headers[:4:4], [2]string{"Thread-Index", " AQHZ1234567890abcdefghijklmnopqrstuvAAAAAA=="})
+	if trips := step("large reply with Thread-Index only", idx, 0); len(trips) > 2 {
+		t.Errorf("large reply with Thread-Index only: %d round trips %v, want at most 2", len(trips), trips)
+	}
+
+	// Once the thread crosses max_replies (3 in testConfig), refusals cost
+	// the same one round trip.
+	refused := false
+	for i := 8; i < 14 && !refused; i++ {
+		hook.take()
+		r := send(t, s, replyAll(i, root))
+		trips := hook.take()
+		if !onlyEvalsha(trips) {
+			t.Errorf("reply-all %d (%d): %v, want one pipeline with one EVALSHA", i, r.code(), trips)
+		}
+		refused = r.code() == 550
+	}
+	if !refused {
+		t.Error("the thread was never refused")
+	}
+}

@@ -1,0 +1,196 @@
+package milter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// Bounds on what one message may make the daemon hold.
+const (
+	maxRcpts       = 100000   // Postfix's smtpd_recipient_limit defaults to 1000
+	maxHeaderValue = 64 << 10 // per collected header value
+	maxAddrHeaders = 1 << 20  // all To/Cc values together
+)
+
+// singleHeaders are the headers policy reads that should appear once, by
+// lower-case name; for each, where its value goes.
+var singleHeaders = map[string]func(*policy.Headers) *string{
+	"message-id":     func(h *policy.Headers) *string { return &h.MessageID },
+	"in-reply-to":    func(h *policy.Headers) *string { return &h.InReplyTo },
+	"references":     func(h *policy.Headers) *string { return &h.References },
+	"thread-index":   func(h *policy.Headers) *string { return &h.ThreadIndex },
+	"subject":        func(h *policy.Headers) *string { return &h.Subject },
+	"from":           func(h *policy.Headers) *string { return &h.From },
+	"auto-submitted": func(h *policy.Headers) *string { return &h.AutoSubmitted },
+	"precedence":     func(h *policy.Headers) *string { return &h.Precedence },
+	"x-autoreply":    func(h *policy.Headers) *string { return &h.XAutoreply },
+	"x-autorespond":  func(h *policy.Headers) *string { return &h.XAutorespond },
+	"list-id":        func(h *policy.Headers) *string { return &h.ListID },
+	"content-type":   func(h *policy.Headers) *string { return &h.ContentType },
+}
+
+// session is one MTA connection. go-milter calls its methods in protocol
+// order from one goroutine; several messages may share it.
+type session struct {
+	gomilter.NoOpMilter
+	f *Filter
+
+	msg      Message
+	addrSize int
+	tag      string // X-Stormguard value to add at end of message (monitor)
+}
+
+// reset forgets the current message; the connection stays.
+func (s *session) reset() {
+	s.msg = Message{}
+	s.addrSize = 0
+	s.tag = ""
+}
+
+// guard turns a panic in a callback into the failure policy's answer, so one
+// bad message never takes the daemon down.
+func (s *session) guard(stage string, resp **gomilter.Response, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.f.Stats.Panics.Add(1)
+	s.f.log.Error("recovered panic in milter callback", "stage", stage, "queue_id", s.msg.QueueID,
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*err = nil
+	if s.f.cfg.OnError == OnErrorTempfail {
+		*resp = gomilter.RespTempFail
+	} else {
+		*resp = gomilter.RespAccept
+	}
+	s.reset()
+}
+
+func (s *session) MailFrom(from string, _ string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("mail", &resp, &err)
+	s.reset()
+	s.msg.Sender = strings.ToLower(strings.TrimSpace(from))
+	s.msg.AuthUser = m.Get(gomilter.MacroAuthAuthen)
+	s.msg.Daemon = m.Get(gomilter.MacroDaemonName)
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) RcptTo(rcpt string, _ string, _ gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("rcpt", &resp, &err)
+	if len(s.msg.Rcpts) < maxRcpts {
+		s.msg.Rcpts = append(s.msg.Rcpts, strings.ToLower(strings.TrimSpace(rcpt)))
+	}
+	// Continue, never Accept: accept would end the milter's part in this message.
+	return gomilter.RespContinue, nil
+}
+
+func (s *session) Header(name, value string, _ gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("header", &resp, &err)
+	if len(value) > maxHeaderValue {
+		value = value[:maxHeaderValue]
+	}
+	h := &s.msg.Headers
+	key := strings.ToLower(name)
+	if key == "to" || key == "cc" {
+		if s.addrSize+len(value) <= maxAddrHeaders {
+			s.addrSize += len(value)
+			if key == "to" {
+				h.To = append(h.To, value)
+			} else {
+				h.Cc = append(h.Cc, value)
+			}
+		}
+	} else if field := singleHeaders[key]; field != nil {
+		if p := field(h); *p == "" { // the first occurrence counts
+			*p = value
+		}
+	}
+	return gomilter.RespContinue, nil
+}
+
+// reply builds a custom SMTP reply; if the text cannot be sent, the plain
+// code is, rather than an error that would drop the milter connection.
+func reply(code uint16, text string, plain *gomilter.Response) (*gomilter.Response, error) {
+	r, err := gomilter.RejectWithCodeAndReason(code, text)
+	if err != nil {
+		return plain, nil
+	}
+	return r, nil
+}
+
+// Headers is end of headers: the one place stormguard decides.
+func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("eoh", &resp, &err)
+	s.msg.QueueID = m.Get(gomilter.MacroQueueId)
+	d := s.f.Decide(context.Background(), &s.msg)
+	s.logDecision(d)
+	switch {
+	case d.Rule == policy.RuleStoreError && d.Action == policy.ActionTempfail:
+		return gomilter.RespTempFail, nil // the MTA's own "try again later"
+	case d.Action == policy.ActionReject:
+		return reply(550, s.f.ReplyText(d.Action, d.Thread), gomilter.RespReject)
+	case d.Action == policy.ActionTempfail:
+		return reply(451, s.f.ReplyText(d.Action, d.Thread), gomilter.RespTempFail)
+	case d.Action == policy.ActionTag:
+		// Headers can only be added at end of message: go on until then.
+		s.tag = fmt.Sprintf("would-refuse; thread=%s; rule=%s; audience=%d; count=%d", d.Thread, d.Rule, d.Audience, d.Count)
+		return gomilter.RespContinue, nil
+	default:
+		return gomilter.RespAccept, nil
+	}
+}
+
+func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("eom", &resp, &err)
+	if s.tag != "" {
+		if err := m.AddHeader(s.f.cfg.Header, s.tag); err != nil {
+			s.f.log.Warn("cannot add monitor header", "queue_id", s.msg.QueueID, "err", err)
+		}
+	}
+	s.reset()
+	return gomilter.RespAccept, nil
+}
+
+func (s *session) Abort(_ gomilter.Modifier) error {
+	s.reset()
+	return nil
+}
+
+func (s *session) logDecision(d Decision) {
+	level := slog.LevelInfo
+	if d.Rule == policy.RuleSmallAudience || d.Rule == policy.RuleModeOff || d.Rule == policy.RuleExempt {
+		level = slog.LevelDebug // most mail; one line each at debug level
+	}
+	if !s.f.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("queue_id", s.msg.QueueID),
+		slog.String("thread", string(d.Thread)),
+		slog.Int("audience", d.Audience),
+		slog.Int("count", d.Count),
+		slog.String("action", string(d.Action)),
+		slog.String("rule", string(d.Rule)),
+		slog.String("sender", s.msg.Sender),
+	}
+	if s.msg.AuthUser != "" {
+		attrs = append(attrs, slog.String("auth", s.msg.AuthUser))
+	}
+	if s.msg.Daemon != "" {
+		attrs = append(attrs, slog.String("daemon", s.msg.Daemon))
+	}
+	if d.Source != "" {
+		attrs = append(attrs, slog.String("source", string(d.Source)))
+	}
+	if d.Fallback {
+		attrs = append(attrs, slog.Bool("fallback", true))
+	}
+	s.f.log.LogAttrs(context.Background(), level, "decision", attrs...)
+}

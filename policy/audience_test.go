@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+)
+
+func TestAudience(t *testing.T) {
+	lists := map[string]int{
+		"all-staff@example.org": 850000,
+		"london@example.org":    2000,
+		"empty@example.org":     0,
+	}
+	tests := []struct {
+		name     string
+		env, hdr []string
+		audience int
+		large    []string
+	}{
+		{"nothing", nil, nil, 0, nil},
+		{"one person", []string{"<bob@example.org>"}, []string{"bob@example.org"}, 1, nil},
+		{"before alias expansion: the list is one RCPT", []string{"<All-Staff@Example.org>"},
+			[]string{"all-staff@example.org", "alice@example.org"}, 850001, []string{"all-staff@example.org"}},
+		{"after expansion the envelope is larger", []string{"a@x", "b@x", "c@x", "d@x"}, []string{"small@example.org"}, 4, nil},
+		{"header larger", []string{"a@x"}, []string{"a@x", "b@x", "london@example.org"}, 2002, []string{"london@example.org"}},
+		{"distinct per side", []string{"a@x", "A@X", "<a@x>", " a@x "}, nil, 1, nil},
+		{"lists from both sides, sorted", []string{"london@example.org"}, []string{"all-staff@example.org"}, 850000,
+			[]string{"all-staff@example.org", "london@example.org"}},
+		{"a registered list counts at least 1", []string{"empty@example.org"}, nil, 1, []string{"empty@example.org"}},
+		{"empty addresses ignored", []string{"", "<>", " "}, nil, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, large := Audience(tt.env, tt.hdr, lists)
+			if n != tt.audience || !slices.Equal(large, tt.large) {
+				t.Errorf("Audience = %d, %q; want %d, %q", n, large, tt.audience, tt.large)
+			}
+		})
+	}
+	t.Run("saturates", func(t *testing.T) {
+		huge := map[string]int{"a@x": math.MaxInt, "b@x": math.MaxInt}
+		if n, _ := Audience([]string{"a@x", "b@x", "c@x"}, nil, huge); n != math.MaxInt {
+			t.Errorf("Audience = %d, want MaxInt", n)
+		}
+	})
+}
+
+func ExampleAudience() {
+	lists := map[string]int{"all-staff@example.org": 850000}
+	env := []string{"<all-staff@example.org>"} // Postfix smtpd: before alias expansion
+	hdr := ParseAddressList([]string{" Alice <alice@example.org>", " All Staff <All-Staff@example.org>"})
+	fmt.Println(Audience(env, hdr, lists))
+	// Output: 850001 [all-staff@example.org]
+}

@@ -1,0 +1,190 @@
+package policy
+
+import (
+	"errors"
+	"time"
+)
+
+// Config is the policy part of stormguard's configuration (the policy.*
+// keys).
+type Config struct {
+	MinAudience          int // policy.min_audience
+	AutoReplyMaxAudience int // policy.auto_reply_max_audience
+	Action               ConfigAction
+	Limits               Limits // policy.max_replies, delivery_budget, window, block_for
+}
+
+// Defaults returns the documented defaults, those of Exchange Online's
+// reply-all storm protection plus a delivery budget.
+func Defaults() Config {
+	return Config{
+		MinAudience:          2500,
+		AutoReplyMaxAudience: 100,
+		Action:               ConfigReject,
+		Limits: Limits{
+			MaxReplies:     10,
+			DeliveryBudget: 1000000,
+			Window:         60 * time.Minute,
+			BlockFor:       6 * time.Hour,
+		},
+	}
+}
+
+// Validate reports every invalid value, each naming its config key. There
+// are no floors: any non-negative threshold is allowed, and a limit of 0
+// disables its rule.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, msg string) { errs = append(errs, errors.New("policy."+key+": "+msg)) }
+	if c.MinAudience < 0 {
+		bad("min_audience", "must not be negative")
+	}
+	if c.AutoReplyMaxAudience < 0 {
+		bad("auto_reply_max_audience", "must not be negative")
+	}
+	switch c.Action {
+	case ConfigReject, ConfigTempfail, ConfigMonitor:
+	default:
+		bad("action", "must be reject, tempfail or monitor")
+	}
+	if c.Limits.MaxReplies < 0 {
+		bad("max_replies", "must not be negative (0 disables the rule)")
+	}
+	if c.Limits.DeliveryBudget < 0 {
+		bad("delivery_budget", "must not be negative (0 disables the rule)")
+	}
+	if c.Limits.Window <= 0 {
+		bad("window", "must be longer than 0")
+	}
+	if c.Limits.BlockFor <= 0 {
+		bad("block_for", "must be longer than 0")
+	}
+	return errors.Join(errs...)
+}
+
+// Facts are what the milter knows about a message before the store is asked.
+type Facts struct {
+	Mode      Mode // "" means enforce
+	Exempt    bool // the sender is exempt (policy.exempt_senders, stormguard:exempt)
+	AutoReply bool // IsAutoReply
+	Reply     bool // Identity.Reply
+	Audience  int  // Audience
+}
+
+// Verdict is what happens to one message, and why.
+type Verdict struct {
+	Action Action
+	Rule   Rule     // which rule decided; logged, never sent to the client
+	Thread ThreadID // filled by the caller
+}
+
+// NeedsStore reports whether the message must go to the store. Most mail
+// must not: with mode off, from an exempt sender, and every message that is
+// not an auto-reply and reaches fewer than MinAudience mailboxes, the
+// verdict is known without it. Auto-replies go to the store when they reach
+// at least MinAudience or more than AutoReplyMaxAudience mailboxes (their
+// thread's override may still allow them).
+func NeedsStore(c Config, f Facts) bool {
+	if f.Mode == ModeOff || f.Exempt {
+		return false
+	}
+	if f.Audience >= c.MinAudience {
+		return true
+	}
+	return f.AutoReply && f.Audience > c.AutoReplyMaxAudience
+}
+
+// KindOf tells the store how to record a message: an auto-reply is never
+// counted, whatever else it is.
+func KindOf(_ Config, f Facts) Kind {
+	switch {
+	case f.AutoReply:
+		return KindAutoReply
+	case f.Reply:
+		return KindReply
+	}
+	return KindOriginal
+}
+
+// Decide gives the verdict on a message from its facts and, when
+// NeedsStore, the store's tally. The rules, in order:
+//
+//  1. mode off: accept (mode_off);
+//  2. exempt sender: accept (exempt);
+//  3. no store needed (small audience): accept (small_audience);
+//  4. thread override allow: accept (override_allow), even if blocked;
+//  5. thread override block: refuse (override_block);
+//  6. auto-reply over AutoReplyMaxAudience: refuse (auto_reply);
+//     other auto-replies: accept (auto_reply);
+//  7. noted by the store (an original): accept (original);
+//  8. a message-id already counted: accept (duplicate), even on a
+//     blocked thread, so the relay hop of an admitted reply never bounces;
+//  9. the thread is blocked: refuse (blocked);
+//  10. this reply crossed a limit: refuse (max_replies or delivery_budget);
+//  11. counted within the limits: accept (counted).
+//
+// To refuse is to reject, tempfail or tag, as Config.Action says, and
+// always to tag in monitor mode. t may be nil only when !NeedsStore; a nil
+// or unusable tally otherwise accepts with rule store_error (fail open, as
+// store.on_error=accept does; OnStoreError is the other choice).
+func Decide(c Config, f Facts, t *Tally) Verdict {
+	switch {
+	case f.Mode == ModeOff:
+		return accept(RuleModeOff)
+	case f.Exempt:
+		return accept(RuleExempt)
+	case !NeedsStore(c, f):
+		return accept(RuleSmallAudience)
+	case t == nil:
+		return accept(RuleStoreError)
+	case t.Override == OverrideAllow:
+		return accept(RuleOverrideAllow)
+	case t.Override == OverrideBlock:
+		return refuse(c, f, RuleOverrideBlock)
+	case f.AutoReply && f.Audience > c.AutoReplyMaxAudience:
+		return refuse(c, f, RuleAutoReply)
+	case f.AutoReply:
+		return accept(RuleAutoReply)
+	}
+	switch t.Status {
+	case StatusNoted:
+		return accept(RuleOriginal)
+	case StatusDuplicate:
+		return accept(RuleDuplicate)
+	case StatusBlocked:
+		return refuse(c, f, RuleBlocked)
+	case StatusCrossed:
+		if t.Crossed == RuleMaxReplies || t.Crossed == RuleDeliveryBudget {
+			return refuse(c, f, t.Crossed)
+		}
+		return refuse(c, f, RuleBlocked)
+	case StatusCounted:
+		return accept(RuleCounted)
+	}
+	return accept(RuleStoreError)
+}
+
+// OnStoreError is the verdict when the store failed and
+// store.on_error=tempfail: tempfail (rule store_error), except in monitor
+// (mode or action), which never refuses and accepts instead. With
+// store.on_error=accept the caller counts in its memory store instead and
+// calls Decide.
+func OnStoreError(c Config, f Facts) Verdict {
+	if f.Mode == ModeMonitor || c.Action == ConfigMonitor {
+		return accept(RuleStoreError)
+	}
+	return Verdict{Action: ActionTempfail, Rule: RuleStoreError}
+}
+
+func accept(r Rule) Verdict { return Verdict{Action: ActionAccept, Rule: r} }
+
+func refuse(c Config, f Facts, r Rule) Verdict {
+	a := ActionReject
+	switch {
+	case f.Mode == ModeMonitor || c.Action == ConfigMonitor:
+		a = ActionTag
+	case c.Action == ConfigTempfail:
+		a = ActionTempfail
+	}
+	return Verdict{Action: a, Rule: r}
+}

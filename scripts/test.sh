@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# stormguard's one test command: ./scripts/test.sh [go test flags/packages]
+#
+# Installs the servers the tests need when missing (as root, on Debian/Ubuntu),
+# then runs gofmt, go vet and go test -race. The tests start their own
+# private Redis and Postfix instances in temporary directories on free
+# loopback ports; this script starts, stops and configures no system service.
+#
+# STORMGUARD_REQUIRE_SERVERS=1 is exported: a test that cannot start a server
+# fails instead of being skipped, so this command never passes by skipping.
+#
+# Extra arguments go to go test, e.g.:
+#   ./scripts/test.sh -run TestPostfix ./internal/testenv/
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Postfix and redis tools live in sbin on Debian; a non-login root shell may
+# not have it in PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+
+step "checking tools"
+command -v go >/dev/null 2>&1 || fail "go not found in PATH (Go $(sed -n 's/^go //p' go.mod) or newer is required; see https://go.dev/dl/)"
+
+# command -> Debian package
+declare -A pkg_of=(
+	[redis-server]=redis-server
+	[redis-cli]=redis-tools
+	[postfix]=postfix
+	[postconf]=postfix
+	[smtp-source]=postfix
+	[smtp-sink]=postfix
+	[openssl]=openssl
+)
+missing_pkgs=()
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl; do
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		echo "missing: $cmd (package ${pkg_of[$cmd]})"
+		case " ${missing_pkgs[*]-} " in
+		*" ${pkg_of[$cmd]} "*) ;;
+		*) missing_pkgs+=("${pkg_of[$cmd]}") ;;
+		esac
+	fi
+done
+
+if ((${#missing_pkgs[@]} > 0)); then
+	if [[ $(id -u) -ne 0 ]]; then
+		fail "missing packages: ${missing_pkgs[*]}
+Install them as root, e.g.:
+  echo 'postfix postfix/main_mailer_type select No configuration' | sudo debconf-set-selections
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}
+(The Postfix tests also need to run as root.)"
+	fi
+	command -v apt-get >/dev/null 2>&1 || fail "missing packages: ${missing_pkgs[*]}, and no apt-get to install them"
+	step "installing ${missing_pkgs[*]}"
+	apt-get update
+	# "No configuration": the package installs Postfix without configuring or
+	# starting a system mail server. The tests run private instances.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl
+	for cmd in "${!pkg_of[@]}"; do
+		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
+	done
+fi
+if [[ $(id -u) -ne 0 ]]; then
+	echo "warning: not root; the Postfix tests will fail (a private Postfix must be started as root)" >&2
+fi
+go version
+
+export STORMGUARD_REQUIRE_SERVERS=1
+
+step "gofmt"
+unformatted=$(gofmt -l . | grep -v '^vendor/' || true)
+if [[ -n $unformatted ]]; then
+	printf '%s\n' "$unformatted"
+	fail "gofmt: the files above need formatting (gofmt -w)"
+fi
+echo ok
+
+step "go vet ./..."
+go vet ./... || fail "go vet"
+echo ok
+
+step "go test -race -count=1 ${*:-./...}"
+args=("$@")
+# Default to all packages unless the caller named some (an argument that
+# is not a flag and not a flag's value is taken as a package pattern).
+has_pkg=0
+prev_flag_needs_value=0
+for a in "${args[@]+"${args[@]}"}"; do
+	if ((prev_flag_needs_value)); then
+		prev_flag_needs_value=0
+		continue
+	fi
+	case "$a" in
+	-*=*) ;;
+	-run | -skip | -timeout | -count | -parallel | -bench | -benchtime | -cpu | -p | -tags | -coverprofile | -covermode | -coverpkg | -cpuprofile | -memprofile | -o | -exec | -shuffle | -fuzz | -fuzztime | -list)
+		prev_flag_needs_value=1 ;;
+	-*) ;;
+	*) has_pkg=1 ;;
+	esac
+done
+if ((has_pkg)); then
+	go test -race -count=1 "${args[@]}" || fail "go test"
+else
+	go test -race -count=1 "${args[@]+"${args[@]}"}" ./... || fail "go test"
+fi
+
+# Benchmarks in smoke mode (one iteration each) so they cannot rot; the
+# full runs are the documented commands in the README's Performance section.
+if ((has_pkg == 0)); then
+	step "benchmarks, smoke mode (-benchtime=1x)"
+	go test -run '^$' -bench . -benchtime 1x ./... >/tmp/stormguard-bench-smoke.$$ 2>&1 || {
+		cat /tmp/stormguard-bench-smoke.$$
+		rm -f /tmp/stormguard-bench-smoke.$$
+		fail "benchmarks (smoke)"
+	}
+	grep -c '^Benchmark' /tmp/stormguard-bench-smoke.$$ | sed 's/$/ benchmarks ran/'
+	rm -f /tmp/stormguard-bench-smoke.$$
+fi
+
+printf '\nPASS: gofmt, go vet, go test -race and the benchmark smoke run all passed\n'

@@ -1,0 +1,131 @@
+--[[ record.lua: record one message in its thread and detect a storm, in one
+atomic step. Store.Record in Go (store/redis.go); store/memory.go does the
+same in Go, and store/storetest proves the two agree.
+
+It touches only the thread's five keys, which share the thread id as their
+Cluster hash tag: never a global or link key, so it runs on Redis Cluster.
+Time comes only from ARGV[2]; TTLs are Redis' own (PX/PEXPIRE).
+
+KEYS[1]  {T}:replies   zset   counted replies in the window: "<msgkey>:<audience>" -> time (ms)
+KEYS[2]  {T}:meta      hash   subject, sender, first_seen, last_seen, window, audience (largest),
+                              orig_sender, orig_subject, orig_audience, orig_at (first original),
+                              accepted, refused, allowed, storm_at, storm_rule
+KEYS[3]  {T}:block     string rule that blocked the thread, PX block_for
+KEYS[4]  {T}:override  string "allow" or "block", set by operators; other values are ignored
+KEYS[5]  {T}:senders   hash   sender -> the status of its last message
+
+ARGV[1]  kind            "original", "reply" or "autoreply"
+ARGV[2]  now             time of the message, Unix ms
+ARGV[3]  msg             the message's message-id key, "" when it had none
+ARGV[4]  member          its replies member, "<msgkey or random>:<audience>"
+ARGV[5]  audience        mailboxes it reaches
+ARGV[6]  sender          envelope sender, "" for none
+ARGV[7]  subject         subject, "" for none
+ARGV[8]  max_replies     replies allowed per window, 0: rule off
+ARGV[9]  budget          sum of audiences allowed per window, 0: rule off
+ARGV[10] window          ms, >= 1
+ARGV[11] block_for       ms, >= 1
+ARGV[12] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
+
+Returns {override, status, count, delivered, crossed, block_ttl}:
+override   "allow", "block" or ""
+status     "noted", "counted", "duplicate", "blocked" or "crossed"
+count      replies in the window, including this one if counted
+delivered  sum of their audiences
+crossed    with "crossed": "max_replies" or "delivery_budget", else ""
+block_ttl  ms of block left when blocked or crossed (0 when not, or no expiry)
+]]
+
+local k_replies, k_meta, k_block, k_override, k_senders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local kind = ARGV[1]
+local now_s = ARGV[2]
+local now = tonumber(now_s)
+local msg = ARGV[3]
+local member = ARGV[4]
+local audience = tonumber(ARGV[5])
+local sender = ARGV[6]
+local subject = ARGV[7]
+local max_replies = tonumber(ARGV[8])
+local budget = tonumber(ARGV[9])
+local window = tonumber(ARGV[10])
+local block_for = tonumber(ARGV[11])
+local retention = tonumber(ARGV[12])
+
+local function ms(n) return string.format('%.0f', n) end
+
+-- The thread's record.
+if subject ~= '' then redis.call('HSETNX', k_meta, 'subject', subject) end
+if sender ~= '' then redis.call('HSETNX', k_meta, 'sender', sender) end
+redis.call('HSETNX', k_meta, 'first_seen', now_s)
+redis.call('HSET', k_meta, 'last_seen', now_s, 'window', ARGV[10])
+if audience > (tonumber(redis.call('HGET', k_meta, 'audience')) or -1) then
+  redis.call('HSET', k_meta, 'audience', ARGV[5])
+end
+if kind == 'original' and redis.call('HSETNX', k_meta, 'orig_at', now_s) == 1 then
+  redis.call('HSET', k_meta, 'orig_sender', sender, 'orig_subject', subject, 'orig_audience', ARGV[5])
+end
+
+local override = redis.call('GET', k_override)
+if override ~= 'allow' and override ~= 'block' then override = '' end
+
+-- The window: drop what has aged out, then count and sum what is left.
+redis.call('ZREMRANGEBYSCORE', k_replies, '-inf', ms(now - window))
+local members = redis.call('ZRANGE', k_replies, 0, -1)
+local count, delivered, dup = #members, 0, false
+local prefix = msg .. ':'
+for i = 1, count do
+  local m = members[i]
+  delivered = delivered + (tonumber(string.match(m, ':(%d+)$')) or 0)
+  if msg ~= '' and string.sub(m, 1, #prefix) == prefix then dup = true end
+end
+
+local pttl = redis.call('PTTL', k_block)
+local blocked = pttl ~= -2
+local block_ttl = 0
+if pttl > 0 then block_ttl = pttl end
+
+local status, crossed, sender_status = 'noted', '', nil
+if override ~= '' then
+  sender_status = override
+  if kind == 'reply' then
+    if override == 'allow' then
+      redis.call('HINCRBY', k_meta, 'allowed', 1)
+    else
+      redis.call('HINCRBY', k_meta, 'refused', 1)
+    end
+  end
+elseif kind ~= 'reply' then
+  -- originals and auto-replies are noted, never counted
+elseif dup then
+  status = 'duplicate'
+elseif blocked then
+  status = 'blocked'
+  redis.call('HINCRBY', k_meta, 'refused', 1)
+else
+  local rule = ''
+  if max_replies > 0 and count + 1 > max_replies then
+    rule = 'max_replies'
+  elseif budget > 0 and delivered + audience > budget then
+    rule = 'delivery_budget'
+  end
+  if rule ~= '' then
+    redis.call('SET', k_block, rule, 'PX', ARGV[11])
+    redis.call('HSET', k_meta, 'storm_at', now_s, 'storm_rule', rule)
+    redis.call('HINCRBY', k_meta, 'refused', 1)
+    status, crossed, block_ttl = 'crossed', rule, block_for
+  else
+    redis.call('ZADD', k_replies, now_s, member)
+    redis.call('PEXPIRE', k_replies, ARGV[10])
+    redis.call('HINCRBY', k_meta, 'accepted', 1)
+    status = 'counted'
+    count, delivered = count + 1, delivered + audience
+  end
+end
+
+if sender ~= '' then redis.call('HSET', k_senders, sender, sender_status or status) end
+local keep = retention
+if block_ttl > keep then keep = block_ttl end
+redis.call('PEXPIRE', k_meta, ms(keep))
+redis.call('PEXPIRE', k_senders, ms(keep))
+
+return {override, status, count, delivered, crossed, block_ttl}

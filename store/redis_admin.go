@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// The Redis store's Admin methods write the same keys operators write with
+// redis-cli; see DESIGN.md, "Redis keys".
+
+// SetOverride implements Admin.
+func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Override, ttl time.Duration) error {
+	err := checkID("thread", string(t))
+	if err == nil {
+		err = checkOverride(o)
+	}
+	if err == nil && ttl < 0 {
+		err = fmt.Errorf("%w: ttl %v", ErrInvalid, ttl)
+	}
+	if err == nil {
+		key := s.threadKeys(t)[keyOverride]
+		if o == policy.OverrideNone {
+			err = s.client.Del(ctx, key).Err()
+		} else {
+			err = s.client.Set(ctx, key, string(o), ttl).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: override thread %s: %w", t, err)
+	}
+	return nil
+}
+
+// Reset implements Admin, in one MULTI on the thread's slot.
+func (s *Redis) Reset(ctx context.Context, t policy.ThreadID) error {
+	if err := checkID("thread", string(t)); err != nil {
+		return fmt.Errorf("store: reset thread %s: %w", t, err)
+	}
+	k := s.threadKeys(t)
+	var exists *redis.IntCmd
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		exists = p.Exists(ctx, k...)
+		p.Del(ctx, k[keyReplies], k[keyBlock], k[keyOverride], k[keySenders])
+		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule")
+		return nil
+	})
+	if err == nil && exists.Val() == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: reset thread %s: %w", t, err)
+	}
+	return nil
+}
+
+// SetList implements Admin.
+func (s *Redis) SetList(ctx context.Context, addr string, members int) error {
+	a, err := normAddr("list address", addr)
+	if err == nil {
+		if members <= 0 {
+			err = s.client.HDel(ctx, s.listsKey(), a).Err()
+		} else {
+			err = s.client.HSet(ctx, s.listsKey(), a, strconv.Itoa(members)).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: set list %s: %w", addr, err)
+	}
+	return nil
+}
+
+// SetMode implements Admin.
+func (s *Redis) SetMode(ctx context.Context, m policy.Mode) error {
+	err := checkMode(m)
+	if err == nil {
+		if m == "" {
+			err = s.client.Del(ctx, s.modeKey()).Err()
+		} else {
+			err = s.client.Set(ctx, s.modeKey(), string(m), 0).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: set mode: %w", err)
+	}
+	return nil
+}
+
+// AddExempt implements Admin.
+func (s *Redis) AddExempt(ctx context.Context, sender string) error {
+	a, err := normAddr("exempt sender", sender)
+	if err == nil {
+		err = s.client.SAdd(ctx, s.exemptKey(), a).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("store: add exempt %s: %w", sender, err)
+	}
+	return nil
+}
+
+// Thread implements Admin: one pipeline over the thread's keys. TTLs are
+// Redis' own; now places the window.
+func (s *Redis) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (ThreadInfo, error) {
+	info, err := s.thread(ctx, t, now)
+	if err != nil {
+		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, err)
+	}
+	return info, nil
+}
+
+func (s *Redis) thread(ctx context.Context, t policy.ThreadID, now time.Time) (ThreadInfo, error) {
+	if err := checkID("thread", string(t)); err != nil {
+		return ThreadInfo{}, err
+	}
+	pipe := s.client.Pipeline()
+	c := s.queueThread(ctx, pipe, t)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return ThreadInfo{}, err
+	}
+	return c.info(t, now)
+}
