@@ -246,20 +246,31 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 }
 
 // record resolves the thread and makes the one atomic store call.
+//
+// A reply with References needs no lookup: it is recorded in its root's
+// thread with Follow, and the store itself moves it to the thread the root
+// message was counted in if that was another one. Other replies resolve
+// their In-Reply-To, Thread-Index and subject keys first (the link cache,
+// else one Resolve round trip).
 func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id policy.Identity, facts policy.Facts) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
 	defer cancel()
-	found, cached := f.links.lookup(id.Lookup, f.now())
-	if !cached && len(id.Lookup) > 0 {
-		var err error
-		start := time.Now()
-		found, err = st.Resolve(ctx, id.Lookup)
-		f.observeStore(st, "resolve", start, err)
-		if err != nil {
-			thread, _ := policy.Resolve(id, nil)
-			return policy.Tally{}, thread, "", err
+	follow := id.Root != ""
+	var found []policy.ThreadID
+	if !follow && len(id.Lookup) > 0 {
+		var cached bool
+		found, cached = f.links.lookup(id.Lookup, f.now())
+		if !cached {
+			var err error
+			start := time.Now()
+			found, err = st.Resolve(ctx, id.Lookup)
+			f.observeStore(st, "resolve", start, err)
+			if err != nil {
+				thread, _ := policy.Resolve(id, nil)
+				return policy.Tally{}, thread, "", err
+			}
+			f.links.put(id.Lookup, found, f.now())
 		}
-		f.links.put(id.Lookup, found, f.now())
 	}
 	thread, source := policy.Resolve(id, found)
 	if thread == "" { // no message-id and nothing to thread on: a one-off thread
@@ -276,11 +287,15 @@ func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id poli
 		Limits:    f.cfg.Policy.Limits,
 		Links:     id.Links,
 		Retention: f.cfg.Retention,
+		Follow:    follow,
 	}
 	start := time.Now()
 	tally, err := st.Record(ctx, rec)
 	f.observeStore(st, "record", start, err)
 	if err == nil {
+		if tally.Thread != "" {
+			thread = tally.Thread
+		}
 		threads := make([]policy.ThreadID, len(rec.Links))
 		for i := range threads {
 			threads[i] = thread

@@ -135,10 +135,12 @@ func SubjectKey(base string, lists []string) Key {
 //
 // With References, asking the store is optional: without an answer the
 // thread is Root.Thread(), which is the root's own thread whenever the root
-// started it. The answer matters when the first id of References is itself
-// a reply that was counted in another thread, as happens when a client
-// replies to an Outlook reply that carried no References: its link leads
-// to the storm's thread, Root.Thread() would start a new one.
+// started it. It is not when the first id of References is itself a reply
+// that was counted in another thread, as happens when a client replies to
+// an Outlook reply that carried no References: its link leads to the
+// storm's thread, Root.Thread() would start a new one. The milter does not
+// ask: it records such a reply in Root.Thread() with store.Record.Follow,
+// and the store follows the root to the storm's thread in the same call.
 func Resolve(id Identity, found []ThreadID) (ThreadID, Source) {
 	for i, t := range found {
 		if i >= len(id.Lookup) {

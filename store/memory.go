@@ -168,6 +168,11 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if r.Follow {
+		if l, ok := m.links[aliasKey(r.Thread)]; ok && l.until > now {
+			r.Thread = l.thread
+		}
+	}
 	th := m.getOrCreate(r.Thread, now)
 
 	md := &th.meta
@@ -187,7 +192,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 		md.origSender, md.origSubject, md.origAudience, md.origAt = r.Sender, r.Subject, r.Audience, now
 	}
 
-	tally := policy.Tally{Override: parseOverride(th.override), Status: policy.StatusNoted}
+	tally := policy.Tally{Override: parseOverride(th.override), Status: policy.StatusNoted, Thread: r.Thread}
 
 	th.replies = slices.DeleteFunc(th.replies, func(x memReply) bool { return x.at <= now-window })
 	dup := false
@@ -256,6 +261,9 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	for _, k := range r.Links {
 		m.links[k] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
 	}
+	if own := r.Message.Thread(); own != "" && own != r.Thread {
+		m.links[aliasKey(own)] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
+	}
 	m.peakLinks = max(m.peakLinks, len(m.links))
 	m.sweep(now)
 	return tally, nil
@@ -300,6 +308,10 @@ func (m *Memory) sweep(now int64) {
 		m.peakLinks = len(m.links)
 	}
 }
+
+// aliasKey is where the memory store keeps a thread's alias (Record.Follow):
+// in the links map, under a key no identity hash can equal (hashes are hex).
+func aliasKey(t policy.ThreadID) policy.Key { return policy.Key("alias:" + string(t)) }
 
 // rebuild copies a map into one sized for what it holds now (maps.Clone
 // would keep the old size).

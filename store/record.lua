@@ -2,7 +2,7 @@
 atomic step. Store.Record in Go (store/redis.go); store/memory.go does the
 same in Go, and store/storetest proves the two agree.
 
-It touches only the thread's five keys, which share the thread id as their
+It touches only the thread's six keys, which share the thread id as their
 Cluster hash tag: never a global or link key, so it runs on Redis Cluster.
 Time comes only from ARGV[2]; TTLs are Redis' own (PX/PEXPIRE).
 
@@ -13,6 +13,9 @@ KEYS[2]  {T}:meta      hash   subject, sender, first_seen, last_seen, window, au
 KEYS[3]  {T}:block     string rule that blocked the thread, PX block_for
 KEYS[4]  {T}:override  string "allow" or "block", set by operators; other values are ignored
 KEYS[5]  {T}:senders   hash   sender -> the status of its last message
+KEYS[6]  {T}:alias     string the thread that the message whose own message-id
+                              gives T (References' root) was recorded in, when
+                              that is not T; written by the caller's pipeline
 
 ARGV[1]  kind            "original", "reply" or "autoreply"
 ARGV[2]  now             time of the message, Unix ms
@@ -26,15 +29,24 @@ ARGV[9]  budget          sum of audiences allowed per window, 0: rule off
 ARGV[10] window          ms, >= 1
 ARGV[11] block_for       ms, >= 1
 ARGV[12] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
+ARGV[13] follow          "1": T is References' root thread; if KEYS[6] names
+                         another thread, record nothing and redirect there
 
-Returns {override, status, count, delivered, crossed, block_ttl}:
+Returns {override, status, count, delivered, crossed, block_ttl, redirect}:
 override   "allow", "block" or ""
-status     "noted", "counted", "duplicate", "blocked" or "crossed"
+status     "noted", "counted", "duplicate", "blocked", "crossed", or "redirect"
+           (follow was set and KEYS[6] names a thread: nothing was written)
 count      replies in the window, including this one if counted
 delivered  sum of their audiences
 crossed    with "crossed": "max_replies" or "delivery_budget", else ""
 block_ttl  ms of block left when blocked or crossed (0 when not, or no expiry)
+redirect   with "redirect": the thread KEYS[6] names, else ""
 ]]
+
+if ARGV[13] == '1' then
+  local alias = redis.call('GET', KEYS[6])
+  if alias then return {'', 'redirect', 0, 0, '', 0, alias} end
+end
 
 local k_replies, k_meta, k_block, k_override, k_senders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local kind = ARGV[1]
@@ -128,4 +140,4 @@ if block_ttl > keep then keep = block_ttl end
 redis.call('PEXPIRE', k_meta, ms(keep))
 redis.call('PEXPIRE', k_senders, ms(keep))
 
-return {override, status, count, delivered, crossed, block_ttl}
+return {override, status, count, delivered, crossed, block_ttl, ''}

@@ -147,10 +147,10 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 	return &Redis{client: client, prefix: prefix}
 }
 
-// threadKeys are KEYS[1..5] of record.lua, in order.
+// threadKeys are KEYS[1..6] of record.lua, in order.
 func (s *Redis) threadKeys(t policy.ThreadID) []string {
 	tag := s.prefix + "{" + string(t) + "}:"
-	return []string{tag + "replies", tag + "meta", tag + "block", tag + "override", tag + "senders"}
+	return []string{tag + "replies", tag + "meta", tag + "block", tag + "override", tag + "senders", tag + "alias"}
 }
 
 const (
@@ -159,6 +159,7 @@ const (
 	keyBlock
 	keyOverride
 	keySenders
+	keyAlias
 )
 
 func (s *Redis) linkKey(k policy.Key) string { return s.prefix + "link:{" + string(k) + "}" }
@@ -175,11 +176,38 @@ func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	return tally, nil
 }
 
+// statusRedirect is record.lua's answer when Follow led elsewhere; it
+// never leaves the store.
+const statusRedirect policy.Status = "redirect"
+
 func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err := r.check(); err != nil {
 		return policy.Tally{}, err
 	}
+	tally, redirect, err := s.recordOnce(ctx, r)
+	if err != nil || redirect == "" {
+		return tally, err
+	}
+	// The root was recorded in another thread: record the message there.
+	// The first round wrote this message's links and alias with the root's
+	// thread; this one overwrites them with the right one.
+	if err := checkID("redirect thread", string(redirect)); err != nil {
+		return policy.Tally{}, fmt.Errorf("%s: %w", s.threadKeys(r.Thread)[keyAlias], err)
+	}
+	r.Thread, r.Follow = redirect, false
+	tally, _, err = s.recordOnce(ctx, r)
+	return tally, err
+}
+
+// recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
+// with the link and alias writes and the thread index. redirect is set, and
+// nothing was recorded, when r.Follow led to another thread.
+func (s *Redis) recordOnce(ctx context.Context, r Record) (tally policy.Tally, redirect policy.ThreadID, err error) {
 	msg, member := r.member()
+	follow := ""
+	if r.Follow {
+		follow = "1"
+	}
 	keys := s.threadKeys(r.Thread)
 	args := []any{
 		string(r.Kind),
@@ -194,6 +222,7 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 		strconv.FormatInt(r.Limits.Window.Milliseconds(), 10),
 		strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10),
 		strconv.FormatInt(r.Retention.Milliseconds(), 10),
+		follow,
 	}
 
 	pipe := s.client.Pipeline()
@@ -202,38 +231,46 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	for i, k := range r.Links {
 		links[i] = pipe.Set(ctx, s.linkKey(k), string(r.Thread), r.Retention)
 	}
+	if own := r.Message.Thread(); own != "" && own != r.Thread {
+		// So that a later reply whose References start with this
+		// message's id finds r.Thread (Follow) without a lookup.
+		links = append(links, pipe.Set(ctx, s.threadKeys(own)[keyAlias], string(r.Thread), r.Retention))
+	}
 	s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !isNoScript(cmd.Err()) {
-			return policy.Tally{}, err
+			return policy.Tally{}, "", err
 		}
-		for i, c := range links {
+		for _, c := range links {
 			if err := c.Err(); err != nil {
-				return policy.Tally{}, fmt.Errorf("link %s: %w", r.Links[i], err)
+				return policy.Tally{}, "", fmt.Errorf("link: %w", err)
 			}
 		}
 		// The script cache was flushed, or this is a new server: load
 		// the script and run it once more (the links are written).
 		if err := recordScript.Load(ctx, s.client).Err(); err != nil {
-			return policy.Tally{}, fmt.Errorf("load record.lua: %w", err)
+			return policy.Tally{}, "", fmt.Errorf("load record.lua: %w", err)
 		}
 		cmd = recordScript.EvalSha(ctx, s.client, keys, args...)
 	}
-	return parseTally(cmd)
+	tally, redirect, err = parseTally(cmd)
+	tally.Thread = r.Thread
+	return tally, redirect, err
 }
 
 func isNoScript(err error) bool {
 	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
-// parseTally checks and reads record.lua's reply.
-func parseTally(cmd *redis.Cmd) (policy.Tally, error) {
+// parseTally checks and reads record.lua's reply; redirect is set with
+// status "redirect".
+func parseTally(cmd *redis.Cmd) (policy.Tally, policy.ThreadID, error) {
 	v, err := cmd.Slice()
 	if err != nil {
-		return policy.Tally{}, err
+		return policy.Tally{}, "", err
 	}
-	if len(v) != 6 {
-		return policy.Tally{}, fmt.Errorf("record.lua returned %d values, want 6", len(v))
+	if len(v) != 7 {
+		return policy.Tally{}, "", fmt.Errorf("record.lua returned %d values, want 7", len(v))
 	}
 	rd := replyReader{v: v}
 	t := policy.Tally{
@@ -244,15 +281,20 @@ func parseTally(cmd *redis.Cmd) (policy.Tally, error) {
 		Crossed:   policy.Rule(rd.str(4)),
 		BlockTTL:  time.Duration(rd.int(5)) * time.Millisecond,
 	}
+	redirect := policy.ThreadID(rd.str(6))
 	switch t.Status {
 	case policy.StatusNoted, policy.StatusCounted, policy.StatusDuplicate, policy.StatusBlocked, policy.StatusCrossed:
+	case statusRedirect:
+		if redirect == "" {
+			rd.fail(errors.New("redirect to no thread"))
+		}
 	default:
 		rd.fail(fmt.Errorf("status %q", t.Status))
 	}
 	if rd.err != nil {
-		return policy.Tally{}, fmt.Errorf("record.lua reply: %w", rd.err)
+		return policy.Tally{}, "", fmt.Errorf("record.lua reply: %w", rd.err)
 	}
-	return t, nil
+	return t, redirect, nil
 }
 
 // replyReader reads a script's array reply, checking each value's type;

@@ -133,8 +133,10 @@ func TestRedisKeys(t *testing.T) {
 	l.MaxReplies = 1
 	r := replyTo(th, l)
 	r.Links = []policy.Key{link}
-	for range 2 { // count, then cross
+	var aliases []string // each reply's own id starts a thread other than th
+	for range 2 {        // count, then cross
 		r.Message = storetest.NewKey()
+		aliases = append(aliases, "acme:sg:{"+string(r.Message.Thread())+"}:alias")
 		if _, err := c.Record(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -156,13 +158,14 @@ func TestRedisKeys(t *testing.T) {
 		tag + "block", tag + "meta", tag + "override", tag + "replies", tag + "senders",
 		"acme:sg:exempt", "acme:sg:link:{" + string(link) + "}", "acme:sg:lists", "acme:sg:mode", "acme:sg:threads",
 	}
+	want = append(want, aliases...)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("keys:\n got %q\nwant %q", got, want)
 	}
 	for key, typ := range map[string]string{
 		tag + "replies": "zset", tag + "meta": "hash", tag + "block": "string", tag + "override": "string",
-		tag + "senders": "hash", "acme:sg:lists": "hash", "acme:sg:exempt": "set", "acme:sg:mode": "string",
+		tag + "senders": "hash", aliases[0]: "string", "acme:sg:lists": "hash", "acme:sg:exempt": "set", "acme:sg:mode": "string",
 	} {
 		if got := testenv.RedisCLI(t, addr, "TYPE", key); got != typ {
 			t.Errorf("TYPE %s = %s, want %s", key, got, typ)

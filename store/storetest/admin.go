@@ -138,6 +138,56 @@ func testLinks(t *testing.T, s Store) {
 	}
 }
 
+// testFollow: a reply whose References root was itself recorded in another
+// thread (an Outlook reply counted by its Thread-Index, say) is recorded in
+// that thread when it asks to follow; without the alias, or without
+// Follow, it stays where it was sent.
+func testFollow(t *testing.T, s Store) {
+	storm, now, l := NewThread(), time.Now(), limits(10, 0)
+	moved := reply(storm, now, 3000, l) // its own id's thread is not storm
+	record(t, s, moved)
+
+	r := reply(moved.Message.Thread(), now, 3000, l)
+	r.Follow, r.Links = true, []policy.Key{NewKey()}
+	got := record(t, s, r)
+	want(t, "reply to the moved root", got, policy.StatusCounted, 2, 6000)
+	if got.Thread != storm {
+		t.Errorf("Follow from %s: recorded in %s, want %s", r.Thread, got.Thread, storm)
+	}
+	dup := r
+	dup.Thread = moved.Message.Thread() // the same message again (a relay hop)
+	want(t, "the same reply again", record(t, s, dup), policy.StatusDuplicate, 2, 6000)
+
+	// What the followed reply links and aliases lands in storm too.
+	if ids, err := s.Resolve(ctx(t), r.Links); err != nil || ids[0] != storm {
+		t.Errorf("Resolve(followed reply) = %q, %v; want %s", ids, err, storm)
+	}
+	r2 := reply(r.Message.Thread(), now, 3000, l)
+	r2.Follow = true
+	if got := record(t, s, r2); got.Thread != storm || got.Count != 3 {
+		t.Errorf("Follow from the followed reply: %s count %d, want %s count 3", got.Thread, got.Count, storm)
+	}
+
+	stay := reply(moved.Message.Thread(), now, 3000, l) // no Follow: where it was sent
+	if got := record(t, s, stay); got.Thread != stay.Thread || got.Count != 1 {
+		t.Errorf("without Follow: %s count %d, want %s count 1", got.Thread, got.Count, stay.Thread)
+	}
+	fresh := reply(NewThread(), now, 3000, l) // nothing to follow
+	fresh.Follow = true
+	if got := record(t, s, fresh); got.Thread != fresh.Thread || got.Count != 1 {
+		t.Errorf("Follow with no alias: %s count %d, want %s count 1", got.Thread, got.Count, fresh.Thread)
+	}
+	orig := reply(NewThread(), now, 3000, l)
+	orig.Kind = policy.KindOriginal
+	orig.Thread = orig.Message.Thread() // an original starts its own thread: no alias
+	record(t, s, orig)
+	r3 := reply(orig.Thread, now, 3000, l)
+	r3.Follow = true
+	if got := record(t, s, r3); got.Thread != orig.Thread || got.Count != 1 {
+		t.Errorf("reply to an original: %s count %d, want %s count 1", got.Thread, got.Count, orig.Thread)
+	}
+}
+
 func testLinkTTL(t *testing.T, s Store) {
 	k := NewKey()
 	r := reply(NewThread(), time.Now(), 3000, limits(10, 0))

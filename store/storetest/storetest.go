@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) interface {
 		{"OverrideTTL", testOverrideTTL},
 		{"Links", testLinks},
 		{"LinkTTL", testLinkTTL},
+		{"Follow", testFollow},
 		{"Globals", testGlobals},
 		{"Concurrent", testConcurrent},
 		{"ThreadInfo", testThreadInfo},
