@@ -8,9 +8,12 @@ import (
 )
 
 // linkCache remembers, for a short while, which thread an identity key is
-// linked to ("" for no link). In a storm every reply carries the same root
-// and the same list, so after the first reply a node resolves the thread
-// without a store round trip and the one atomic Record is the only call.
+// linked to ("" for no link). Replies with References need no lookup (the
+// store follows their root itself); for the others — In-Reply-To only,
+// Thread-Index only, a reply subject only — a storm's replies carry the same
+// parent, GUID or subject and list, so after the first one a node resolves
+// the thread without a store round trip and the atomic Record is the only
+// call.
 // A stale entry can only delay, by at most its TTL, a link written by
 // another node; it never changes a count.
 type linkCache struct {
