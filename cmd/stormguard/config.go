@@ -169,13 +169,13 @@ func loadConfig(path string, explicit bool, flags *pflag.FlagSet) (*Config, *vip
 	if err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.ErrorUnused = true
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
+			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
 			listsHook,
 			boolStringHook,
 		)
 	}); err != nil {
-		return nil, nil, fmt.Errorf("config: %s", admin.OneLine(err))
+		return nil, nil, fmt.Errorf("config: %s", admin.OneLine(errors.New(describeDecodeError(err))))
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
@@ -218,6 +218,20 @@ var listsHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data
 		return out, nil
 	}
 	return data, nil
+}
+
+// durationHook reads a duration from a string (60m, 6h, 200ms), and says
+// which value it could not read (mapstructure's own hook drops it).
+var durationHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
+	s, ok := data.(string)
+	if !ok || to != reflect.TypeFor[time.Duration]() {
+		return data, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not %s", quoteValue(s), typeWords(to))
+	}
+	return d, nil
 }
 
 // adminSetting is http.admin: auto, true or false.
