@@ -5,6 +5,9 @@
 # then runs gofmt, go vet and go test -race. The tests start their own
 # private Redis and Postfix instances in temporary directories on free
 # loopback ports; this script starts, stops and configures no system service.
+# The Sendmail tests run Debian's Sendmail from its packages, downloaded
+# (apt-get download) and unpacked into /var/cache/stormguard-test/sendmail by
+# the tests themselves, never installed (sendmail conflicts with postfix).
 #
 # STORMGUARD_REQUIRE_SERVERS=1 is exported: a test that cannot start a server
 # fails instead of being skipped, so this command never passes by skipping.
@@ -34,9 +37,12 @@ declare -A pkg_of=(
 	[smtp-source]=postfix
 	[smtp-sink]=postfix
 	[openssl]=openssl
+	[unshare]=util-linux
+	[mount]=mount
+	[hostname]=hostname
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -60,13 +66,22 @@ Install them as root, e.g.:
 	# "No configuration": the package installs Postfix without configuring or
 	# starting a system mail server. The tests run private instances.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done
 fi
+# apt-get download (the Sendmail tests) needs apt's package lists.
+if command -v apt-cache >/dev/null 2>&1 && ! apt-cache show sendmail-bin sendmail-cf sendmail-base m4 >/dev/null 2>&1; then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "warning: apt cannot find sendmail-bin, sendmail-cf, sendmail-base, m4; the Sendmail tests will fail unless they are already unpacked (run apt-get update as root)" >&2
+	else
+		step "apt-get update (the Sendmail tests download sendmail-bin, sendmail-cf, sendmail-base, m4)"
+		apt-get update
+	fi
+fi
 if [[ $(id -u) -ne 0 ]]; then
-	echo "warning: not root; the Postfix tests will fail (a private Postfix must be started as root)" >&2
+	echo "warning: not root; the Postfix and Sendmail tests will fail (they start private servers as root)" >&2
 fi
 go version
 

@@ -1,0 +1,427 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SendmailHostname is $j of every test Sendmail, and its host name inside
+// the UTS namespace it runs in.
+const SendmailHostname = "mta.stormguard.test"
+
+// sendmailPackages are the Debian packages the private Sendmail runs from.
+// They are downloaded and unpacked, never installed: Debian's sendmail
+// packages conflict with postfix.
+var sendmailPackages = []string{"sendmail-bin", "sendmail-cf", "sendmail-base", "m4"}
+
+// SendmailOptions configures StartSendmail.
+type SendmailOptions struct {
+	// RelayTo is the host:port, host an IP address, every accepted message
+	// is relayed to (SMART_HOST), typically a Sink's Addr. Required.
+	RelayTo string
+	// Milter is one .mc line copied verbatim into sendmail.mc, e.g.
+	// "INPUT_MAIL_FILTER(`stormguard', `S=inet:7357@127.0.0.1, F=T')".
+	// Empty: no milter.
+	Milter string
+}
+
+// Sendmail is a private Sendmail 8.17 daemon run from Debian's packages
+// unpacked in a cache directory (see sendmailTree), with its sendmail.cf
+// built by m4 from a generated .mc, every file it uses under one temporary
+// directory, and its SMTP daemon on a free loopback port. It runs in its
+// own mount and UTS namespaces: its host name is SendmailHostname (an
+// unqualified one costs a 60 s sleep at startup), and it sees a private
+// /etc/hosts and an /etc/resolv.conf pointing at 127.0.0.1, so no DNS
+// lookup can stall it. What it would send to syslog goes to LogFile
+// (sendmail -d89.8 -D file). It is killed with all its children, and its
+// directory removed, when the test ends.
+type Sendmail struct {
+	Addr    string // SMTP daemon host:port (127.0.0.1)
+	Port    int
+	Dir     string // the instance's base directory
+	MC      string // the generated sendmail.mc
+	CF      string // sendmail.cf built from it
+	LogFile string // what Sendmail would send to syslog
+
+	t    testing.TB
+	tag  string // in the SMTP greeting, to tell this instance from others
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the daemon process has exited
+}
+
+// StartSendmail starts a private Sendmail and waits until it greets with
+// its 220 banner. It needs root (for the namespaces, and Sendmail runs as
+// root), unshare, mount and hostname, and Debian's sendmail packages,
+// which it downloads on first use (see sendmailTree); without them it
+// calls Require.
+func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Require(t, "root", "a private Sendmail must be started as root; run the tests as root")
+	}
+	relayHost, relayPort, err := net.SplitHostPort(opts.RelayTo)
+	if err != nil || net.ParseIP(relayHost) == nil {
+		t.Fatalf("testenv: sendmail: RelayTo %q: want IP:port (%v)", opts.RelayTo, err)
+	}
+	if strings.ContainsAny(opts.Milter, "\r\n") {
+		t.Fatalf("testenv: sendmail: Milter must be one line: %q", opts.Milter)
+	}
+	unshare := LookPath(t, "unshare", "install util-linux")
+	LookPath(t, "mount", "install mount")
+	LookPath(t, "hostname", "install hostname")
+	tree := sendmailTree(t)
+
+	// Not t.TempDir: Sendmail checks that no directory above its queue and
+	// config files is group- or world-writable, and t.TempDir's parents
+	// are long; /tmp (sticky) passes.
+	base, err := os.MkdirTemp("", "sgsm-")
+	if err != nil {
+		t.Fatalf("testenv: sendmail: %v", err)
+	}
+	s := &Sendmail{
+		Dir:     base,
+		MC:      filepath.Join(base, "sendmail.mc"),
+		CF:      filepath.Join(base, "sendmail.cf"),
+		LogFile: filepath.Join(base, "sendmail.log"),
+		t:       t,
+		tag:     filepath.Base(base),
+	}
+	// Registered first, so it runs last: after the stop below.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testenv: sendmail log (%s):\n%s", s.LogFile, s.Log())
+		}
+		if err := os.RemoveAll(base); err != nil {
+			t.Logf("testenv: sendmail: remove %s: %v", base, err)
+		}
+	})
+	files := map[string]string{
+		// Sendmail's HostsFile, and bind-mounted over /etc/hosts with
+		// resolv.conf over /etc/resolv.conf in the daemon's mount
+		// namespace: before it reads sendmail.cf, Sendmail looks up its
+		// own host name with the C library.
+		"etc/hosts": "127.0.0.1 localhost\n127.0.0.1 " + SendmailHostname + " mta\n" +
+			"::1 localhost\n::1 " + SendmailHostname + " mta\n",
+		"etc/resolv.conf":      "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+		"etc/service.switch":   "hosts files\naliases files\n",
+		"etc/aliases":          "",
+		"etc/local-host-names": "",
+		"etc/helpfile":         "",
+		"sendmail.st":          "",
+	}
+	for _, dir := range []string{"etc", "mqueue"} {
+		if err := os.Mkdir(filepath.Join(base, dir), 0o700); err != nil {
+			t.Fatalf("testenv: sendmail: %v", err)
+		}
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(base, name), []byte(content), 0o600); err != nil {
+			t.Fatalf("testenv: sendmail: %v", err)
+		}
+	}
+
+	t.Cleanup(func() { s.kill(10 * time.Second) })
+	for attempt := 1; ; attempt++ {
+		s.Port = sendmailPort(t)
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		mc := s.mc(tree, relayHost, relayPort, opts.Milter)
+		if err := os.WriteFile(s.MC, []byte(mc), 0o600); err != nil {
+			t.Fatalf("testenv: sendmail: %v", err)
+		}
+		var m4err strings.Builder
+		m4 := exec.Command(filepath.Join(tree, "usr/bin/m4"), s.MC)
+		m4.Stderr = &m4err
+		cf, err := m4.Output()
+		if err != nil {
+			t.Fatalf("testenv: sendmail: %s: %v\n%s", m4, err, m4err.String())
+		}
+		if err := os.WriteFile(s.CF, cf, 0o600); err != nil {
+			t.Fatalf("testenv: sendmail: %v", err)
+		}
+		_ = os.Remove(s.LogFile)
+		s.start(unshare, filepath.Join(tree, "usr/libexec/sendmail/sendmail"))
+		err = s.waitBanner(30 * time.Second)
+		if err == nil {
+			return s
+		}
+		if attempt < 5 && errors.Is(err, errPortTaken) {
+			t.Logf("testenv: sendmail: port %d taken, trying another", s.Port)
+			s.kill(0)
+			continue
+		}
+		t.Fatalf("testenv: sendmail: %v\nlog:\n%s", err, s.Log())
+	}
+}
+
+// sendmailPort chooses the SMTP port; a variable so a test can hand out a
+// taken port.
+var sendmailPort = FreePort
+
+// mc renders sendmail.mc. MAIL_SETTINGS_DIR moves every file the macros
+// would take from /etc/mail (aliases, helpfile, local-host-names,
+// service.switch, relay-domains, ...) into the instance's etc/; the other
+// paths are set one by one.
+func (s *Sendmail) mc(tree, relayHost, relayPort, milter string) string {
+	d := s.Dir
+	relay := "TCP $h " + relayPort
+	lines := []string{
+		"divert(-1)",
+		"# Private Sendmail for a stormguard test; written by internal/testenv.",
+		"divert(0)dnl",
+		"include(`" + filepath.Join(tree, "usr/share/sendmail/cf/m4/cf.m4") + "')dnl",
+		"VERSIONID(`stormguard test instance')dnl",
+		"OSTYPE(`linux')dnl",
+		"define(`MAIL_SETTINGS_DIR', `" + d + "/etc/')dnl",
+		"define(`confDOMAIN_NAME', `" + SendmailHostname + "')dnl",
+		"define(`confSMTP_LOGIN_MSG', `$j ESMTP Sendmail $v/$Z; " + s.tag + "')dnl",
+		"define(`QUEUE_DIR', `" + d + "/mqueue')dnl",
+		"define(`STATUS_FILE', `" + d + "/sendmail.st')dnl",
+		"define(`confPID_FILE', `" + d + "/sendmail.pid')dnl",
+		"define(`confDEAD_LETTER_DROP', `" + d + "/dead.letter')dnl",
+		"define(`confHOSTS_FILE', `" + d + "/etc/hosts')dnl",
+		"define(`confDONT_PROBE_INTERFACES', `True')dnl",
+		"define(`confTO_IDENT', `0s')dnl",
+		"define(`confLOG_LEVEL', `14')dnl",
+		// Two shared cores under go test -race: never refuse or queue
+		// because of the load average.
+		"define(`confQUEUE_LA', `1000')dnl",
+		"define(`confREFUSE_LA', `1000')dnl",
+		"define(`SMART_HOST', `esmtp:[" + relayHost + "]')dnl",
+		"define(`ESMTP_MAILER_ARGS', `" + relay + "')dnl",
+		"define(`RELAY_MAILER_ARGS', `" + relay + "')dnl",
+		"FEATURE(`no_default_msa')dnl",
+		"FEATURE(`nocanonify')dnl",
+		"FEATURE(`accept_unresolvable_domains')dnl",
+		// Only 127.0.0.1 can connect; any recipient domain is relayed.
+		"FEATURE(`promiscuous_relay')dnl",
+		"DAEMON_OPTIONS(`Port=" + strconv.Itoa(s.Port) + ", Addr=127.0.0.1, Name=MTA')dnl",
+	}
+	if milter != "" {
+		lines = append(lines, milter+"dnl")
+	}
+	lines = append(lines, "MAILER(`smtp')dnl", "")
+	return strings.Join(lines, "\n")
+}
+
+// start starts the daemon in the foreground (-bD) in new mount and UTS
+// namespaces (mount propagation private: nothing leaks to the host), as
+// the leader of its own process group.
+func (s *Sendmail) start(unshare, sendmail string) {
+	const script = `mount -n --bind "$1" /etc/hosts && mount -n --bind "$2" /etc/resolv.conf && hostname "$3" && shift 3 && exec "$@"`
+	out, err := os.OpenFile(filepath.Join(s.Dir, "sendmail.out"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		s.t.Fatalf("testenv: sendmail: %v", err)
+	}
+	defer out.Close()
+	cmd := exec.Command(unshare, "--mount", "--uts", "--propagation", "private", "--",
+		"/bin/sh", "-c", script, "sh",
+		filepath.Join(s.Dir, "etc/hosts"), filepath.Join(s.Dir, "etc/resolv.conf"), SendmailHostname,
+		sendmail, "-C", s.CF, "-D", s.LogFile, "-d89.8", "-bD", "-q5s")
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("testenv: sendmail: start: %v", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	done := s.done
+	go func() { _ = cmd.Wait(); close(done) }()
+}
+
+// errPortTaken: someone else listens on the port the daemon was given.
+var errPortTaken = errors.New("port taken")
+
+// waitBanner polls the SMTP port until this instance greets with 220.
+func (s *Sendmail) waitBanner(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("sendmail exited: %v", s.cmd.ProcessState)
+		default:
+		}
+		// Sendmail keeps retrying a port it cannot bind; the log says so.
+		if strings.Contains(s.Log(), "Address already in use") {
+			return fmt.Errorf("sendmail on %s: %w", s.Addr, errPortTaken)
+		}
+		line, err := banner(s.Addr)
+		if err == nil && strings.HasPrefix(line, "220 ") && strings.Contains(line, s.tag) {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("banner %q is not this instance's", line)
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("sendmail on %s did not answer 220 within %v: %v", s.Addr, limit, last)
+}
+
+// Log returns what Sendmail logged so far (its syslog messages) followed by
+// anything it wrote to stdout or stderr.
+func (s *Sendmail) Log() string {
+	b, _ := os.ReadFile(s.LogFile)
+	out, _ := os.ReadFile(filepath.Join(s.Dir, "sendmail.out"))
+	if len(out) > 0 {
+		b = append(append(b, "--- stdout/stderr:\n"...), out...)
+	}
+	return string(b)
+}
+
+// kill SIGTERMs the daemon (it stops its children), waits up to grace for
+// its process group to empty, and SIGKILLs what is left.
+func (s *Sendmail) kill(grace time.Duration) {
+	if s.cmd == nil {
+		return
+	}
+	pgid := s.cmd.Process.Pid
+	s.cmd = nil
+	gone := func(limit time.Duration) bool {
+		for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+			select {
+			case <-s.done: // the leader is reaped
+				if len(groupPIDs(pgid)) == 0 {
+					return true
+				}
+			default:
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+		}
+	}
+	if grace > 0 {
+		_ = syscall.Kill(pgid, syscall.SIGTERM)
+		if gone(grace) {
+			return
+		}
+		s.t.Logf("testenv: sendmail (pid %d) did not stop within %v; killing %v", pgid, grace, groupPIDs(pgid))
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if !gone(10 * time.Second) {
+		s.t.Errorf("testenv: sendmail (pid %d): processes survive SIGKILL: %v", pgid, groupPIDs(pgid))
+	}
+}
+
+// groupPIDs lists the live (not zombie) processes in process group pgid.
+func groupPIDs(pgid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and ')'.
+		st := string(b)
+		f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// sendmailTree returns a directory holding Debian's sendmail-bin,
+// sendmail-cf, sendmail-base and m4 packages unpacked with dpkg -x. The
+// first call on a machine downloads them with apt-get download (which
+// needs apt's package lists: apt-get update) into the cache directory
+// $XDG_CACHE_HOME/stormguard-test/sendmail, or
+// /var/cache/stormguard-test/sendmail; later calls, from any test process,
+// find them there. Nothing is installed.
+func sendmailTree(t testing.TB) string {
+	t.Helper()
+	cache := "/var/cache/stormguard-test/sendmail"
+	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+		cache = filepath.Join(x, "stormguard-test", "sendmail")
+	}
+	tree := filepath.Join(cache, "root")
+	stamp := filepath.Join(tree, ".complete")
+	if _, err := os.Stat(stamp); err == nil {
+		return tree
+	}
+	fail := func(format string, args ...any) {
+		t.Helper()
+		Require(t, "Sendmail 8.17 (Debian packages "+strings.Join(sendmailPackages, ", ")+", unpacked in "+cache+")",
+			fmt.Sprintf(format, args...))
+	}
+	if err := os.MkdirAll(filepath.Join(cache, "debs"), 0o755); err != nil {
+		fail("cannot create the cache directory: %v", err)
+	}
+	// Test binaries of several packages run at once: one downloads, the
+	// others wait for it.
+	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		fail("lock: %v", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		fail("lock: %v", err)
+	}
+	if _, err := os.Stat(stamp); err == nil {
+		return tree
+	}
+	aptGet := LookPath(t, "apt-get", "Debian's apt is needed to download the sendmail packages")
+	dpkg := LookPath(t, "dpkg", "Debian's dpkg is needed to unpack the sendmail packages")
+
+	debs := filepath.Join(cache, "debs")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, aptGet, append([]string{"download"}, sendmailPackages...)...)
+	cmd.Dir = debs
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fail("apt-get download in %s failed (%v); run apt-get update as root, or check the network:\n%s", debs, err, out)
+	}
+	var files []string
+	for _, pkg := range sendmailPackages {
+		m, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
+		if len(m) != 1 {
+			fail("want one %s_*.deb in %s, have %v", pkg, debs, m)
+		}
+		files = append(files, m[0])
+	}
+	tmp, err := os.MkdirTemp(cache, "unpack-")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, f := range files {
+		if out, err := exec.Command(dpkg, "-x", f, tmp).CombinedOutput(); err != nil {
+			fail("dpkg -x %s: %v\n%s", f, err, out)
+		}
+	}
+	for _, need := range []string{"usr/libexec/sendmail/sendmail", "usr/share/sendmail/cf/m4/cf.m4", "usr/bin/m4"} {
+		if _, err := os.Stat(filepath.Join(tmp, need)); err != nil {
+			fail("the unpacked packages lack %s: %v", need, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(strings.Join(files, "\n")+"\n"), 0o644); err != nil {
+		fail("%v", err)
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		fail("%v", err)
+	}
+	if err := os.Rename(tmp, tree); err != nil {
+		fail("%v", err)
+	}
+	t.Logf("testenv: sendmail: unpacked %s into %s", strings.Join(sendmailPackages, ", "), tree)
+	return tree
+}

@@ -1,0 +1,136 @@
+package testenv
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSendmailRelaysToSink(t *testing.T) {
+	sink := StartSink(t)
+	sm := StartSendmail(t, SendmailOptions{RelayTo: sink.Addr})
+
+	rcpts := []string{"alice@example.org", "bob@example.net"}
+	data := NewMessage().
+		Add("From", "sender@example.com").
+		Add("To", strings.Join(rcpts, ", ")).
+		Add("Subject", "Through Sendmail").
+		Add("Message-ID", "<infra-sendmail@example.com>").
+		SetBody("Hello.\n.leading dot survives\n").
+		Bytes()
+	reply, err := Send(sm.Addr, "sender@example.com", rcpts, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reply.OK() || !strings.Contains(reply.Text, "Message accepted for delivery") {
+		t.Fatalf("want 250 ... Message accepted for delivery at end of data, got %v", reply)
+	}
+	t.Logf("sendmail accepted: %v", reply)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := sink.Wait(ctx, func(m SinkMessage) bool { return m.Header("Message-ID") == "<infra-sendmail@example.com>" })
+	if err != nil {
+		t.Fatalf("sink: %v\nsendmail log:\n%s", err, sm.Log())
+	}
+	if got.From != "sender@example.com" {
+		t.Errorf("envelope from %q", got.From)
+	}
+	// Sendmail groups recipients by host and may reorder them.
+	if len(got.To) != len(rcpts) || !got.HasRcpt(rcpts[0]) || !got.HasRcpt(rcpts[1]) {
+		t.Errorf("envelope rcpts %v, want %v", got.To, rcpts)
+	}
+	if got.Helo != SendmailHostname {
+		t.Errorf("helo %q, want %q", got.Helo, SendmailHostname)
+	}
+	if !strings.Contains(got.Body(), "\r\n.leading dot survives\r\n") {
+		t.Errorf("body %q", got.Body())
+	}
+	if rcvd := got.Header("Received"); !strings.Contains(rcvd, SendmailHostname) || !strings.Contains(rcvd, "(8.17.") {
+		t.Errorf("Received %q", rcvd)
+	}
+
+	// Nothing of the system's Sendmail paths is configured or used.
+	cf, err := os.ReadFile(sm.CF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(cf), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, sys := range []string{"/etc/mail", "/var/spool", "/var/lib/sendmail", "/var/run"} {
+			if strings.Contains(line, sys) {
+				t.Errorf("sendmail.cf uses %s: %s", sys, line)
+			}
+		}
+	}
+	// The sink has the message before Sendmail reads its 250 and logs it.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(sm.Log(), "stat=Sent") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log shows no delivery:\n%s", sm.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := sm.Log()
+	for _, sys := range []string{"/etc/mail", "/var/spool"} {
+		if strings.Contains(log, sys) {
+			t.Errorf("sendmail log mentions %s:\n%s", sys, log)
+		}
+	}
+}
+
+// When the test that started it ends, no process of the instance is left
+// and its directory is gone.
+func TestSendmailCleanupLeavesNothing(t *testing.T) {
+	var pgid int
+	var dir string
+	t.Run("instance", func(t *testing.T) {
+		sink := StartSink(t)
+		sm := StartSendmail(t, SendmailOptions{RelayTo: sink.Addr})
+		pgid, dir = sm.cmd.Process.Pid, sm.Dir
+		if len(groupPIDs(pgid)) == 0 {
+			t.Fatalf("no process in group %d", pgid)
+		}
+	})
+	if pgid == 0 {
+		t.Skip("instance did not start")
+	}
+	if left := groupPIDs(pgid); len(left) != 0 {
+		t.Errorf("processes of sendmail %d survive: %v", pgid, left)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s not removed: %v", dir, err)
+	}
+}
+
+// StartSendmail survives its free port being taken before Sendmail binds it.
+func TestSendmailPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	sendmailPort = func(t testing.TB) int {
+		calls++
+		if calls == 1 {
+			return taken.Addr().(*net.TCPAddr).Port
+		}
+		return FreePort(t)
+	}
+	defer func() { sendmailPort = FreePort }()
+
+	sink := StartSink(t)
+	sm := StartSendmail(t, SendmailOptions{RelayTo: sink.Addr})
+	if calls != 2 || sm.Port == taken.Addr().(*net.TCPAddr).Port {
+		t.Fatalf("port %d after %d tries", sm.Port, calls)
+	}
+	if r, err := Send(sm.Addr, "a@example.com", []string{"b@example.org"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil || !r.OK() {
+		t.Fatalf("%v %v", r, err)
+	}
+}
