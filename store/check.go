@@ -104,6 +104,18 @@ func parseMode(v string) policy.Mode {
 	return m
 }
 
+// aliasOf is the thread whose alias (Record.Follow) recording r writes:
+// its own message-id's thread, when r is recorded in another thread and
+// carried no References. A message with References needs none: a reply to
+// it starts its own References with the same root (RFC 5322 §3.6.4), never
+// with this message's id.
+func (r *Record) aliasOf() policy.ThreadID {
+	if own := r.Message.Thread(); own != "" && own != r.Thread && !r.Follow {
+		return own
+	}
+	return ""
+}
+
 // member is a reply's entry in its thread's window:
 // "<message key>:<audience>". A message without a message-id gets a random
 // key, so it counts once and is never taken for a duplicate.

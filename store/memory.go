@@ -261,7 +261,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	for _, k := range r.Links {
 		m.links[k] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
 	}
-	if own := r.Message.Thread(); own != "" && own != r.Thread {
+	if own := r.aliasOf(); own != "" {
 		m.links[aliasKey(own)] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
 	}
 	m.peakLinks = max(m.peakLinks, len(m.links))

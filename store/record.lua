@@ -15,7 +15,8 @@ KEYS[4]  {T}:override  string "allow" or "block", set by operators; other values
 KEYS[5]  {T}:senders   hash   sender -> the status of its last message
 KEYS[6]  {T}:alias     string the thread that the message whose own message-id
                               gives T (References' root) was recorded in, when
-                              that is not T; written by the caller's pipeline
+                              that is not T and it had no References; written
+                              by the caller's pipeline
 
 ARGV[1]  kind            "original", "reply" or "autoreply"
 ARGV[2]  now             time of the message, Unix ms

@@ -184,7 +184,7 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err := r.check(); err != nil {
 		return policy.Tally{}, err
 	}
-	tally, redirect, err := s.recordOnce(ctx, r)
+	tally, redirect, err := s.recordOnce(ctx, r, r.Follow)
 	if err != nil || redirect == "" {
 		return tally, err
 	}
@@ -194,19 +194,20 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err := checkID("redirect thread", string(redirect)); err != nil {
 		return policy.Tally{}, fmt.Errorf("%s: %w", s.threadKeys(r.Thread)[keyAlias], err)
 	}
-	r.Thread, r.Follow = redirect, false
-	tally, _, err = s.recordOnce(ctx, r)
+	r.Thread = redirect
+	tally, _, err = s.recordOnce(ctx, r, false)
 	return tally, err
 }
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
-// with the link and alias writes and the thread index. redirect is set, and
-// nothing was recorded, when r.Follow led to another thread.
-func (s *Redis) recordOnce(ctx context.Context, r Record) (tally policy.Tally, redirect policy.ThreadID, err error) {
+// with the link and alias writes and the thread index. With follow, the
+// script first reads r.Thread's alias: redirect is then set, and nothing
+// was recorded, when it names a thread.
+func (s *Redis) recordOnce(ctx context.Context, r Record, follow bool) (tally policy.Tally, redirect policy.ThreadID, err error) {
 	msg, member := r.member()
-	follow := ""
-	if r.Follow {
-		follow = "1"
+	followArg := ""
+	if follow {
+		followArg = "1"
 	}
 	keys := s.threadKeys(r.Thread)
 	args := []any{
@@ -222,7 +223,7 @@ func (s *Redis) recordOnce(ctx context.Context, r Record) (tally policy.Tally, r
 		strconv.FormatInt(r.Limits.Window.Milliseconds(), 10),
 		strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10),
 		strconv.FormatInt(r.Retention.Milliseconds(), 10),
-		follow,
+		followArg,
 	}
 
 	pipe := s.client.Pipeline()
@@ -231,7 +232,7 @@ func (s *Redis) recordOnce(ctx context.Context, r Record) (tally policy.Tally, r
 	for i, k := range r.Links {
 		links[i] = pipe.Set(ctx, s.linkKey(k), string(r.Thread), r.Retention)
 	}
-	if own := r.Message.Thread(); own != "" && own != r.Thread {
+	if own := r.aliasOf(); own != "" {
 		// So that a later reply whose References start with this
 		// message's id finds r.Thread (Follow) without a lookup.
 		links = append(links, pipe.Set(ctx, s.threadKeys(own)[keyAlias], string(r.Thread), r.Retention))

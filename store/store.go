@@ -69,9 +69,10 @@ type Store interface {
 	Resolve(ctx context.Context, keys []policy.Key) ([]policy.ThreadID, error)
 	// Record records one message in its thread and reports, in the same
 	// atomic step, the thread's override, block and counts. It also writes
-	// the message's identity links, and, when the message is recorded in a
-	// thread other than its own message-id's (Message.Thread()), the alias
-	// that Follow reads. Tally.Thread is the thread it was recorded in.
+	// the message's identity links, and, when a message without Follow is
+	// recorded in a thread other than its own message-id's
+	// (Message.Thread()), the alias that Follow reads. Tally.Thread is the
+	// thread it was recorded in.
 	Record(ctx context.Context, r Record) (policy.Tally, error)
 	// Globals reads the site-wide settings.
 	Globals(ctx context.Context) (Globals, error)
