@@ -458,6 +458,7 @@ func processAlive(pid int) bool {
 
 type procStatus struct {
 	state   string
+	pgrp    int // process group
 	session int
 }
 
@@ -477,15 +478,26 @@ func procStat(pid int) (procStatus, bool) {
 	if len(f) < 4 {
 		return procStatus{}, false
 	}
-	sid, err := strconv.Atoi(f[3])
-	if err != nil {
+	pgrp, err1 := strconv.Atoi(f[2])
+	sid, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
 		return procStatus{}, false
 	}
-	return procStatus{state: f[0], session: sid}, true
+	return procStatus{state: f[0], pgrp: pgrp, session: sid}, true
 }
 
 // sessionPIDs lists the live processes whose session id is sid.
 func sessionPIDs(sid int) []int {
+	return livePIDs(func(st procStatus) bool { return st.session == sid })
+}
+
+// groupPIDs lists the live processes in process group pgid.
+func groupPIDs(pgid int) []int {
+	return livePIDs(func(st procStatus) bool { return st.pgrp == pgid })
+}
+
+// livePIDs lists the live (not zombie) processes that match.
+func livePIDs(match func(procStatus) bool) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -496,7 +508,7 @@ func sessionPIDs(sid int) []int {
 		if err != nil {
 			continue
 		}
-		if st, ok := procStat(pid); ok && st.session == sid && st.state != "Z" {
+		if st, ok := procStat(pid); ok && st.state != "Z" && match(st) {
 			pids = append(pids, pid)
 		}
 	}

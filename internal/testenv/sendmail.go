@@ -314,32 +314,6 @@ func (s *Sendmail) kill(grace time.Duration) {
 	}
 }
 
-// groupPIDs lists the live (not zombie) processes in process group pgid.
-func groupPIDs(pgid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and ')'.
-		st := string(b)
-		f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
-		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // sendmailTree returns a directory holding Debian's sendmail-bin,
 // sendmail-cf, sendmail-base and m4 packages unpacked with dpkg -x. The
 // first call on a machine downloads them with apt-get download (which
