@@ -96,6 +96,17 @@ var recordScript = redis.NewScript(recordLua)
 // to answer: a store that cannot reach Redis fails its calls (fast) and
 // recovers by itself when Redis is back.
 func OpenRedis(c RedisConfig) (*Redis, error) {
+	client, err := NewRedisClient(c)
+	if err != nil {
+		return nil, err
+	}
+	return NewRedis(client, c.Prefix), nil
+}
+
+// NewRedisClient makes the client OpenRedis uses (standalone, Sentinel or
+// Cluster, as c says), for callers that share one client between several
+// stores (NewRedis). It does not wait for Redis to answer.
+func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,7 +145,7 @@ func OpenRedis(c RedisConfig) (*Redis, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	return NewRedis(client, c.Prefix), nil
+	return client, nil
 }
 
 // NewRedis returns a store over an existing client (standalone, Sentinel or
@@ -189,8 +200,8 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 		return tally, err
 	}
 	// The root was recorded in another thread: record the message there.
-	// The first round wrote this message's links and alias with the root's
-	// thread; this one overwrites them with the right one.
+	// The first round wrote this message's links with the root's thread
+	// (a References reply writes no alias); this one overwrites them.
 	if err := checkID("redirect thread", string(redirect)); err != nil {
 		return policy.Tally{}, fmt.Errorf("%s: %w", s.threadKeys(r.Thread)[keyAlias], err)
 	}

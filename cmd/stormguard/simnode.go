@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/milter"
@@ -266,15 +264,13 @@ func newSimStores(ctx context.Context, cfg *Config) (*simStores, error) {
 		return s, nil
 	}
 	rc := cfg.redisConfig()
-	timeout := max(rc.Timeout, simStoreTimeout)
-	s.client = redis.NewUniversalClient(&redis.UniversalOptions{ // as store.OpenRedis, with the longer deadline
-		Addrs: slices.Clone(rc.Addrs), Username: rc.Username, Password: rc.Password, DB: rc.DB,
-		MasterName: rc.MasterName, IsClusterMode: rc.Cluster, TLSConfig: rc.TLS,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
-		ContextTimeoutEnabled: true, MaxRetries: -1, DialerRetries: 1, DisableIdentity: true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	rc.Timeout = max(rc.Timeout, simStoreTimeout) // the daemon's client, with the longer deadline
+	client, err := store.NewRedisClient(rc)
+	if err != nil {
+		return nil, err
+	}
+	s.client = client
+	pctx, cancel := context.WithTimeout(ctx, rc.Timeout)
 	defer cancel()
 	if err := s.client.Ping(pctx).Err(); err != nil {
 		s.client.Close()
