@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -78,7 +79,10 @@ type Notifier struct {
 	base   context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
-	closed atomic.Bool
+	// mu orders Emit's send before Close's close(in): Emit holds it for
+	// reading from its check of closed to its send, Close for writing.
+	mu     sync.RWMutex
+	closed bool
 
 	lastWarn atomic.Int64
 }
@@ -109,16 +113,20 @@ func NewNotifier(c Config, log *slog.Logger) (*Notifier, error) {
 }
 
 // Emit queues e for every outlet; when the queue is full, e is dropped and
-// counted. It never blocks, and does nothing after Close.
+// counted. It never waits for delivery or for room in a queue, and does
+// nothing after Close (or while Close runs: an Emit racing Close either
+// gets in before the queue closes or is dropped, never a panic).
 func (n *Notifier) Emit(e Event) {
-	if n.closed.Load() {
-		return
-	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
 	if e.Node == "" {
 		e.Node = hostname()
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return
 	}
 	select {
 	case n.in <- e:
@@ -188,10 +196,14 @@ func (n *Notifier) warn(msg string, args ...any) {
 // Close stops taking events, delivers what is queued until ctx ends, then
 // abandons the rest. It reports whether everything queued was handled.
 func (n *Notifier) Close(ctx context.Context) bool {
-	if !n.closed.CompareAndSwap(false, true) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
 		return true
 	}
+	n.closed = true
 	close(n.in)
+	n.mu.Unlock()
 	defer n.cancel()
 	for _, ch := range append([]chan struct{}{n.done}, n.doneOutlets()...) {
 		select {

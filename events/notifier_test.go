@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -72,4 +73,35 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: Validate() = %v, want %q", tc.c, err, tc.err)
 		}
 	}
+}
+
+// TestEmitRacingClose: emits from many goroutines while Close runs never
+// panic (send on a closed channel), and every emit that got in before Close
+// is handled or counted.
+func TestEmitRacingClose(t *testing.T) {
+	n, err := NewNotifier(Config{Queue: 8, PublishTimeout: time.Second,
+		Publish: func(context.Context, string) error { return nil }}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range 200 {
+				n.Emit(Event{Type: TypeStorm, Thread: fmt.Sprintf("%08d%08d", g, i)})
+			}
+		}()
+	}
+	close(start)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !n.Close(ctx) {
+		t.Error("Close did not finish delivering")
+	}
+	wg.Wait()
+	n.Emit(Event{Type: TypeStorm}) // after Close: ignored
 }

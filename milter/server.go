@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
@@ -37,7 +39,7 @@ func init() {
 // Protocols is what stormguard negotiates. Every event gets a reply: the v6
 // "no reply" flags make Postfix stall ~40 ms per message on TCP. Skipping
 // CONNECT, HELO or DATA (OptNoConnect/OptNoHelo/OptNoData) stalls it just
-// the same (21 against 238 msg/s at concurrency 1, README, "Performance"),
+// the same (21 against 238 msg/s at concurrency 1, docs/performance.md),
 // so only the body and unknown commands are skipped; the others are
 // answered with continue.
 const Protocols = gomilter.OptNoBody | gomilter.OptNoUnknown
@@ -87,15 +89,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Listen opens a listener from a Postfix-style address: "inet:HOST:PORT",
 // "inet:PORT@HOST" (Sendmail's order), "unix:/path" or "local:/path". A unix
-// socket gets mode; a stale socket file at the path is replaced.
+// socket gets mode. A stale socket file at the path (nothing listening, as
+// a killed daemon leaves it) is replaced; a socket another process answers
+// on, or a file that is not a socket, is an error and is left alone.
 func Listen(spec string, mode os.FileMode) (net.Listener, error) {
 	network, addr, err := ParseListen(spec)
 	if err != nil {
 		return nil, err
 	}
 	if network == "unix" {
-		if fi, err := os.Lstat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			_ = os.Remove(addr)
+		if err := removeStaleSocket(addr); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", spec, err)
 		}
 		ln, err := net.Listen("unix", addr)
 		if err != nil {
@@ -112,6 +116,38 @@ func Listen(spec string, mode os.FileMode) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
 	}
 	return ln, nil
+}
+
+// removeStaleSocket removes the socket file at path if nothing listens on
+// it. It refuses when another process answers on it (a running daemon,
+// whose socket a second one must not take over) and when path is not a
+// socket.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket (%s); not removing it", path, fi.Mode().Type())
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	switch {
+	case err == nil:
+		c.Close()
+		return fmt.Errorf("another process answers on %s (is stormguard already running?); not taking over its socket", path)
+	case errors.Is(err, syscall.ECONNREFUSED): // stale: nobody listens
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale socket: %w", err)
+		}
+		return nil
+	case errors.Is(err, fs.ErrNotExist): // removed meanwhile
+		return nil
+	default: // e.g. a full backlog or no permission: maybe alive, so leave it
+		return fmt.Errorf("cannot tell whether another process answers on %s: %w; not removing it", path, err)
+	}
 }
 
 // ParseListen turns a Postfix-style milter address into a Go network and address.
