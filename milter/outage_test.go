@@ -250,7 +250,7 @@ func testOutage(t *testing.T, how, onError string) {
 // TestSentinelFailoverUnderLoad: storms run one after another through 4
 // nodes on a Sentinel group while its master is killed. Counting goes on
 // on the promoted replica; the replies admitted beyond max_replies in the
-// storms the failover overlaps are measured (see README, "Multi-node and Redis deployment"
+// storms the failover overlaps are measured (see docs/redis.md, "Sentinel failover"
 // for the bound).
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	for _, onError := range []string{OnErrorAccept, OnErrorTempfail} {
@@ -352,7 +352,7 @@ func testFailover(t *testing.T, onError string) {
 			worstStorm = max(worstStorm, over)
 		}
 	}
-	// The bound (README, "Multi-node and Redis deployment"): while a node cannot reach
+	// The bound (docs/redis.md, "Sentinel failover"): while a node cannot reach
 	// Redis it counts in its own memory, from zero, so each node admits
 	// up to max_replies more per thread; lost unreplicated writes add at
 	// most the replies recorded in the last moments before the kill.

@@ -10,10 +10,10 @@ import (
 // a delivery report. Auto-replies are never counted toward a storm; sent to
 // more than policy.auto_reply_max_audience mailboxes they are refused.
 //
-// DESIGN.md names the signals (Auto-Submitted other than "no", Precedence
-// bulk/junk/list, out-of-office, read receipts). Taken alone, the weak ones
+// The usual signals are Auto-Submitted other than "no", Precedence
+// bulk/junk/list, out-of-office and read receipts. Taken alone, the weak ones
 // would also catch newsletters and system notifications, which are sent to
-// big lists on purpose, so they are refined:
+// big lists on purpose, so they are refined (docs/design.md, "Auto-replies"):
 //
 // Always an auto-reply (strong signals):
 //   - Auto-Submitted: auto-replied (RFC 3834);

@@ -125,7 +125,7 @@ else
 fi
 
 # Benchmarks in smoke mode (one iteration each) so they cannot rot; the
-# full runs are the documented commands in the README's Performance section.
+# full runs are the documented commands in docs/performance.md, "Reproduce".
 if ((has_pkg == 0)); then
 	step "benchmarks, smoke mode (-benchtime=1x)"
 	go test -run '^$' -bench . -benchtime 1x ./... >/tmp/stormguard-bench-smoke.$$ 2>&1 || {

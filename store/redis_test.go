@@ -119,7 +119,7 @@ func recordLua(t *testing.T) string {
 	return string(b)
 }
 
-// TestRedisKeys: every key is under the prefix and named as DESIGN.md says.
+// TestRedisKeys: every key is under the prefix and named as docs/design.md says.
 func TestRedisKeys(t *testing.T) {
 	addr := testenv.StartRedis(t)
 	c, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}, Prefix: "acme:sg:"})
@@ -184,7 +184,7 @@ func TestRedisKeys(t *testing.T) {
 	}
 }
 
-// TestRedisOperator does what DESIGN.md promises operators can do with
+// TestRedisOperator does what docs/operations.md promises operators can do with
 // redis-cli, with the default prefix and the real redis-cli.
 func TestRedisOperator(t *testing.T) {
 	addr := testenv.StartRedis(t)

@@ -38,7 +38,7 @@ func NewServer() *gomilter.Server { return NewServerWith(Protocols) }
 
 // Protocols is what the no-op milter negotiates: stormguard's own
 // (milter.Protocols). With OptNoConnect|OptNoHelo|OptNoData as well, Postfix
-// stalls ~40 ms per message on TCP (see README, "Performance").
+// stalls ~40 ms per message on TCP (see docs/performance.md).
 const Protocols = milter.Protocols
 
 // StallProtocols is what stormguard negotiated before that was found; the

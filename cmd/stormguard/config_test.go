@@ -31,7 +31,7 @@ func TestDefaultsNeedNoConfig(t *testing.T) {
 	p := cfg.Policy
 	if p.MinAudience != 2500 || p.MaxReplies != 10 || p.DeliveryBudget != 1000000 || p.Window != time.Hour ||
 		p.BlockFor != 6*time.Hour || p.Action != "reject" || p.AutoReplyMaxAudience != 100 {
-		t.Errorf("policy defaults differ from DESIGN.md: %+v", p)
+		t.Errorf("policy defaults differ from the documented ones (README, docs/design.md): %+v", p)
 	}
 	if cfg.Redis.Timeout != 200*time.Millisecond || cfg.Redis.Prefix != "stormguard:" || cfg.Store.OnError != "accept" {
 		t.Errorf("redis/store defaults: %+v %+v", cfg.Redis, cfg.Store)
