@@ -1,11 +1,8 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -13,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -40,19 +36,15 @@ type PostfixOptions struct {
 }
 
 // Postfix is a private Postfix instance: its own config, queue and data
-// directories under one temporary directory, its smtpd on a free loopback
-// port, its log in a file. It is stopped, every process of it killed, and
-// its directory removed when the test ends.
+// directories under the MTA's directory, its smtpd on the MTA's port, its
+// log in LogFile. It is stopped, every process of it killed, and its
+// directory removed when the test ends.
 type Postfix struct {
-	Addr      string // smtpd host:port (127.0.0.1)
-	Port      int
-	Dir       string // the instance's base directory
+	*MTA
 	ConfigDir string // config_directory: main.cf, master.cf
 	QueueDir  string // queue_directory
 	DataDir   string // data_directory
-	LogFile   string // maillog_file
 
-	t        testing.TB
 	postfix  string // path of the postfix command
 	postconf string
 }
@@ -68,79 +60,49 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	if os.Geteuid() != 0 {
 		Require(t, "root", "a private Postfix must be started as root; run the tests as root")
 	}
-
-	// Not t.TempDir: its parents are 0700 (postfix's unprivileged
-	// processes must traverse the path) and long (unix socket paths under
-	// the queue directory must stay below 108 bytes).
-	base, err := os.MkdirTemp("", "sgpf-")
-	if err != nil {
-		t.Fatalf("testenv: postfix: %v", err)
-	}
+	m := newMTA(t, "postfix", "sgpf-", "maillog")
 	p := &Postfix{
-		Dir:       base,
-		ConfigDir: filepath.Join(base, "etc"),
-		QueueDir:  filepath.Join(base, "spool"),
-		DataDir:   filepath.Join(base, "data"),
-		LogFile:   filepath.Join(base, "maillog"),
-		t:         t,
+		MTA:       m,
+		ConfigDir: filepath.Join(m.Dir, "etc"),
+		QueueDir:  filepath.Join(m.Dir, "spool"),
+		DataDir:   filepath.Join(m.Dir, "data"),
 		postfix:   postfixCmd,
 		postconf:  postconfCmd,
 	}
-	// Registered first, so it runs last: after the stop below.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("testenv: postfix log (%s):\n%s", p.LogFile, p.Log())
-		}
-		if err := os.RemoveAll(base); err != nil {
-			t.Logf("testenv: postfix: remove %s: %v", base, err)
-		}
-	})
-	if err := os.Chmod(base, 0o755); err != nil {
+	// Postfix's unprivileged processes must traverse the directory. The
+	// queue directory must exist before "postfix start" (its script cds
+	// there first); its subdirectories and the data directory are
+	// created with the right owners by post-install create-missing.
+	if err := os.Chmod(m.Dir, 0o755); err != nil {
 		t.Fatalf("testenv: postfix: %v", err)
 	}
-	// The queue directory must exist before "postfix start" (its script
-	// cds there first); its subdirectories and the data directory are
-	// created with the right owners by post-install create-missing.
 	for _, dir := range []string{p.ConfigDir, p.QueueDir} {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatalf("testenv: postfix: %v", err)
 		}
 	}
-
-	// "postfix start" creates the missing queue and data directories with
-	// the right owners (post-install create-missing), checks the rest and
-	// waits (master -w) until the master has opened its listeners. The
-	// free port may be taken by someone else in between: then try another.
-	t.Cleanup(p.stop)
-	for attempt := 1; ; attempt++ {
-		p.Port = postfixPort(t)
-		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+	// "postfix start" creates what is missing, checks the rest and waits
+	// (master -w) until the master has opened its listeners.
+	p.start(func() error {
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts)), 0o644); err != nil {
-			t.Fatalf("testenv: postfix: %v", err)
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, "master.cf"), []byte(p.masterCF()), 0o644); err != nil {
-			t.Fatalf("testenv: postfix: %v", err)
+			return err
 		}
-		out, err := p.run(time.Minute, p.postfix, "-c", p.ConfigDir, "start")
-		if err == nil {
-			break
+		if out, err := p.run(time.Minute, p.postfix, "-c", p.ConfigDir, "start"); err != nil {
+			return fmt.Errorf("postfix start: %v\n%s", err, out)
 		}
-		log := p.Log()
-		if attempt < 5 && strings.Contains(log, "Address already in use") {
-			t.Logf("testenv: postfix: port %d taken, trying another", p.Port)
-			continue
+		pid, err := p.masterPID()
+		if err != nil {
+			out, _ := p.run(30*time.Second, p.postfix, "-c", p.ConfigDir, "stop")
+			return fmt.Errorf("postfix started, but: %v; postfix stop: %s", err, out)
 		}
-		t.Fatalf("testenv: postfix start: %v\n%s\nlog:\n%s", err, out, log)
-	}
-	if err := p.waitBanner(30 * time.Second); err != nil {
-		t.Fatalf("testenv: postfix: %v\nlog:\n%s", err, p.Log())
-	}
+		p.leader = pid
+		return nil
+	})
 	return p
 }
-
-// postfixPort chooses the smtpd port; a variable so a test can hand out a
-// taken port.
-var postfixPort = FreePort
 
 // mainCF renders main.cf: everything a test instance needs, nothing taken
 // from /etc/postfix.
@@ -166,7 +128,7 @@ func (p *Postfix) mainCF(opts PostfixOptions) string {
 		{"myhostname", PostfixHostname},
 		{"mydomain", "stormguard.test"},
 		{"myorigin", "$myhostname"},
-		{"smtpd_banner", "$myhostname ESMTP stormguard test instance"},
+		{"smtpd_banner", "$myhostname ESMTP stormguard test instance " + p.tag},
 		{"inet_interfaces", "127.0.0.1"},
 		{"inet_protocols", "ipv4"},
 		{"mynetworks", "127.0.0.0/8"},
@@ -274,49 +236,6 @@ func (p *Postfix) run(timeout time.Duration, name string, args ...string) (strin
 	return string(out), err
 }
 
-// waitBanner polls the smtpd port until it greets with 220.
-func (p *Postfix) waitBanner(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
-		line, err := banner(p.Addr)
-		if err == nil && strings.HasPrefix(line, "220 ") {
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("banner %q", line)
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("smtpd on %s did not answer 220 within %v: %v", p.Addr, limit, last)
-}
-
-// banner reads the first line a server sends, then says QUIT.
-func banner(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	_, _ = c.Write([]byte("QUIT\r\n"))
-	return strings.TrimRight(line, "\r\n"), nil
-}
-
-// Log returns the instance's maillog so far ("" if there is none yet).
-func (p *Postfix) Log() string {
-	b, err := os.ReadFile(p.LogFile)
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
 // SetMain sets one main.cf parameter (postconf -e). Running processes see
 // it only after Reload.
 func (p *Postfix) SetMain(key, value string) {
@@ -345,10 +264,7 @@ func (p *Postfix) Main(key string) string {
 // connection is served with the new settings.
 func (p *Postfix) Reload() {
 	p.t.Helper()
-	master, err := p.masterPID()
-	if err != nil {
-		p.t.Fatalf("testenv: postfix reload: %v", err)
-	}
+	master := p.leader
 	old := sessionPIDs(master)
 	if out, err := p.run(time.Minute, p.postfix, "-c", p.ConfigDir, "reload"); err != nil {
 		p.t.Fatalf("testenv: postfix reload: %v\n%s\nlog:\n%s", err, out, p.Log())
@@ -374,19 +290,6 @@ func (p *Postfix) Reload() {
 	}
 }
 
-// QueueLen counts the queue files in one of the instance's queues:
-// "incoming", "active", "deferred", "hold", "corrupt", ...
-func (p *Postfix) QueueLen(queue string) int {
-	n := 0
-	_ = filepath.WalkDir(filepath.Join(p.QueueDir, queue), func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			n++
-		}
-		return nil
-	})
-	return n
-}
-
 // masterPID reads the master's pid file.
 func (p *Postfix) masterPID() (int, error) {
 	b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid"))
@@ -398,119 +301,4 @@ func (p *Postfix) masterPID() (int, error) {
 		return 0, fmt.Errorf("bad master.pid %q", b)
 	}
 	return pid, nil
-}
-
-// stop stops the instance and makes sure none of its processes survive.
-// It does what "postfix stop" does (SIGTERM to the master, which passes it
-// to its process group and exits) but polls every 10 ms where postfix-script
-// sleeps whole seconds; then it SIGKILLs whatever is left of the master's
-// session. Without a readable pid file it falls back to "postfix stop".
-func (p *Postfix) stop() {
-	t := p.t
-	master, err := p.masterPID()
-	if errors.Is(err, fs.ErrNotExist) {
-		return // never started
-	}
-	if err != nil {
-		if out, err := p.run(30*time.Second, p.postfix, "-c", p.ConfigDir, "stop"); err != nil {
-			t.Logf("testenv: postfix stop: %v\n%s", err, out)
-		}
-		t.Errorf("testenv: postfix: cannot check that it stopped: %v", err)
-		return
-	}
-	if processAlive(master) {
-		_ = syscall.Kill(master, syscall.SIGTERM)
-	}
-	if waitGone(master, 10*time.Second) {
-		return
-	}
-	left := sessionPIDs(master)
-	t.Logf("testenv: postfix (master %d) did not stop within 10s; killing %v", master, left)
-	_ = syscall.Kill(-master, syscall.SIGKILL)
-	for _, pid := range left {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if !waitGone(master, 10*time.Second) {
-		t.Errorf("testenv: postfix (master %d): processes survive SIGKILL: %v", master, sessionPIDs(master))
-	}
-}
-
-// waitGone waits until no process of the master's session (the master
-// calls setsid, so all its children share its session id) remains.
-func waitGone(master int, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for {
-		if !processAlive(master) && len(sessionPIDs(master)) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	st, ok := procStat(pid)
-	return ok && st.state != "Z"
-}
-
-type procStatus struct {
-	state   string
-	pgrp    int // process group
-	session int
-}
-
-// procStat reads /proc/PID/stat.
-func procStat(pid int) (procStatus, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStatus{}, false
-	}
-	// pid (comm) state ppid pgrp session ...; comm may hold spaces and ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStatus{}, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 4 {
-		return procStatus{}, false
-	}
-	pgrp, err1 := strconv.Atoi(f[2])
-	sid, err2 := strconv.Atoi(f[3])
-	if err1 != nil || err2 != nil {
-		return procStatus{}, false
-	}
-	return procStatus{state: f[0], pgrp: pgrp, session: sid}, true
-}
-
-// sessionPIDs lists the live processes whose session id is sid.
-func sessionPIDs(sid int) []int {
-	return livePIDs(func(st procStatus) bool { return st.session == sid })
-}
-
-// groupPIDs lists the live processes in process group pgid.
-func groupPIDs(pgid int) []int {
-	return livePIDs(func(st procStatus) bool { return st.pgrp == pgid })
-}
-
-// livePIDs lists the live (not zombie) processes that match.
-func livePIDs(match func(procStatus) bool) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := procStat(pid); ok && st.state != "Z" && match(st) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,58 +121,5 @@ func TestPostfixSetMainReload(t *testing.T) {
 	}
 	if r.Stage != "rcpt" || r.Code != 554 || r.Rcpt != "b@example.org" {
 		t.Fatalf("after reload: got %v, want 554 at rcpt", r)
-	}
-}
-
-// StartPostfix survives its free port being taken before Postfix binds it.
-func TestPostfixPortTaken(t *testing.T) {
-	taken, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	calls := 0
-	postfixPort = func(t testing.TB) int {
-		calls++
-		if calls == 1 {
-			return taken.Addr().(*net.TCPAddr).Port
-		}
-		return FreePort(t)
-	}
-	defer func() { postfixPort = FreePort }()
-
-	pf := StartPostfix(t, PostfixOptions{})
-	if calls != 2 || pf.Port == taken.Addr().(*net.TCPAddr).Port {
-		t.Fatalf("port %d after %d tries", pf.Port, calls)
-	}
-	if r, err := Send(pf.Addr, "a@example.com", []string{"b@example.org"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil || !r.OK() {
-		t.Fatalf("%v %v", r, err)
-	}
-}
-
-// When the test that started it ends, no process of the instance is left
-// and its directory is gone.
-func TestPostfixCleanupLeavesNothing(t *testing.T) {
-	var master int
-	var dir string
-	t.Run("instance", func(t *testing.T) {
-		pf := StartPostfix(t, PostfixOptions{})
-		pid, err := pf.masterPID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		master, dir = pid, pf.Dir
-		if n := len(sessionPIDs(master)); n < 3 {
-			t.Fatalf("master %d has only %d processes in its session", master, n)
-		}
-	})
-	if master == 0 {
-		t.Skip("instance did not start")
-	}
-	if left := sessionPIDs(master); len(left) != 0 || processAlive(master) {
-		t.Errorf("processes of master %d survive: %v", master, left)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("%s not removed: %v", dir, err)
 	}
 }

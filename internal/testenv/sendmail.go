@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,26 +36,18 @@ type SendmailOptions struct {
 
 // Sendmail is a private Sendmail 8.17 daemon run from Debian's packages
 // unpacked in a cache directory (see sendmailTree), with its sendmail.cf
-// built by m4 from a generated .mc, every file it uses under one temporary
-// directory, and its SMTP daemon on a free loopback port. It runs in its
-// own mount and UTS namespaces: its host name is SendmailHostname (an
+// built by m4 from a generated .mc, every file it uses under the MTA's
+// directory, and its SMTP daemon on the MTA's port. It runs in its own
+// mount and UTS namespaces: its host name is SendmailHostname (an
 // unqualified one costs a 60 s sleep at startup), and it sees a private
 // /etc/hosts and an /etc/resolv.conf pointing at 127.0.0.1, so no DNS
 // lookup can stall it. What it would send to syslog goes to LogFile
 // (sendmail -d89.8 -D file). It is killed with all its children, and its
 // directory removed, when the test ends.
 type Sendmail struct {
-	Addr    string // SMTP daemon host:port (127.0.0.1)
-	Port    int
-	Dir     string // the instance's base directory
-	MC      string // the generated sendmail.mc
-	CF      string // sendmail.cf built from it
-	LogFile string // what Sendmail would send to syslog
-
-	t    testing.TB
-	tag  string // in the SMTP greeting, to tell this instance from others
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the daemon process has exited
+	*MTA
+	MC string // the generated sendmail.mc
+	CF string // sendmail.cf built from it
 }
 
 // StartSendmail starts a private Sendmail and waits until it greets with
@@ -81,30 +72,8 @@ func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
 	LookPath(t, "hostname", "install hostname")
 	tree := sendmailTree(t)
 
-	// Not t.TempDir: Sendmail checks that no directory above its queue and
-	// config files is group- or world-writable, and t.TempDir's parents
-	// are long; /tmp (sticky) passes.
-	base, err := os.MkdirTemp("", "sgsm-")
-	if err != nil {
-		t.Fatalf("testenv: sendmail: %v", err)
-	}
-	s := &Sendmail{
-		Dir:     base,
-		MC:      filepath.Join(base, "sendmail.mc"),
-		CF:      filepath.Join(base, "sendmail.cf"),
-		LogFile: filepath.Join(base, "sendmail.log"),
-		t:       t,
-		tag:     filepath.Base(base),
-	}
-	// Registered first, so it runs last: after the stop below.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("testenv: sendmail log (%s):\n%s", s.LogFile, s.Log())
-		}
-		if err := os.RemoveAll(base); err != nil {
-			t.Logf("testenv: sendmail: remove %s: %v", base, err)
-		}
-	})
+	m := newMTA(t, "sendmail", "sgsm-", "sendmail.log")
+	s := &Sendmail{MTA: m, MC: filepath.Join(m.Dir, "sendmail.mc"), CF: filepath.Join(m.Dir, "sendmail.cf")}
 	files := map[string]string{
 		// Sendmail's HostsFile, and bind-mounted over /etc/hosts with
 		// resolv.conf over /etc/resolv.conf in the daemon's mount
@@ -120,52 +89,33 @@ func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
 		"sendmail.st":          "",
 	}
 	for _, dir := range []string{"etc", "mqueue"} {
-		if err := os.Mkdir(filepath.Join(base, dir), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(m.Dir, dir), 0o700); err != nil {
 			t.Fatalf("testenv: sendmail: %v", err)
 		}
 	}
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(base, name), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(m.Dir, name), []byte(content), 0o600); err != nil {
 			t.Fatalf("testenv: sendmail: %v", err)
 		}
 	}
-
-	t.Cleanup(func() { s.kill(10 * time.Second) })
-	for attempt := 1; ; attempt++ {
-		s.Port = sendmailPort(t)
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-		mc := s.mc(tree, relayHost, relayPort, opts.Milter)
-		if err := os.WriteFile(s.MC, []byte(mc), 0o600); err != nil {
-			t.Fatalf("testenv: sendmail: %v", err)
+	s.start(func() error {
+		if err := os.WriteFile(s.MC, []byte(s.mc(tree, relayHost, relayPort, opts.Milter)), 0o600); err != nil {
+			return err
 		}
 		var m4err strings.Builder
 		m4 := exec.Command(filepath.Join(tree, "usr/bin/m4"), s.MC)
 		m4.Stderr = &m4err
 		cf, err := m4.Output()
 		if err != nil {
-			t.Fatalf("testenv: sendmail: %s: %v\n%s", m4, err, m4err.String())
+			return fmt.Errorf("%s: %v\n%s", m4, err, m4err.String())
 		}
 		if err := os.WriteFile(s.CF, cf, 0o600); err != nil {
-			t.Fatalf("testenv: sendmail: %v", err)
+			return err
 		}
-		_ = os.Remove(s.LogFile)
-		s.start(unshare, filepath.Join(tree, "usr/libexec/sendmail/sendmail"))
-		err = s.waitBanner(30 * time.Second)
-		if err == nil {
-			return s
-		}
-		if attempt < 5 && errors.Is(err, errPortTaken) {
-			t.Logf("testenv: sendmail: port %d taken, trying another", s.Port)
-			s.kill(0)
-			continue
-		}
-		t.Fatalf("testenv: sendmail: %v\nlog:\n%s", err, s.Log())
-	}
+		return s.daemon(unshare, filepath.Join(tree, "usr/libexec/sendmail/sendmail"))
+	})
+	return s
 }
-
-// sendmailPort chooses the SMTP port; a variable so a test can hand out a
-// taken port.
-var sendmailPort = FreePort
 
 // mc renders sendmail.mc. MAIL_SETTINGS_DIR moves every file the macros
 // would take from /etc/mail (aliases, helpfile, local-host-names,
@@ -213,14 +163,14 @@ func (s *Sendmail) mc(tree, relayHost, relayPort, milter string) string {
 	return strings.Join(lines, "\n")
 }
 
-// start starts the daemon in the foreground (-bD) in new mount and UTS
+// daemon starts Sendmail in the foreground (-bD) in new mount and UTS
 // namespaces (mount propagation private: nothing leaks to the host), as
-// the leader of its own process group.
-func (s *Sendmail) start(unshare, sendmail string) {
+// the leader of a new session.
+func (s *Sendmail) daemon(unshare, sendmail string) error {
 	const script = `mount -n --bind "$1" /etc/hosts && mount -n --bind "$2" /etc/resolv.conf && hostname "$3" && shift 3 && exec "$@"`
-	out, err := os.OpenFile(filepath.Join(s.Dir, "sendmail.out"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(s.outputFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		s.t.Fatalf("testenv: sendmail: %v", err)
+		return err
 	}
 	defer out.Close()
 	cmd := exec.Command(unshare, "--mount", "--uts", "--propagation", "private", "--",
@@ -229,89 +179,13 @@ func (s *Sendmail) start(unshare, sendmail string) {
 		sendmail, "-C", s.CF, "-D", s.LogFile, "-d89.8", "-bD", "-q5s")
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("testenv: sendmail: start: %v", err)
+		return fmt.Errorf("start: %w", err)
 	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	done := s.done
-	go func() { _ = cmd.Wait(); close(done) }()
-}
-
-// errPortTaken: someone else listens on the port the daemon was given.
-var errPortTaken = errors.New("port taken")
-
-// waitBanner polls the SMTP port until this instance greets with 220.
-func (s *Sendmail) waitBanner(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("sendmail exited: %v", s.cmd.ProcessState)
-		default:
-		}
-		// Sendmail keeps retrying a port it cannot bind; the log says so.
-		if strings.Contains(s.Log(), "Address already in use") {
-			return fmt.Errorf("sendmail on %s: %w", s.Addr, errPortTaken)
-		}
-		line, err := banner(s.Addr)
-		if err == nil && strings.HasPrefix(line, "220 ") && strings.Contains(line, s.tag) {
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("banner %q is not this instance's", line)
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("sendmail on %s did not answer 220 within %v: %v", s.Addr, limit, last)
-}
-
-// Log returns what Sendmail logged so far (its syslog messages) followed by
-// anything it wrote to stdout or stderr.
-func (s *Sendmail) Log() string {
-	b, _ := os.ReadFile(s.LogFile)
-	out, _ := os.ReadFile(filepath.Join(s.Dir, "sendmail.out"))
-	if len(out) > 0 {
-		b = append(append(b, "--- stdout/stderr:\n"...), out...)
-	}
-	return string(b)
-}
-
-// kill SIGTERMs the daemon (it stops its children), waits up to grace for
-// its process group to empty, and SIGKILLs what is left.
-func (s *Sendmail) kill(grace time.Duration) {
-	if s.cmd == nil {
-		return
-	}
-	pgid := s.cmd.Process.Pid
-	s.cmd = nil
-	gone := func(limit time.Duration) bool {
-		for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
-			select {
-			case <-s.done: // the leader is reaped
-				if len(groupPIDs(pgid)) == 0 {
-					return true
-				}
-			default:
-			}
-			if time.Now().After(deadline) {
-				return false
-			}
-		}
-	}
-	if grace > 0 {
-		_ = syscall.Kill(pgid, syscall.SIGTERM)
-		if gone(grace) {
-			return
-		}
-		s.t.Logf("testenv: sendmail (pid %d) did not stop within %v; killing %v", pgid, grace, groupPIDs(pgid))
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	if !gone(10 * time.Second) {
-		s.t.Errorf("testenv: sendmail (pid %d): processes survive SIGKILL: %v", pgid, groupPIDs(pgid))
-	}
+	s.leader = cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap it
+	return nil
 }
 
 // sendmailTree returns a directory holding Debian's sendmail-bin,

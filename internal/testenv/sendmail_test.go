@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -81,56 +80,5 @@ func TestSendmailRelaysToSink(t *testing.T) {
 		if strings.Contains(log, sys) {
 			t.Errorf("sendmail log mentions %s:\n%s", sys, log)
 		}
-	}
-}
-
-// When the test that started it ends, no process of the instance is left
-// and its directory is gone.
-func TestSendmailCleanupLeavesNothing(t *testing.T) {
-	var pgid int
-	var dir string
-	t.Run("instance", func(t *testing.T) {
-		sink := StartSink(t)
-		sm := StartSendmail(t, SendmailOptions{RelayTo: sink.Addr})
-		pgid, dir = sm.cmd.Process.Pid, sm.Dir
-		if len(groupPIDs(pgid)) == 0 {
-			t.Fatalf("no process in group %d", pgid)
-		}
-	})
-	if pgid == 0 {
-		t.Skip("instance did not start")
-	}
-	if left := groupPIDs(pgid); len(left) != 0 {
-		t.Errorf("processes of sendmail %d survive: %v", pgid, left)
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("%s not removed: %v", dir, err)
-	}
-}
-
-// StartSendmail survives its free port being taken before Sendmail binds it.
-func TestSendmailPortTaken(t *testing.T) {
-	taken, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	calls := 0
-	sendmailPort = func(t testing.TB) int {
-		calls++
-		if calls == 1 {
-			return taken.Addr().(*net.TCPAddr).Port
-		}
-		return FreePort(t)
-	}
-	defer func() { sendmailPort = FreePort }()
-
-	sink := StartSink(t)
-	sm := StartSendmail(t, SendmailOptions{RelayTo: sink.Addr})
-	if calls != 2 || sm.Port == taken.Addr().(*net.TCPAddr).Port {
-		t.Fatalf("port %d after %d tries", sm.Port, calls)
-	}
-	if r, err := Send(sm.Addr, "a@example.com", []string{"b@example.org"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil || !r.OK() {
-		t.Fatalf("%v %v", r, err)
 	}
 }

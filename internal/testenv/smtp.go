@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -14,10 +13,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // SinkHostname is the name the sink greets with. It must differ from the
-// myhostname of the Postfix in front of it, or Postfix reports a mail loop.
+// myhostname of the MTA in front of it, or that MTA reports a mail loop.
 const SinkHostname = "sink.stormguard.test"
 
 // SinkMessage is one message the sink accepted.
@@ -71,19 +72,18 @@ func (m SinkMessage) HasRcpt(rcpt string) bool {
 	return false
 }
 
-// Sink is an SMTP server that accepts every message with 250 and keeps it.
-// It speaks enough ESMTP for Postfix's smtp client and for Send.
+// Sink is an SMTP server (go-smtp's) that accepts every message with 250
+// and keeps it.
 type Sink struct {
 	Addr string // host:port it listens on (127.0.0.1)
 
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	msgs []SinkMessage
+	srv    *smtp.Server
+	served chan struct{} // closed when the server has stopped accepting
+	mu     sync.Mutex
+	msgs   []SinkMessage
 	// changed is closed and replaced each time a message arrives, waking
 	// every Wait.
 	changed chan struct{}
-	conns   map[net.Conn]struct{}
 	closed  bool
 }
 
@@ -95,37 +95,31 @@ func StartSink(t testing.TB) *Sink {
 	if err != nil {
 		t.Fatalf("testenv: sink: listen: %v", err)
 	}
-	s := &Sink{
-		Addr:    ln.Addr().String(),
-		ln:      ln,
-		changed: make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
-	}
-	s.wg.Add(1)
-	go s.serve()
+	s := &Sink{Addr: ln.Addr().String(), served: make(chan struct{}), changed: make(chan struct{})}
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &sinkSession{sink: s, conn: c}, nil
+	}))
+	s.srv.Domain = SinkHostname
+	s.srv.ReadTimeout, s.srv.WriteTimeout = 5*time.Minute, 5*time.Minute
+	go func() {
+		defer close(s.served)
+		_ = s.srv.Serve(ln)
+	}()
 	t.Cleanup(s.Close)
 	return s
 }
 
-// Port is the TCP port the sink listens on.
-func (s *Sink) Port() int {
-	return s.ln.Addr().(*net.TCPAddr).Port
-}
-
-// Close stops the sink and drops open sessions. Messages stay readable.
+// Close stops the sink and drops open sessions; nothing is added after it
+// returns. Messages stay readable.
 func (s *Sink) Close() {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
+	closed := s.closed
 	s.closed = true
-	for c := range s.conns {
-		_ = c.Close()
-	}
 	s.mu.Unlock()
-	_ = s.ln.Close()
-	s.wg.Wait()
+	if !closed {
+		_ = s.srv.Close()
+		<-s.served
+	}
 }
 
 // Messages returns a copy of the messages received so far, in order.
@@ -146,24 +140,11 @@ func (s *Sink) Len() int {
 // which match returns true; a nil match takes any message. It returns the
 // context's error when the context ends first.
 func (s *Sink) Wait(ctx context.Context, match func(SinkMessage) bool) (SinkMessage, error) {
-	seen := 0
-	for {
-		s.mu.Lock()
-		for ; seen < len(s.msgs); seen++ {
-			if match == nil || match(s.msgs[seen]) {
-				m := s.msgs[seen]
-				s.mu.Unlock()
-				return m, nil
-			}
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return SinkMessage{}, fmt.Errorf("testenv: sink: no matching message among %d received: %w", seen, ctx.Err())
-		}
+	got, err := s.WaitN(ctx, 1, match)
+	if err != nil {
+		return SinkMessage{}, err
 	}
+	return got[0], nil
 }
 
 // WaitN waits until at least n messages match (nil matches any) and returns
@@ -190,218 +171,50 @@ func (s *Sink) WaitN(ctx context.Context, n int, match func(SinkMessage) bool) (
 	}
 }
 
-func (s *Sink) add(m SinkMessage) {
+// sinkSession is one SMTP session on the sink: the envelope of the
+// transaction under way.
+type sinkSession struct {
+	sink *Sink
+	conn *smtp.Conn
+	from string
+	to   []string
+}
+
+func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	ss.from = from
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m := SinkMessage{Helo: ss.conn.Hostname(), From: ss.from, To: ss.to, Data: data, Received: time.Now()}
+	s := ss.sink
 	s.mu.Lock()
-	s.msgs = append(s.msgs, m)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.msgs = append(s.msgs, m)
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	return nil
 }
 
-func (s *Sink) serve() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			s.session(c)
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			_ = c.Close()
-		}()
-	}
-}
-
-// maxLine bounds one command or data line, so a broken client cannot make
-// the sink buffer without end.
-const maxLine = 1 << 20
-
-func (s *Sink) session(c net.Conn) {
-	r := bufio.NewReader(c)
-	w := bufio.NewWriter(c)
-	// reply queues an answer; the loop flushes once the client has nothing
-	// more queued, as a pipelining server does.
-	reply := func(lines ...string) {
-		for _, l := range lines {
-			w.WriteString(l)
-			w.WriteString("\r\n")
-		}
-	}
-	deadline := func() { _ = c.SetDeadline(time.Now().Add(5 * time.Minute)) }
-
-	var (
-		helo    string
-		from    string
-		hasMail bool
-		rcpts   []string
-	)
-	reset := func() { from, hasMail, rcpts = "", false, nil }
-
-	deadline()
-	reply("220 " + SinkHostname + " ESMTP testenv sink")
-	if w.Flush() != nil {
-		return
-	}
-	for {
-		deadline()
-		line, err := readLine(r)
-		if err != nil {
-			return
-		}
-		verb, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(verb) {
-		case "EHLO":
-			helo = strings.TrimSpace(arg)
-			reset()
-			reply("250-"+SinkHostname, "250-PIPELINING", "250 8BITMIME")
-		case "HELO":
-			helo = strings.TrimSpace(arg)
-			reset()
-			reply("250 " + SinkHostname)
-		case "MAIL":
-			addr, ok := pathArg(arg, "FROM:")
-			switch {
-			case !ok:
-				reply("501 5.5.4 Syntax: MAIL FROM:<address>")
-			case hasMail:
-				reply("503 5.5.1 Error: nested MAIL command")
-			default:
-				from, hasMail, rcpts = addr, true, nil
-				reply("250 2.1.0 Ok")
-			}
-		case "RCPT":
-			addr, ok := pathArg(arg, "TO:")
-			switch {
-			case !hasMail:
-				reply("503 5.5.1 Error: need MAIL command")
-			case !ok || addr == "":
-				reply("501 5.5.4 Syntax: RCPT TO:<address>")
-			default:
-				rcpts = append(rcpts, addr)
-				reply("250 2.1.5 Ok")
-			}
-		case "DATA":
-			if len(rcpts) == 0 {
-				reply("503 5.5.1 Error: need RCPT command")
-				break
-			}
-			reply("354 End data with <CR><LF>.<CR><LF>")
-			if w.Flush() != nil {
-				return
-			}
-			data, err := readData(r)
-			if err != nil {
-				return
-			}
-			s.add(SinkMessage{Helo: helo, From: from, To: rcpts, Data: data, Received: time.Now()})
-			reset()
-			reply("250 2.0.0 Ok: queued")
-		case "RSET":
-			reset()
-			reply("250 2.0.0 Ok")
-		case "NOOP":
-			reply("250 2.0.0 Ok")
-		case "VRFY":
-			reply("252 2.0.0 Cannot VRFY user")
-		case "QUIT":
-			reply("221 2.0.0 Bye")
-			_ = w.Flush()
-			return
-		default:
-			reply("502 5.5.2 Error: command not recognized")
-		}
-		if r.Buffered() == 0 {
-			if w.Flush() != nil {
-				return
-			}
-		}
-	}
-}
-
-// readLine reads one CRLF (or LF) terminated line without its line end.
-func readLine(r *bufio.Reader) (string, error) {
-	var b []byte
-	for {
-		chunk, err := r.ReadSlice('\n')
-		b = append(b, chunk...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return "", err
-		}
-		if len(b) > maxLine {
-			return "", errors.New("line too long")
-		}
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-// readData reads a DATA section up to the lone dot, removes dot-stuffing and
-// keeps line ends as sent.
-func readData(r *bufio.Reader) ([]byte, error) {
-	var buf bytes.Buffer
-	for {
-		var line []byte
-		for {
-			chunk, err := r.ReadSlice('\n')
-			line = append(line, chunk...)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, bufio.ErrBufferFull) {
-				return nil, err
-			}
-			if len(line) > maxLine {
-				return nil, errors.New("line too long")
-			}
-		}
-		if string(line) == ".\r\n" || string(line) == ".\n" {
-			return buf.Bytes(), nil
-		}
-		if line[0] == '.' {
-			line = line[1:]
-		}
-		buf.Write(line)
-	}
-}
-
-// pathArg parses "FROM:<addr> PARAMS" (prefix "FROM:") into addr.
-func pathArg(arg, prefix string) (string, bool) {
-	arg = strings.TrimSpace(arg)
-	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
-		return "", false
-	}
-	arg = strings.TrimSpace(arg[len(prefix):])
-	if strings.HasPrefix(arg, "<") {
-		end := strings.IndexByte(arg, '>')
-		if end < 0 {
-			return "", false
-		}
-		return arg[1:end], true
-	}
-	addr, _, _ := strings.Cut(arg, " ")
-	return addr, addr != ""
-}
+func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
+func (ss *sinkSession) Logout() error { return nil }
 
 // Reply is the answer an SMTP server gave at one stage of a transaction.
 type Reply struct {
-	// Stage is where the answer came: "connect" (banner), "helo", "mail",
-	// "rcpt", "data" (the answer to DATA itself) or "end" (the answer
-	// after the final dot).
+	// Stage is where the answer came: "helo" (the banner or the answer
+	// to EHLO), "mail", "rcpt", "data" (the answer to DATA itself) or
+	// "end" (the answer after the final dot).
 	Stage string
 	Code  int    // three-digit reply code
 	Text  string // the reply text without codes; lines of a multi-line reply joined by "\n"
@@ -428,97 +241,70 @@ func (r Reply) String() string {
 	return s
 }
 
-// SendTimeout bounds one whole Send.
-var SendTimeout = 2 * time.Minute
+// sendTimeout bounds each command's reply in Send, the one after the final
+// dot included.
+const sendTimeout = 2 * time.Minute
 
-// Send delivers one message over a new SMTP connection to addr: EHLO, MAIL
-// FROM, RCPT TO for each recipient, DATA, the message, the final dot, QUIT.
-// from "" sends the null sender. Addresses go without <>.
+// Send delivers one message over a new SMTP connection to addr with
+// go-smtp's client: EHLO client.stormguard.test, MAIL FROM, RCPT TO for each
+// recipient, DATA, the message, the final dot, QUIT. from "" sends the
+// null sender. Addresses go without <>.
 //
 // It returns the first answer that is not 2xx/3xx, with the stage it came
 // at, or else the answer to the final dot (OK() true on 250). The error is
 // only for connection and protocol failures, never for a rejection.
 func Send(addr, from string, rcpts []string, data []byte) (Reply, error) {
-	return SendHelo(addr, "client.stormguard.test", from, rcpts, data)
-}
-
-// SendHelo is Send with the given EHLO name.
-func SendHelo(addr, helo, from string, rcpts []string, data []byte) (Reply, error) {
 	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return Reply{}, fmt.Errorf("testenv: send: %w", err)
 	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(SendTimeout))
-	c := textproto.NewConn(nc)
-
-	read := func(stage string) (Reply, bool, error) {
-		code, text, err := c.ReadResponse(0)
-		if err != nil {
-			return Reply{}, false, fmt.Errorf("testenv: send: %s: %w", stage, err)
+	c := smtp.NewClient(nc)
+	defer c.Close()
+	c.CommandTimeout, c.SubmissionTimeout = sendTimeout, sendTimeout
+	// refused makes the server's refusal at stage a Reply; any other error
+	// is a failure to talk.
+	refused := func(stage, rcpt string, err error) (Reply, error) {
+		var e *smtp.SMTPError
+		if !errors.As(err, &e) {
+			return Reply{}, fmt.Errorf("testenv: send: %s: %w", stage, err)
 		}
-		r := Reply{Stage: stage, Code: code, Text: text}
-		return r, code >= 200 && code < 400, nil
+		_ = c.Quit()
+		return Reply{Stage: stage, Code: e.Code, Text: replyText(e), Rcpt: rcpt}, nil
 	}
-	cmd := func(stage, format string, args ...any) (Reply, bool, error) {
-		if err := c.PrintfLine(format, args...); err != nil {
-			return Reply{}, false, fmt.Errorf("testenv: send: %s: %w", stage, err)
-		}
-		return read(stage)
+	if err := c.Hello("client.stormguard.test"); err != nil {
+		return refused("helo", "", err)
 	}
-	quit := func() {
-		if c.PrintfLine("QUIT") == nil {
-			_, _, _ = c.ReadResponse(0)
-		}
-	}
-
-	if r, ok, err := read("connect"); err != nil || !ok {
-		if err == nil {
-			quit()
-		}
-		return r, err
-	}
-	if r, ok, err := cmd("helo", "EHLO %s", helo); err != nil || !ok {
-		if err == nil {
-			quit()
-		}
-		return r, err
-	}
-	if r, ok, err := cmd("mail", "MAIL FROM:<%s>", from); err != nil || !ok {
-		if err == nil {
-			quit()
-		}
-		return r, err
+	if err := c.Mail(from, nil); err != nil {
+		return refused("mail", "", err)
 	}
 	for _, rcpt := range rcpts {
-		r, ok, err := cmd("rcpt", "RCPT TO:<%s>", rcpt)
-		r.Rcpt = rcpt
-		if err != nil || !ok {
-			if err == nil {
-				quit()
-			}
-			return r, err
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return refused("rcpt", rcpt, err)
 		}
 	}
-	if r, ok, err := cmd("data", "DATA"); err != nil || !ok {
-		if err == nil {
-			quit()
-		}
-		return r, err
-	}
-	dw := c.DotWriter()
-	if _, err := dw.Write(data); err != nil {
-		return Reply{}, fmt.Errorf("testenv: send: data: %w", err)
-	}
-	if err := dw.Close(); err != nil {
-		return Reply{}, fmt.Errorf("testenv: send: data: %w", err)
-	}
-	r, _, err := read("end")
+	w, err := c.Data()
 	if err != nil {
-		return r, err
+		return refused("data", "", err)
 	}
-	quit()
-	return r, nil
+	if _, err := w.Write(data); err != nil {
+		return Reply{}, fmt.Errorf("testenv: send: data: %w", err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return refused("end", "", err)
+	}
+	_ = c.Quit()
+	return Reply{Stage: "end", Code: 250, Text: resp.StatusText}, nil
+}
+
+// replyText is the reply text as the server sent it: go-smtp takes the
+// enhanced status code off every line of a refusal; this puts it back.
+func replyText(e *smtp.SMTPError) string {
+	if e.EnhancedCode == smtp.EnhancedCodeNotSet {
+		return e.Message
+	}
+	code := fmt.Sprintf("%d.%d.%d ", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])
+	return code + strings.ReplaceAll(e.Message, "\n", "\n"+code)
 }
 
 // HeaderField is one header of a Message.

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"strings"
+	"io"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 func TestSinkSend(t *testing.T) {
@@ -27,7 +30,7 @@ func TestSinkSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reply.OK() || reply.Text != "2.0.0 Ok: queued" {
+	if !reply.OK() || reply.Text != "2.0.0 OK: queued" {
 		t.Fatalf("reply %v", reply)
 	}
 
@@ -109,30 +112,93 @@ func TestSinkWaitBlocksUntilArrival(t *testing.T) {
 	}
 }
 
+// refuser is a go-smtp session that refuses where its envelope says: MAIL
+// FROM:<mail@refuse.test> at mail, RCPT TO:<rcpt@refuse.test> at rcpt, and
+// a message from end@refuse.test after the final dot.
+type refuser struct{ from string }
+
+func (r *refuser) Mail(from string, _ *smtp.MailOptions) error {
+	r.from = from
+	if from == "mail@refuse.test" {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "try again later"}
+	}
+	return nil
+}
+
+func (r *refuser) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == "rcpt@refuse.test" {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	return nil
+}
+
+func (r *refuser) Data(rd io.Reader) error {
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return err
+	}
+	if r.from == "end@refuse.test" {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "too many replies (thread x)"}
+	}
+	return nil
+}
+
+func (r *refuser) Reset()        {}
+func (r *refuser) Logout() error { return nil }
+
+// serve runs a go-smtp server with the given backend until the test ends.
+func serve(t *testing.T, be smtp.BackendFunc) string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtp.NewServer(be)
+	srv.Domain = "refuser.stormguard.test"
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
 func TestSendReportsStage(t *testing.T) {
 	sink := StartSink(t)
-	// The sink refuses DATA without recipients: 503 at data.
-	r, err := Send(sink.Addr, "a@example.org", nil, []byte("Subject: x\r\n\r\nx\r\n"))
-	if err != nil {
-		t.Fatal(err)
+	refuse := serve(t, func(*smtp.Conn) (smtp.Session, error) { return &refuser{}, nil })
+	greetNo := serve(t, func(*smtp.Conn) (smtp.Session, error) {
+		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "go away"}
+	})
+	data := []byte("Subject: x\r\n\r\nx\r\n")
+	for _, tc := range []struct {
+		name, addr, from string
+		rcpts            []string
+		want             Reply
+	}{
+		{"helo", greetNo, "a@example.org", []string{"b@example.org"}, Reply{Stage: "helo", Code: 554, Text: "5.7.0 go away"}},
+		{"mail", refuse, "mail@refuse.test", []string{"b@example.org"}, Reply{Stage: "mail", Code: 451, Text: "4.3.2 try again later"}},
+		{"rcpt", refuse, "a@example.org", []string{"b@example.org", "rcpt@refuse.test"},
+			Reply{Stage: "rcpt", Code: 550, Text: "5.1.1 no such user", Rcpt: "rcpt@refuse.test"}},
+		// The sink refuses DATA without recipients.
+		{"data", sink.Addr, "a@example.org", nil, Reply{Stage: "data", Code: 502, Text: "5.5.1 Missing RCPT TO command."}},
+		{"end", refuse, "end@refuse.test", []string{"b@example.org"}, Reply{Stage: "end", Code: 550, Text: "5.7.1 too many replies (thread x)"}},
+		{"accepted", refuse, "a@example.org", []string{"b@example.org"}, Reply{Stage: "end", Code: 250, Text: "2.0.0 OK: queued"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Send(tc.addr, tc.from, tc.rcpts, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r != tc.want {
+				t.Errorf("got %+v, want %+v", r, tc.want)
+			}
+			if r.OK() != (r.Code == 250) || r.Permanent() != (r.Code >= 500) || r.Temporary() != (r.Code/100 == 4) {
+				t.Errorf("%v: OK %v, Permanent %v, Temporary %v", r, r.OK(), r.Permanent(), r.Temporary())
+			}
+		})
 	}
-	if r.Stage != "data" || r.Code != 503 || !r.Permanent() || r.OK() {
-		t.Errorf("got %v, want 503 at data", r)
-	}
-	// Bad recipient syntax: 501 at rcpt, naming the recipient.
-	r, err = Send(sink.Addr, "a@example.org", []string{"ok@example.org", ""}, []byte("x\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Stage != "rcpt" || r.Code != 501 || r.Rcpt != "" {
-		t.Errorf("got %v, want 501 at rcpt", r)
-	}
-	if !strings.Contains(r.String(), "rcpt: 501") {
-		t.Errorf("String() = %q", r.String())
+	r := Reply{Stage: "rcpt", Code: 550, Text: "5.1.1 no\nsuch user", Rcpt: "x@example.org"}
+	if got := r.String(); got != "rcpt: 550 5.1.1 no / such user (rcpt x@example.org)" {
+		t.Errorf("String() = %q", got)
 	}
 	// Nothing listening: an error, not a reply.
 	sink.Close()
-	if _, err := Send(sink.Addr, "a@example.org", []string{"b@example.org"}, []byte("x\r\n")); err == nil {
+	if _, err := Send(sink.Addr, "a@example.org", []string{"b@example.org"}, data); err == nil {
 		t.Error("send to a closed sink succeeded")
 	}
 	if sink.Len() != 0 {
