@@ -86,9 +86,7 @@ func newServeCmd(logOut io.Writer) *cobra.Command {
 			return serve(cmd.Context(), cfg, newLogger(cfg, logOut))
 		},
 	}
-	cmd.Flags().String("listen", "", "milter socket, e.g. inet:127.0.0.1:7357 or unix:/run/stormguard/milter.sock")
-	cmd.Flags().String("log-level", "", "debug, info, warn or error")
-	cmd.Flags().String("backend", "", "store backend: memory or redis")
+	addConfigFlags(cmd.Flags()) // --listen, --log-level, --backend
 	return cmd
 }
 
