@@ -182,7 +182,7 @@ func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
 	case policy.RuleBlocked, policy.RuleOverrideBlock:
 		if d.Thread != "" {
-			o.sum.Add(d, m)
+			o.sum.Add(refusal(d, m))
 		}
 	}
 }
