@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -23,31 +24,22 @@ type summary struct {
 	action  string
 }
 
-// Refusal is one reply refused in a blocked thread, as a summary reports
-// it.
-type Refusal struct {
-	Thread  policy.ThreadID
-	Subject string // as written, one line
-	Sender  string // the envelope sender
-	Action  string // what it got: reject, tempfail or tag
-}
-
 // NewSummarizer returns an empty summarizer.
 func NewSummarizer() *Summarizer {
 	return &Summarizer{threads: map[policy.ThreadID]*summary{}}
 }
 
 // Add notes one refused reply.
-func (s *Summarizer) Add(r Refusal) {
+func (s *Summarizer) Add(d milter.Decision, m *milter.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	x := s.threads[r.Thread]
+	x := s.threads[d.Thread]
 	if x == nil {
 		x = &summary{}
-		s.threads[r.Thread] = x
+		s.threads[d.Thread] = x
 	}
 	x.refused++
-	x.subject, x.sender, x.action = r.Subject, r.Sender, r.Action
+	x.subject, x.sender, x.action = d.Subject, m.Sender, string(d.Action)
 }
 
 // flush emits the summaries gathered since the last flush.

@@ -11,7 +11,7 @@ type Config struct {
 	MinAudience          int // policy.min_audience
 	AutoReplyMaxAudience int // policy.auto_reply_max_audience
 	Action               ConfigAction
-	Limits               Limits // policy.max_replies, delivery_budget, window, block_for
+	Limits               Limits // policy.window, block_for and the LimitRules keys
 }
 
 // Defaults returns the documented defaults, those of Exchange Online's
@@ -47,11 +47,13 @@ func (c Config) Validate() error {
 	default:
 		bad("action", "must be reject, tempfail or monitor")
 	}
-	if c.Limits.MaxReplies < 0 {
-		bad("max_replies", "must not be negative (0 disables the rule)")
-	}
-	if c.Limits.DeliveryBudget < 0 {
-		bad("delivery_budget", "must not be negative (0 disables the rule)")
+	for _, r := range LimitRules {
+		switch v := r.Limit(c.Limits); {
+		case v < 0:
+			bad(r.Key, "must not be negative (0 disables the rule)")
+		case v > MaxLimit:
+			bad(r.Key, "must be at most 2^53 (9007199254740992)")
+		}
 	}
 	if c.Limits.Window <= 0 {
 		bad("window", "must be longer than 0")
@@ -120,7 +122,8 @@ func KindOf(_ Config, f Facts) Kind {
 //  8. a message-id already counted: accept (duplicate), even on a
 //     blocked thread, so the relay hop of an admitted reply never bounces;
 //  9. the thread is blocked: refuse (blocked);
-//  10. this reply crossed a limit: refuse (max_replies or delivery_budget);
+//  10. this reply crossed a limit: refuse (its LimitRules rule:
+//     max_replies or delivery_budget);
 //  11. counted within the limits: accept (counted).
 //
 // To refuse is to reject, tempfail or tag, as Config.Action says, and
@@ -154,7 +157,7 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 	case StatusBlocked:
 		return refuse(c, f, RuleBlocked)
 	case StatusCrossed:
-		if t.Crossed == RuleMaxReplies || t.Crossed == RuleDeliveryBudget {
+		if IsLimit(t.Crossed) {
 			return refuse(c, f, t.Crossed)
 		}
 		return refuse(c, f, RuleBlocked)

@@ -7,11 +7,11 @@ import (
 )
 
 // refStore is a reference model of the store's atomic Record step, written
-// from the contract in types.go and store/store.go: a limit of 0 disables
-// its rule; a reply is counted while count+1 <= MaxReplies and
-// delivered+audience <= DeliveryBudget; the one that would exceed is
-// refused and blocks the thread for BlockFor; a message-id already counted
-// in the window is a duplicate, even on a blocked thread.
+// from the contract in types.go and store/store.go: a reply is counted
+// unless it crosses a limit (Crossed, limits.go: the one home of that
+// rule); the one that crosses is refused and blocks the thread for
+// BlockFor; a message-id already counted in the window is a duplicate,
+// even on a blocked thread.
 type refStore struct {
 	threads map[ThreadID]*refThread
 }
@@ -66,13 +66,7 @@ func (s *refStore) record(th ThreadID, msg Key, kind Kind, aud int, now time.Tim
 		tally.Status, tally.BlockTTL = StatusBlocked, t.blockedUntil.Sub(now)
 		return tally
 	}
-	switch {
-	case l.MaxReplies > 0 && tally.Count+1 > l.MaxReplies:
-		tally.Crossed = RuleMaxReplies
-	case l.DeliveryBudget > 0 && tally.Delivered+int64(aud) > l.DeliveryBudget:
-		tally.Crossed = RuleDeliveryBudget
-	}
-	if tally.Crossed != "" {
+	if tally.Crossed = Crossed(l, Window{Count: tally.Count, Delivered: tally.Delivered}, aud); tally.Crossed != "" {
 		t.blockedUntil = now.Add(l.BlockFor)
 		tally.Status, tally.BlockTTL = StatusCrossed, l.BlockFor
 		return tally

@@ -25,6 +25,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative auto_reply_max_audience", func(c *Config) { c.AutoReplyMaxAudience = -1 }, []string{"policy.auto_reply_max_audience:"}},
 		{"negative max_replies", func(c *Config) { c.Limits.MaxReplies = -1 }, []string{"policy.max_replies:"}},
 		{"negative delivery_budget", func(c *Config) { c.Limits.DeliveryBudget = -1 }, []string{"policy.delivery_budget:"}},
+		{"delivery_budget at 2^53", func(c *Config) { c.Limits.DeliveryBudget = MaxLimit }, nil},
+		{"delivery_budget over 2^53", func(c *Config) { c.Limits.DeliveryBudget = MaxLimit + 1 }, []string{"policy.delivery_budget: must be at most 2^53"}},
 		{"zero window", func(c *Config) { c.Limits.Window = 0 }, []string{"policy.window: must be longer than 0"}},
 		{"negative block_for", func(c *Config) { c.Limits.BlockFor = -time.Second }, []string{"policy.block_for:"}},
 		{"all at once", func(c *Config) {
@@ -140,6 +142,7 @@ func TestDecide(t *testing.T) {
 		{"crossed max_replies", base, reply, &Tally{Status: StatusCrossed, Crossed: RuleMaxReplies}, Verdict{Action: ActionReject, Rule: RuleMaxReplies}},
 		{"crossed delivery_budget", base, reply, &Tally{Status: StatusCrossed, Crossed: RuleDeliveryBudget}, Verdict{Action: ActionReject, Rule: RuleDeliveryBudget}},
 		{"crossed without a rule", base, reply, tally(StatusCrossed), Verdict{Action: ActionReject, Rule: RuleBlocked}},
+		{"crossed an unknown rule", base, reply, &Tally{Status: StatusCrossed, Crossed: "max_bananas"}, Verdict{Action: ActionReject, Rule: RuleBlocked}},
 		{"action tempfail", withAction(ConfigTempfail), reply, blocked, Verdict{Action: ActionTempfail, Rule: RuleBlocked}},
 		{"action monitor", withAction(ConfigMonitor), reply, blocked, Verdict{Action: ActionTag, Rule: RuleBlocked}},
 		{"mode monitor tags whatever the action", withAction(ConfigTempfail), Facts{Mode: ModeMonitor, Reply: true, Audience: 5000}, &Tally{Status: StatusCrossed, Crossed: RuleMaxReplies}, Verdict{Action: ActionTag, Rule: RuleMaxReplies}},

@@ -55,14 +55,18 @@ func (r *Record) check() error {
 	default:
 		return fmt.Errorf("%w: kind %q", ErrInvalid, r.Kind)
 	}
+	for _, lr := range policy.LimitRules {
+		// Up to 2^53: record.lua counts in doubles, exact that far.
+		if v := lr.Limit(r.Limits); v < 0 || v > policy.MaxLimit {
+			return fmt.Errorf("%w: %s %d: want 0 (off) to 2^53", ErrInvalid, lr.Key, v)
+		}
+	}
 	l := r.Limits
 	switch {
 	case r.Now.IsZero():
 		return fmt.Errorf("%w: no time", ErrInvalid)
 	case r.Audience < 0:
 		return fmt.Errorf("%w: audience %d", ErrInvalid, r.Audience)
-	case l.MaxReplies < 0 || l.DeliveryBudget < 0:
-		return fmt.Errorf("%w: negative limit", ErrInvalid)
 	case l.Window < time.Millisecond || l.BlockFor < time.Millisecond || r.Retention < time.Millisecond:
 		return fmt.Errorf("%w: window, block_for and retention must be at least 1ms", ErrInvalid)
 	}

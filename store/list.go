@@ -39,16 +39,14 @@ var (
 	_ Lister = (*Redis)(nil)
 )
 
-func (s *Redis) threadsKey() string { return s.prefix + "threads" }
-
 // EventsChannel is the pub/sub channel events are published on.
-func (s *Redis) EventsChannel() string { return s.prefix + "events" }
+func (s *Redis) EventsChannel() string { return s.keys.Events() }
 
 // indexThread queues the index update for one record on pipe.
 func (s *Redis) indexThread(ctx context.Context, pipe redis.Pipeliner, r Record) {
 	now := r.Now.UnixMilli()
-	pipe.ZAdd(ctx, s.threadsKey(), redis.Z{Score: float64(now), Member: string(r.Thread)})
-	pipe.ZRemRangeByScore(ctx, s.threadsKey(), "-inf", "("+strconv.FormatInt(now-r.Retention.Milliseconds(), 10))
+	pipe.ZAdd(ctx, s.keys.Threads(), redis.Z{Score: float64(now), Member: string(r.Thread)})
+	pipe.ZRemRangeByScore(ctx, s.keys.Threads(), "-inf", "("+strconv.FormatInt(now-r.Retention.Milliseconds(), 10))
 }
 
 // Threads implements Lister: one ZRANGE of the index, then one pipeline
@@ -58,7 +56,7 @@ func (s *Redis) Threads(ctx context.Context, now time.Time, limit int) ([]Thread
 		limit = DefaultListLimit
 	}
 	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.threadsKey(), Start: 0, Stop: limit - 1, Rev: true,
+		Key: s.keys.Threads(), Start: 0, Stop: limit - 1, Rev: true,
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("store: list threads: %w", err)
@@ -120,14 +118,14 @@ type threadCmds struct {
 }
 
 func (s *Redis) queueThread(ctx context.Context, pipe redis.Pipeliner, t policy.ThreadID) *threadCmds {
-	k := s.threadKeys(t)
+	k := s.keys
 	return &threadCmds{
-		meta:        pipe.HGetAll(ctx, k[keyMeta]),
-		replies:     pipe.ZRangeWithScores(ctx, k[keyReplies], 0, -1),
-		blockTTL:    pipe.PTTL(ctx, k[keyBlock]),
-		override:    pipe.Get(ctx, k[keyOverride]),
-		overrideTTL: pipe.PTTL(ctx, k[keyOverride]),
-		senders:     pipe.HGetAll(ctx, k[keySenders]),
+		meta:        pipe.HGetAll(ctx, k.Meta(t)),
+		replies:     pipe.ZRangeWithScores(ctx, k.Replies(t), 0, -1),
+		blockTTL:    pipe.PTTL(ctx, k.Block(t)),
+		override:    pipe.Get(ctx, k.Override(t)),
+		overrideTTL: pipe.PTTL(ctx, k.Override(t)),
+		senders:     pipe.HGetAll(ctx, k.Senders(t)),
 	}
 }
 

@@ -164,7 +164,6 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	now := r.Now.UnixMilli()
 	window := r.Limits.Window.Milliseconds()
 	blockFor := r.Limits.BlockFor.Milliseconds()
-	audience := int64(r.Audience)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -226,13 +225,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 		tally.Status = policy.StatusBlocked
 		md.refused++
 	default:
-		var rule policy.Rule
-		if r.Limits.MaxReplies > 0 && tally.Count+1 > r.Limits.MaxReplies {
-			rule = policy.RuleMaxReplies
-		} else if r.Limits.DeliveryBudget > 0 && tally.Delivered+audience > r.Limits.DeliveryBudget {
-			rule = policy.RuleDeliveryBudget
-		}
-		if rule != "" {
+		if rule := policy.Crossed(r.Limits, policy.Window{Count: tally.Count, Delivered: tally.Delivered}, r.Audience); rule != "" {
 			th.blockRule, th.blockUntil = string(rule), now+blockFor
 			md.stormAt, md.stormRule = now, string(rule)
 			md.refused++
@@ -244,7 +237,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 			md.accepted++
 			tally.Status = policy.StatusCounted
 			tally.Count++
-			tally.Delivered += audience
+			tally.Delivered += int64(r.Audience)
 		}
 	}
 	if senderStatus == "" {

@@ -1,6 +1,10 @@
 --[[ record.lua: record one message in its thread and detect a storm, in one
 atomic step. Store.Record in Go (store/redis.go); store/memory.go does the
-same in Go, and store/storetest proves the two agree.
+same in Go, and store/storetest proves the two agree. The storm rule
+itself is policy.Crossed (policy/limits.go): the lines below marked "The
+storm rule" are its twin, and storetest's LimitTable holds them to the
+same answers. store/script_test.go checks that the KEYS and ARGV below are
+the ones store/redis.go passes, in the same order.
 
 It touches only the thread's six keys, which share the thread id as their
 Cluster hash tag: never a global or link key, so it runs on Redis Cluster.
@@ -25,13 +29,13 @@ ARGV[4]  member          its replies member, "<msgkey or random>:<audience>"
 ARGV[5]  audience        mailboxes it reaches
 ARGV[6]  sender          envelope sender, "" for none
 ARGV[7]  subject         subject, "" for none
-ARGV[8]  max_replies     replies allowed per window, 0: rule off
-ARGV[9]  budget          sum of audiences allowed per window, 0: rule off
-ARGV[10] window          ms, >= 1
-ARGV[11] block_for       ms, >= 1
-ARGV[12] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
-ARGV[13] follow          "1": T is References' root thread; if KEYS[6] names
+ARGV[8]  window          ms, >= 1
+ARGV[9]  block_for       ms, >= 1
+ARGV[10] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
+ARGV[11] follow          "1": T is References' root thread; if KEYS[6] names
                          another thread, record nothing and redirect there
+ARGV[12] max_replies     the limits, in policy.LimitRules order (policy/limits.go),
+ARGV[13] delivery_budget each 0 (rule off) to 2^53; see "The storm rule" below
 
 Returns {override, status, count, delivered, crossed, block_ttl, redirect}:
 override   "allow", "block" or ""
@@ -39,50 +43,57 @@ status     "noted", "counted", "duplicate", "blocked", "crossed", or "redirect"
            (follow was set and KEYS[6] names a thread: nothing was written)
 count      replies in the window, including this one if counted
 delivered  sum of their audiences
-crossed    with "crossed": "max_replies" or "delivery_budget", else ""
+crossed    with "crossed": the rule crossed (a policy.LimitRules name), else ""
 block_ttl  ms of block left when blocked or crossed (0 when not, or no expiry)
 redirect   with "redirect": the thread KEYS[6] names, else ""
 ]]
 
-if ARGV[13] == '1' then
+local kind            = ARGV[1]
+local now             = ARGV[2]
+local msg             = ARGV[3]
+local member          = ARGV[4]
+local audience        = ARGV[5]
+local sender          = ARGV[6]
+local subject         = ARGV[7]
+local window          = ARGV[8]
+local block_for       = ARGV[9]
+local retention       = ARGV[10]
+local follow          = ARGV[11]
+local max_replies     = tonumber(ARGV[12])
+local delivery_budget = tonumber(ARGV[13])
+
+if follow == '1' then
   local alias = redis.call('GET', KEYS[6])
   if alias then return {'', 'redirect', 0, 0, '', 0, alias} end
 end
 
 local k_replies, k_meta, k_block, k_override, k_senders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local kind = ARGV[1]
-local now_s = ARGV[2]
-local now = tonumber(now_s)
-local msg = ARGV[3]
-local member = ARGV[4]
-local audience = tonumber(ARGV[5])
-local sender = ARGV[6]
-local subject = ARGV[7]
-local max_replies = tonumber(ARGV[8])
-local budget = tonumber(ARGV[9])
-local window = tonumber(ARGV[10])
-local block_for = tonumber(ARGV[11])
-local retention = tonumber(ARGV[12])
+-- Numbers for arithmetic; the strings above are written as they came.
+local now_ms = tonumber(now)
+local audience_n = tonumber(audience)
+local window_ms = tonumber(window)
+local block_ms = tonumber(block_for)
+local retention_ms = tonumber(retention)
 
 local function ms(n) return string.format('%.0f', n) end
 
 -- The thread's record.
 if subject ~= '' then redis.call('HSETNX', k_meta, 'subject', subject) end
 if sender ~= '' then redis.call('HSETNX', k_meta, 'sender', sender) end
-redis.call('HSETNX', k_meta, 'first_seen', now_s)
-redis.call('HSET', k_meta, 'last_seen', now_s, 'window', ARGV[10])
-if audience > (tonumber(redis.call('HGET', k_meta, 'audience')) or -1) then
-  redis.call('HSET', k_meta, 'audience', ARGV[5])
+redis.call('HSETNX', k_meta, 'first_seen', now)
+redis.call('HSET', k_meta, 'last_seen', now, 'window', window)
+if audience_n > (tonumber(redis.call('HGET', k_meta, 'audience')) or -1) then
+  redis.call('HSET', k_meta, 'audience', audience)
 end
-if kind == 'original' and redis.call('HSETNX', k_meta, 'orig_at', now_s) == 1 then
-  redis.call('HSET', k_meta, 'orig_sender', sender, 'orig_subject', subject, 'orig_audience', ARGV[5])
+if kind == 'original' and redis.call('HSETNX', k_meta, 'orig_at', now) == 1 then
+  redis.call('HSET', k_meta, 'orig_sender', sender, 'orig_subject', subject, 'orig_audience', audience)
 end
 
 local override = redis.call('GET', k_override)
 if override ~= 'allow' and override ~= 'block' then override = '' end
 
 -- The window: drop what has aged out, then count and sum what is left.
-redis.call('ZREMRANGEBYSCORE', k_replies, '-inf', ms(now - window))
+redis.call('ZREMRANGEBYSCORE', k_replies, '-inf', ms(now_ms - window_ms))
 local members = redis.call('ZRANGE', k_replies, 0, -1)
 local count, delivered, dup = #members, 0, false
 local prefix = msg .. ':'
@@ -115,28 +126,31 @@ elseif blocked then
   status = 'blocked'
   redis.call('HINCRBY', k_meta, 'refused', 1)
 else
+  -- The storm rule, twin of policy.Crossed: a limit of 0 is off; the
+  -- first rule whose limit the window would pass with this reply counted
+  -- is crossed (reaching a limit exactly is allowed).
   local rule = ''
   if max_replies > 0 and count + 1 > max_replies then
     rule = 'max_replies'
-  elseif budget > 0 and delivered + audience > budget then
+  elseif delivery_budget > 0 and delivered + audience_n > delivery_budget then
     rule = 'delivery_budget'
   end
   if rule ~= '' then
-    redis.call('SET', k_block, rule, 'PX', ARGV[11])
-    redis.call('HSET', k_meta, 'storm_at', now_s, 'storm_rule', rule)
+    redis.call('SET', k_block, rule, 'PX', block_for)
+    redis.call('HSET', k_meta, 'storm_at', now, 'storm_rule', rule)
     redis.call('HINCRBY', k_meta, 'refused', 1)
-    status, crossed, block_ttl = 'crossed', rule, block_for
+    status, crossed, block_ttl = 'crossed', rule, block_ms
   else
-    redis.call('ZADD', k_replies, now_s, member)
-    redis.call('PEXPIRE', k_replies, ARGV[10])
+    redis.call('ZADD', k_replies, now, member)
+    redis.call('PEXPIRE', k_replies, window)
     redis.call('HINCRBY', k_meta, 'accepted', 1)
     status = 'counted'
-    count, delivered = count + 1, delivered + audience
+    count, delivered = count + 1, delivered + audience_n
   end
 end
 
 if sender ~= '' then redis.call('HSET', k_senders, sender, sender_status or status) end
-local keep = retention
+local keep = retention_ms
 if block_ttl > keep then keep = block_ttl end
 redis.call('PEXPIRE', k_meta, ms(keep))
 redis.call('PEXPIRE', k_senders, ms(keep))

@@ -79,7 +79,7 @@ func checkPrefix(p string) error {
 // writes.
 type Redis struct {
 	client redis.UniversalClient
-	prefix string
+	keys   Keys
 }
 
 var (
@@ -152,31 +152,11 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 // Cluster). prefix "" means DefaultPrefix; it must not contain braces.
 // Close closes the client.
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return &Redis{client: client, prefix: prefix}
+	return &Redis{client: client, keys: NewKeys(prefix)}
 }
 
-// threadKeys are KEYS[1..6] of record.lua, in order.
-func (s *Redis) threadKeys(t policy.ThreadID) []string {
-	tag := s.prefix + "{" + string(t) + "}:"
-	return []string{tag + "replies", tag + "meta", tag + "block", tag + "override", tag + "senders", tag + "alias"}
-}
-
-const (
-	keyReplies = iota
-	keyMeta
-	keyBlock
-	keyOverride
-	keySenders
-	keyAlias
-)
-
-func (s *Redis) linkKey(k policy.Key) string { return s.prefix + "link:{" + string(k) + "}" }
-func (s *Redis) listsKey() string            { return s.prefix + "lists" }
-func (s *Redis) exemptKey() string           { return s.prefix + "exempt" }
-func (s *Redis) modeKey() string             { return s.prefix + "mode" }
+// Keys are the names of the store's keys (store/keys.go).
+func (s *Redis) Keys() Keys { return s.keys }
 
 // Record implements Store.
 func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
@@ -203,11 +183,105 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	// The first round wrote this message's links with the root's thread
 	// (a References reply writes no alias); this one overwrites them.
 	if err := checkID("redirect thread", string(redirect)); err != nil {
-		return policy.Tally{}, fmt.Errorf("%s: %w", s.threadKeys(r.Thread)[keyAlias], err)
+		return policy.Tally{}, fmt.Errorf("%s: %w", s.keys.Alias(r.Thread), err)
 	}
 	r.Thread = redirect
 	tally, _, err = s.recordOnce(ctx, r, false)
+	if err != nil && len(r.Links) > 0 {
+		// The links the first round wrote lead to the root's thread,
+		// which has no state of its own. They could not wait for the
+		// redirect: a References reply is one round trip, and on a
+		// Cluster its links live in other slots than the script. Lead
+		// them where the root was recorded, with a deadline of their
+		// own (ctx may be what ran out).
+		if lerr := s.relink(ctx, r); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("relink after a failed redirect: %w", lerr))
+		}
+	}
 	return tally, err
+}
+
+// relink writes r's links to r.Thread, in one pipeline bounded by
+// DefaultTimeout whatever is left of ctx.
+func (s *Redis) relink(ctx context.Context, r Record) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	s.queueLinks(ctx, pipe, r)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// queueLinks queues the writes of r's links to r.Thread and, when it has
+// one (aliasOf), its alias.
+func (s *Redis) queueLinks(ctx context.Context, pipe redis.Pipeliner, r Record) []*redis.StatusCmd {
+	cmds := make([]*redis.StatusCmd, 0, len(r.Links)+1)
+	for _, k := range r.Links {
+		cmds = append(cmds, pipe.Set(ctx, s.keys.Link(k), string(r.Thread), r.Retention))
+	}
+	if own := r.aliasOf(); own != "" {
+		// So that a later reply whose References start with this
+		// message's id finds r.Thread (Follow) without a lookup.
+		cmds = append(cmds, pipe.Set(ctx, s.keys.Alias(own), string(r.Thread), r.Retention))
+	}
+	return cmds
+}
+
+// Indexes into record.lua's ARGV (ARGV[i+1]) before the limits, which
+// follow in policy.LimitRules order. recordArgNames names them as the
+// script's contract header does; store/script_test.go compares the two.
+const (
+	argKind = iota
+	argNow
+	argMsg
+	argMember
+	argAudience
+	argSender
+	argSubject
+	argWindow
+	argBlockFor
+	argRetention
+	argFollow
+	argLimits // the first limit
+)
+
+var recordArgNames = [argLimits]string{
+	argKind:      "kind",
+	argNow:       "now",
+	argMsg:       "msg",
+	argMember:    "member",
+	argAudience:  "audience",
+	argSender:    "sender",
+	argSubject:   "subject",
+	argWindow:    "window",
+	argBlockFor:  "block_for",
+	argRetention: "retention",
+	argFollow:    "follow",
+}
+
+// recordArgs is record.lua's ARGV for r: the arguments recordArgNames
+// names, then each policy.LimitRules limit.
+func recordArgs(r Record, follow bool) []any {
+	msg, member := r.member()
+	args := make([]any, argLimits+len(policy.LimitRules))
+	args[argKind] = string(r.Kind)
+	args[argNow] = strconv.FormatInt(r.Now.UnixMilli(), 10)
+	args[argMsg] = msg
+	args[argMember] = member
+	args[argAudience] = strconv.Itoa(r.Audience)
+	args[argSender] = r.Sender
+	args[argSubject] = r.Subject
+	args[argWindow] = strconv.FormatInt(r.Limits.Window.Milliseconds(), 10)
+	args[argBlockFor] = strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10)
+	args[argRetention] = strconv.FormatInt(r.Retention.Milliseconds(), 10)
+	args[argFollow] = ""
+	if follow {
+		args[argFollow] = "1"
+	}
+	for i, lr := range policy.LimitRules {
+		args[argLimits+i] = strconv.FormatInt(lr.Limit(r.Limits), 10)
+	}
+	return args
 }
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
@@ -215,39 +289,12 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 // script first reads r.Thread's alias: redirect is then set, and nothing
 // was recorded, when it names a thread.
 func (s *Redis) recordOnce(ctx context.Context, r Record, follow bool) (tally policy.Tally, redirect policy.ThreadID, err error) {
-	msg, member := r.member()
-	followArg := ""
-	if follow {
-		followArg = "1"
-	}
-	keys := s.threadKeys(r.Thread)
-	args := []any{
-		string(r.Kind),
-		strconv.FormatInt(r.Now.UnixMilli(), 10),
-		msg,
-		member,
-		strconv.Itoa(r.Audience),
-		r.Sender,
-		r.Subject,
-		strconv.Itoa(r.Limits.MaxReplies),
-		strconv.FormatInt(r.Limits.DeliveryBudget, 10),
-		strconv.FormatInt(r.Limits.Window.Milliseconds(), 10),
-		strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10),
-		strconv.FormatInt(r.Retention.Milliseconds(), 10),
-		followArg,
-	}
+	keys := s.keys.Thread(r.Thread)
+	args := recordArgs(r, follow)
 
 	pipe := s.client.Pipeline()
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
-	links := make([]*redis.StatusCmd, len(r.Links))
-	for i, k := range r.Links {
-		links[i] = pipe.Set(ctx, s.linkKey(k), string(r.Thread), r.Retention)
-	}
-	if own := r.aliasOf(); own != "" {
-		// So that a later reply whose References start with this
-		// message's id finds r.Thread (Follow) without a lookup.
-		links = append(links, pipe.Set(ctx, s.threadKeys(own)[keyAlias], string(r.Thread), r.Retention))
-	}
+	links := s.queueLinks(ctx, pipe, r)
 	s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !isNoScript(cmd.Err()) {
@@ -348,7 +395,7 @@ func (s *Redis) Resolve(ctx context.Context, keys []policy.Key) ([]policy.Thread
 		if checkID("key", string(k)) != nil {
 			continue // "" or not a key: linked to nothing
 		}
-		cmds[i] = pipe.Get(ctx, s.linkKey(k))
+		cmds[i] = pipe.Get(ctx, s.keys.Link(k))
 	}
 	if pipe.Len() == 0 {
 		return out, nil
@@ -377,23 +424,23 @@ func (s *Redis) Resolve(ctx context.Context, keys []policy.Key) ([]policy.Thread
 // positive number, an unknown mode) are left out.
 func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 	pipe := s.client.Pipeline()
-	lists := pipe.HGetAll(ctx, s.listsKey())
-	exempt := pipe.SMembers(ctx, s.exemptKey())
-	mode := pipe.Get(ctx, s.modeKey())
+	lists := pipe.HGetAll(ctx, s.keys.Lists())
+	exempt := pipe.SMembers(ctx, s.keys.Exempt())
+	mode := pipe.Get(ctx, s.keys.Mode())
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Globals{}, fmt.Errorf("store: globals: %w", err)
 	}
 	lv, err := lists.Result()
 	if err != nil {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.listsKey(), err)
+		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Lists(), err)
 	}
 	ev, err := exempt.Result()
 	if err != nil {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.exemptKey(), err)
+		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Exempt(), err)
 	}
 	mv, err := mode.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.modeKey(), err)
+		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Mode(), err)
 	}
 
 	g := Globals{Lists: make(map[string]int, len(lv)), Mode: parseMode(mv)}

@@ -13,7 +13,7 @@ import (
 )
 
 // The Redis store's Admin methods write the same keys operators write with
-// redis-cli; see DESIGN.md, "Redis keys".
+// redis-cli (store/keys.go lists them).
 
 // SetOverride implements Admin.
 func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Override, ttl time.Duration) error {
@@ -25,7 +25,7 @@ func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Ove
 		err = fmt.Errorf("%w: ttl %v", ErrInvalid, ttl)
 	}
 	if err == nil {
-		key := s.threadKeys(t)[keyOverride]
+		key := s.keys.Override(t)
 		if o == policy.OverrideNone {
 			err = s.client.Del(ctx, key).Err()
 		} else {
@@ -38,15 +38,17 @@ func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Ove
 	return nil
 }
 
-// Reset implements Admin, in one MULTI on the thread's slot.
+// Reset implements Admin, in one MULTI on the thread's slot. The alias
+// is not the thread's state (it leads elsewhere): a thread that has only
+// an alias is not found, and its alias stays.
 func (s *Redis) Reset(ctx context.Context, t policy.ThreadID) error {
 	if err := checkID("thread", string(t)); err != nil {
 		return fmt.Errorf("store: reset thread %s: %w", t, err)
 	}
-	k := s.threadKeys(t)
+	k := s.keys.Thread(t)
 	var exists *redis.IntCmd
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, k...)
+		exists = p.Exists(ctx, k[keyReplies], k[keyMeta], k[keyBlock], k[keyOverride], k[keySenders])
 		p.Del(ctx, k[keyReplies], k[keyBlock], k[keyOverride], k[keySenders])
 		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule")
 		return nil
@@ -65,9 +67,9 @@ func (s *Redis) SetList(ctx context.Context, addr string, members int) error {
 	a, err := normAddr("list address", addr)
 	if err == nil {
 		if members <= 0 {
-			err = s.client.HDel(ctx, s.listsKey(), a).Err()
+			err = s.client.HDel(ctx, s.keys.Lists(), a).Err()
 		} else {
-			err = s.client.HSet(ctx, s.listsKey(), a, strconv.Itoa(members)).Err()
+			err = s.client.HSet(ctx, s.keys.Lists(), a, strconv.Itoa(members)).Err()
 		}
 	}
 	if err != nil {
@@ -81,9 +83,9 @@ func (s *Redis) SetMode(ctx context.Context, m policy.Mode) error {
 	err := checkMode(m)
 	if err == nil {
 		if m == "" {
-			err = s.client.Del(ctx, s.modeKey()).Err()
+			err = s.client.Del(ctx, s.keys.Mode()).Err()
 		} else {
-			err = s.client.Set(ctx, s.modeKey(), string(m), 0).Err()
+			err = s.client.Set(ctx, s.keys.Mode(), string(m), 0).Err()
 		}
 	}
 	if err != nil {
@@ -96,7 +98,7 @@ func (s *Redis) SetMode(ctx context.Context, m policy.Mode) error {
 func (s *Redis) AddExempt(ctx context.Context, sender string) error {
 	a, err := normAddr("exempt sender", sender)
 	if err == nil {
-		err = s.client.SAdd(ctx, s.exemptKey(), a).Err()
+		err = s.client.SAdd(ctx, s.keys.Exempt(), a).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("store: add exempt %s: %w", sender, err)

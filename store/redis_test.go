@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,7 +27,7 @@ type redisHarness struct {
 }
 
 func (h redisHarness) SetRawOverride(t *testing.T, th policy.ThreadID, v string) {
-	args := []string{"SET", h.prefix + "{" + string(th) + "}:override", v}
+	args := []string{"SET", store.NewKeys(h.prefix).Override(th), v}
 	if h.cluster {
 		args = append([]string{"-c"}, args...) // follow MOVED to the key's node
 	}
@@ -247,8 +248,7 @@ func TestRedisOneSlot(t *testing.T) {
 	for range 20 {
 		th := storetest.NewThread()
 		slot := testenv.RedisCLI(t, addr, "CLUSTER", "KEYSLOT", string(th))
-		for _, suffix := range []string{"replies", "meta", "block", "override", "senders"} {
-			key := store.DefaultPrefix + "{" + string(th) + "}:" + suffix
+		for _, key := range store.NewKeys("").Thread(th) {
 			if got := testenv.RedisCLI(t, addr, "CLUSTER", "KEYSLOT", key); got != slot {
 				t.Fatalf("KEYSLOT %s = %s, want %s (the thread's)", key, got, slot)
 			}
@@ -351,4 +351,76 @@ func BenchmarkRedisRecord(b *testing.B) {
 	s := openRedis(b, testenv.StartRedis(b), false)
 	defer s.Close()
 	storetest.BenchRecord(b, s)
+}
+
+// failRecordOn is a go-redis hook that fails, while armed, every pipeline
+// that runs record.lua on one thread: an outage that hits one round of a
+// Record and not the next call.
+type failRecordOn struct {
+	key   string // the thread's replies key, KEYS[1] of record.lua
+	armed atomic.Bool
+}
+
+func (h *failRecordOn) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *failRecordOn) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *failRecordOn) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.armed.Load() && strings.EqualFold(c.Name(), "evalsha") && slices.Contains(c.Args(), any(h.key)) {
+				return errors.New("injected: Redis went away")
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisFollowSecondRoundFails: a Follow record whose root was moved
+// takes two rounds; when the second one (on the alias's thread) fails, no
+// link the message wrote may lead to a thread with no state.
+func TestRedisFollowSecondRoundFails(t *testing.T) {
+	addr := testenv.StartRedis(t)
+	storm := storetest.NewThread()
+	prefix := fmt.Sprintf("sgtest%d:", prefixSeq.Add(1))
+	hook := &failRecordOn{key: store.NewKeys(prefix).Replies(storm)}
+	client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	client.AddHook(hook)
+	s := store.NewRedis(client, prefix)
+	defer s.Close()
+	ctx := context.Background()
+
+	moved := replyTo(storm, defaultLimits) // its own id's thread is not storm: an alias leads there
+	if _, err := s.Record(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	r := replyTo(moved.Message.Thread(), defaultLimits)
+	r.Follow, r.Links = true, []policy.Key{storetest.NewKey(), storetest.NewKey()}
+	hook.armed.Store(true)
+	if _, err := s.Record(ctx, r); err == nil {
+		t.Fatal("Record succeeded with its second round failing")
+	}
+	hook.armed.Store(false)
+
+	ids, err := s.Resolve(ctx, r.Links)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if id == "" {
+			continue // not linked at all: fine
+		}
+		if _, err := s.Thread(ctx, id, time.Now()); err != nil {
+			t.Errorf("link %d leads to %s, a thread with no state: %v", i, id, err)
+		}
+	}
+	// Once Redis answers again, the same message is recorded where its
+	// root was, and its links lead there.
+	tally, err := s.Record(ctx, r)
+	if err != nil || tally.Thread != storm || tally.Count != 2 {
+		t.Fatalf("Record again = %+v, %v; want counted in %s (count 2)", tally, err, storm)
+	}
+	if ids, err := s.Resolve(ctx, r.Links); err != nil || ids[0] != storm || ids[1] != storm {
+		t.Errorf("links after the retry = %q, %v; want %s", ids, err, storm)
+	}
 }

@@ -26,13 +26,12 @@ import (
 // shape to write override values verbatim (storetest.RawOverrider).
 type shapeHarness struct {
 	*store.Redis
-	raw    redis.UniversalClient
-	prefix string
+	raw redis.UniversalClient
 }
 
 func (h shapeHarness) SetRawOverride(t *testing.T, th policy.ThreadID, v string) {
 	t.Helper()
-	if err := h.raw.Set(context.Background(), h.prefix+"{"+string(th)+"}:override", v, 0).Err(); err != nil {
+	if err := h.raw.Set(context.Background(), h.Keys().Override(th), v, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,7 +53,7 @@ func openShape(t *testing.T, cfg store.RedisConfig, base string) shapeHarness {
 		Username: cfg.Username, Password: cfg.Password, TLSConfig: cfg.TLS, DisableIdentity: true,
 	})
 	t.Cleanup(func() { raw.Close() })
-	return shapeHarness{Redis: s, raw: raw, prefix: cfg.Prefix}
+	return shapeHarness{Redis: s, raw: raw}
 }
 
 func runShape(t *testing.T, cfg store.RedisConfig, base string) {

@@ -89,7 +89,7 @@ type ThreadInfo struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	StormAt   time.Time // when the thread last crossed a limit; zero if never
-	StormRule string    // the rule it crossed (policy.RuleMaxReplies, policy.RuleDeliveryBudget)
+	StormRule string    // the rule it crossed (one of policy.LimitRules)
 	Audience  int       // the largest audience of a message recorded in the thread
 
 	Accepted int // replies counted

@@ -126,7 +126,7 @@ func userAgent() string { return "stormguard/" + version }
 // the memory store) plus the webhook if configured; with enrich, storm
 // events get their thread's original sender from the store.
 func newNotifier(cfg *Config, st store.Store, log *slog.Logger, enrich bool) (*events.Notifier, error) {
-	return events.NewNotifier(withStore(cfg.eventsConfig(), st, enrich), log)
+	return events.NewNotifier(cfg.eventsConfig().WithStore(st, enrich), log)
 }
 
 // daemonAdmin is the admin API's work on the daemon's own store: events go

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,7 @@ func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metr
 		}, []string{"action", "rule"}),
 		storms: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stormguard_storms_detected_total",
-			Help: "Replies that crossed max_replies or delivery_budget and blocked their thread (counted on the node that saw the crossing).",
+			Help: "Replies that crossed a limit (" + limitKeys() + ") and blocked their thread (counted on the node that saw the crossing).",
 		}),
 		storeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "stormguard_store_call_duration_seconds",
@@ -81,6 +82,18 @@ func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metr
 		m.reg.MustRegister(newBlockedCollector(lister, 10*time.Second, time.Second))
 	}
 	return m
+}
+
+// limitKeys names the limit rules, "max_replies or delivery_budget".
+func limitKeys() string {
+	keys := make([]string, len(policy.LimitRules))
+	for i, r := range policy.LimitRules {
+		keys[i] = r.Key
+	}
+	if len(keys) < 2 {
+		return strings.Join(keys, "")
+	}
+	return strings.Join(keys[:len(keys)-1], ", ") + " or " + keys[len(keys)-1]
 }
 
 func b2f(b bool) float64 {
@@ -174,15 +187,15 @@ var _ milter.Observer = (*observer)(nil)
 
 func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 	o.m.decisions.WithLabelValues(string(d.Action), string(d.Rule)).Inc()
-	switch d.Rule {
-	case policy.RuleMaxReplies, policy.RuleDeliveryBudget:
+	switch {
+	case policy.IsLimit(d.Rule):
 		o.m.storms.Inc()
 		o.n.Emit(events.Event{Type: events.TypeStorm, Thread: string(d.Thread), Subject: d.Subject, Sender: m.Sender,
 			Rule: string(d.Rule), Action: string(d.Action), Audience: d.Audience, Count: d.Count,
 			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
-	case policy.RuleBlocked, policy.RuleOverrideBlock:
+	case d.Rule == policy.RuleBlocked || d.Rule == policy.RuleOverrideBlock:
 		if d.Thread != "" {
-			o.sum.Add(refusal(d, m))
+			o.sum.Add(d, m)
 		}
 	}
 }

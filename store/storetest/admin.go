@@ -303,3 +303,25 @@ func testConcurrent(t *testing.T, s Store) {
 		}
 	}
 }
+
+// testResetAliasOnly: a thread known only by its alias (the thread a
+// message's own id would start, when that message was recorded in another
+// thread) has no state of its own: Thread and Reset say ErrNotFound, as an
+// operator expects, and the alias still leads Follow to the real thread.
+func testResetAliasOnly(t *testing.T, s Store) {
+	storm, now, l := NewThread(), time.Now(), limits(10, 0)
+	moved := reply(storm, now, 3000, l) // its own id's thread is not storm: writes an alias there
+	record(t, s, moved)
+	aliased := moved.Message.Thread()
+	if _, err := s.Thread(ctx(t), aliased, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Thread(alias only) = %v, want ErrNotFound", err)
+	}
+	if err := s.Reset(ctx(t), aliased); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Reset(alias only) = %v, want ErrNotFound", err)
+	}
+	r := reply(aliased, now, 3000, l)
+	r.Follow = true
+	if got := record(t, s, r); got.Thread != storm || got.Count != 2 {
+		t.Errorf("Follow after the refused reset: %s count %d, want %s count 2", got.Thread, got.Count, storm)
+	}
+}

@@ -157,6 +157,7 @@ func testInvalid(t *testing.T, s Store) {
 		"negative audience": func(r *store.Record) { r.Audience = -1 },
 		"negative max":      func(r *store.Record) { r.Limits.MaxReplies = -1 },
 		"negative budget":   func(r *store.Record) { r.Limits.DeliveryBudget = -1 },
+		"budget over 2^53":  func(r *store.Record) { r.Limits.DeliveryBudget = policy.MaxLimit + 1 },
 		"no window":         func(r *store.Record) { r.Limits.Window = 0 },
 		"no block_for":      func(r *store.Record) { r.Limits.BlockFor = time.Microsecond },
 		"no retention":      func(r *store.Record) { r.Retention = 0 },

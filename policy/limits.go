@@ -1,0 +1,86 @@
+package policy
+
+// The storm rule: which limit, if any, a reply crosses. This file is its
+// one home. The memory store calls Crossed inside its atomic step;
+// store/record.lua is its twin for Redis (a script cannot call Go), held
+// to the same answers by store/storetest's LimitTable.
+//
+// A new limit rule is a Rule constant (types.go), a field of Limits, an
+// entry in LimitRules, and its line in record.lua.
+
+// Window is what a thread's sliding window holds just before a reply is
+// counted: the replies counted in it and the sum of their audiences.
+type Window struct {
+	Count     int
+	Delivered int64
+}
+
+// LimitRule describes one limit on a thread's window. Everything that
+// names the limits (Crossed, Config.Validate, Decide, metrics, events,
+// the simulator, docs) ranges over LimitRules instead of listing them.
+type LimitRule struct {
+	Rule Rule   // what a crossing reports: Tally.Crossed, Verdict.Rule, logs, metrics, events
+	Key  string // its setting under "policy." (policy.max_replies)
+	Help string // one line for config docs; says that 0 disables the rule
+	Unit string // what it counts, plural: "replies", "mailboxes"
+	// Limit is the configured value in l; 0 disables the rule.
+	Limit func(l Limits) int64
+	// Held is what the window holds, in Unit; Adds is what a reply
+	// reaching audience mailboxes adds to it when counted. The reply
+	// crosses the limit when Held + Adds would pass it.
+	Held func(w Window) int64
+	Adds func(audience int) int64
+}
+
+// LimitRules are the limit rules in the order Crossed checks them: when a
+// reply crosses several, the first one is reported.
+var LimitRules = []LimitRule{
+	{
+		Rule:  RuleMaxReplies,
+		Key:   "max_replies",
+		Help:  "large-audience replies allowed per thread per window (0 disables the rule)",
+		Unit:  "replies",
+		Limit: func(l Limits) int64 { return int64(l.MaxReplies) },
+		Held:  func(w Window) int64 { return int64(w.Count) },
+		Adds:  func(int) int64 { return 1 },
+	},
+	{
+		Rule:  RuleDeliveryBudget,
+		Key:   "delivery_budget",
+		Help:  "sum of audiences of the replies allowed per thread per window (0 disables the rule)",
+		Unit:  "mailboxes",
+		Limit: func(l Limits) int64 { return l.DeliveryBudget },
+		Held:  func(w Window) int64 { return w.Delivered },
+		Adds:  func(audience int) int64 { return int64(audience) },
+	},
+}
+
+// MaxLimit is the largest value a limit may take: 2^53, the largest
+// integer up to which every integer is exact in Redis' Lua numbers
+// (doubles), so that record.lua and Crossed agree on every allowed limit.
+const MaxLimit = 1 << 53
+
+// Crossed returns the rule a reply reaching audience mailboxes crosses when
+// its thread's window already holds w, or "" when it may be counted. A
+// limit of 0 disables its rule; a reply crosses a limit when, counted, the
+// window would hold more than the limit (reaching it exactly is allowed).
+func Crossed(l Limits, w Window, audience int) Rule {
+	for _, r := range LimitRules {
+		// held + adds > limit, written so that nothing can overflow
+		// (limit > 0 and adds >= 0 for any reply a store accepts).
+		if limit := r.Limit(l); limit > 0 && r.Held(w) > limit-r.Adds(audience) {
+			return r.Rule
+		}
+	}
+	return ""
+}
+
+// IsLimit reports whether r is one of LimitRules: a storm.
+func IsLimit(r Rule) bool {
+	for _, lr := range LimitRules {
+		if lr.Rule == r {
+			return true
+		}
+	}
+	return false
+}

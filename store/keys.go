@@ -1,0 +1,127 @@
+package store
+
+import (
+	"strings"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// Every Redis key name stormguard uses is built here, and only here. With
+// the default prefix:
+//
+//	stormguard:{T}:replies   zset    a thread's counted replies in the window (record.lua)
+//	stormguard:{T}:meta      hash    its record: subject, sender, times, counters
+//	stormguard:{T}:block     string  the rule that blocked it, with the block's TTL
+//	stormguard:{T}:override  string  "allow" or "block", set by operators
+//	stormguard:{T}:senders   hash    sender -> the status of its last message
+//	stormguard:{M}:alias     string  the thread the message whose own id starts M was counted in
+//	stormguard:link:{I}      string  identity hash I -> its thread
+//	stormguard:threads       zset    thread -> last seen (ms), for listings
+//	stormguard:lists         hash    list address -> members (operators)
+//	stormguard:exempt        set     exempt senders and @domains (operators)
+//	stormguard:mode          string  site mode (operators)
+//	stormguard:events        pub/sub channel of events
+//
+// A thread's keys share the thread id as their Cluster hash tag, so that
+// record.lua and Reset touch one slot; a link key is tagged by its own
+// identity hash.
+
+// Keys builds the Redis key names under one prefix.
+type Keys struct{ prefix string }
+
+// NewKeys returns the key names under prefix; "" means DefaultPrefix. The
+// prefix must pass RedisConfig.Validate (no braces or spaces).
+func NewKeys(prefix string) Keys {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Keys{prefix: prefix}
+}
+
+// Prefix is the prefix every key starts with.
+func (k Keys) Prefix() string { return k.prefix }
+
+// Indexes into Thread's keys: record.lua's KEYS[1..6], in order.
+const (
+	keyReplies = iota
+	keyMeta
+	keyBlock
+	keyOverride
+	keySenders
+	keyAlias
+	numThreadKeys
+)
+
+// threadKeyNames are the suffixes of a thread's keys, in record.lua's
+// KEYS order (its contract header names them the same way; a test
+// compares the two).
+var threadKeyNames = [numThreadKeys]string{
+	keyReplies:  "replies",
+	keyMeta:     "meta",
+	keyBlock:    "block",
+	keyOverride: "override",
+	keySenders:  "senders",
+	keyAlias:    "alias",
+}
+
+func (k Keys) tag(t policy.ThreadID) string { return k.prefix + "{" + string(t) + "}:" }
+
+// Thread returns a thread's six keys in record.lua's KEYS order: replies,
+// meta, block, override, senders, alias.
+func (k Keys) Thread(t policy.ThreadID) []string {
+	tag := k.tag(t)
+	keys := make([]string, numThreadKeys)
+	for i, name := range threadKeyNames {
+		keys[i] = tag + name
+	}
+	return keys
+}
+
+// Replies is a thread's window of counted replies.
+func (k Keys) Replies(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyReplies] }
+
+// Meta is a thread's record (subject, sender, times, counters).
+func (k Keys) Meta(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyMeta] }
+
+// Block holds the rule that blocked a thread, for the block's TTL.
+func (k Keys) Block(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyBlock] }
+
+// Override is an operator's override of a thread.
+func (k Keys) Override(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyOverride] }
+
+// Senders maps each sender in a thread to the status of its last message.
+func (k Keys) Senders(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keySenders] }
+
+// Alias names the thread that the message whose own id starts t was
+// counted in (Record.Follow).
+func (k Keys) Alias(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyAlias] }
+
+// Link is an identity's link to its thread.
+func (k Keys) Link(id policy.Key) string { return k.prefix + "link:{" + string(id) + "}" }
+
+// Threads is the index of recently seen threads (store/list.go).
+func (k Keys) Threads() string { return k.prefix + "threads" }
+
+// Lists maps list addresses to their member counts.
+func (k Keys) Lists() string { return k.prefix + "lists" }
+
+// Exempt is the set of exempt senders and @domains.
+func (k Keys) Exempt() string { return k.prefix + "exempt" }
+
+// Mode is the site-wide mode.
+func (k Keys) Mode() string { return k.prefix + "mode" }
+
+// Events is the pub/sub channel events are published on.
+func (k Keys) Events() string { return k.prefix + "events" }
+
+// Unexpiring are the keys written without a TTL: the ones left behind
+// until someone deletes them.
+func (k Keys) Unexpiring() []string {
+	return []string{k.Threads(), k.Lists(), k.Exempt(), k.Mode()}
+}
+
+// Pattern is a SCAN MATCH pattern for every key under the prefix (glob
+// characters in the prefix escaped).
+func (k Keys) Pattern() string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`).Replace(k.prefix) + "*"
+}
