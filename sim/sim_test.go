@@ -1,0 +1,333 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// run runs c and fails the test on an error.
+func run(t *testing.T, c Config) *Report {
+	t.Helper()
+	rep, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return rep
+}
+
+// text is rep as the command prints it.
+func text(t *testing.T, rep *Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// scenario returns the report's scenario with id.
+func (r *Report) scenario(t *testing.T, id string) Scenario {
+	t.Helper()
+	for _, s := range r.Scenarios {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no scenario %q in %+v", id, r.Scenarios)
+	return Scenario{}
+}
+
+// checkNHS asserts the NHSmail figures of the defaults: 850,000 members,
+// 80 reply-alls.
+func checkNHS(t *testing.T, rep *Report) {
+	t.Helper()
+	for _, want := range []struct {
+		id                string
+		accepted, refused int
+		deliveries        int64
+		firstReply        int // the reply (1-based) refused first; 0: none
+		rule              policy.Rule
+		simulated         bool
+		limits            map[string]int64
+	}{
+		{"unprotected", 80, 0, 81 * 850000, 0, "", false, nil}, // 68,850,000
+		{"count_rule", 10, 70, 11 * 850000, 11, policy.RuleMaxReplies, true,
+			map[string]int64{"max_replies": 10, "delivery_budget": 0}}, // 9,350,000
+		{"stormguard", 1, 79, 2 * 850000, 2, policy.RuleDeliveryBudget, true,
+			map[string]int64{"max_replies": 10, "delivery_budget": 1000000}}, // 1,700,000
+	} {
+		s := rep.scenario(t, want.id)
+		if s.Sent != 80 || s.Accepted != want.accepted || s.Refused != want.refused || s.Deliveries != want.deliveries || s.Simulated != want.simulated {
+			t.Errorf("%s: sent %d, accepted %d, refused %d, deliveries %d, simulated %v; want 80, %d, %d, %d, %v",
+				want.id, s.Sent, s.Accepted, s.Refused, s.Deliveries, s.Simulated, want.accepted, want.refused, want.deliveries, want.simulated)
+		}
+		if fmt.Sprint(s.Limits) != fmt.Sprint(want.limits) {
+			t.Errorf("%s: ran with limits %v; want %v", want.id, s.Limits, want.limits)
+		}
+		if len(s.Series) != 81 || s.Series[0].Seconds != 0 || s.Series[0].Deliveries != 850000 || s.Series[80].Deliveries != want.deliveries {
+			t.Errorf("%s: series of %d points from %+v; want 81 from {0 850000} to %d", want.id, len(s.Series), s.Series[0], want.deliveries)
+			continue
+		}
+		switch {
+		case want.firstReply == 0 && s.FirstRefusal != nil:
+			t.Errorf("%s: first refusal at %vs, want none", want.id, *s.FirstRefusal)
+		case want.firstReply > 0 && (s.FirstRefusal == nil || *s.FirstRefusal != s.Series[want.firstReply].Seconds || s.FirstRefusalRule != string(want.rule)):
+			t.Errorf("%s: first refusal %v (%s); want reply %d's arrival, %vs (%s)", want.id, s.FirstRefusal, s.FirstRefusalRule,
+				want.firstReply, s.Series[want.firstReply].Seconds, want.rule)
+		}
+	}
+}
+
+// TestNHSFigures: the defaults are the NHSmail storm of 2016, run through
+// the real filter on the memory store.
+func TestNHSFigures(t *testing.T) {
+	rep := run(t, Defaults())
+	if rep.Audience != 850000 || rep.Replies != 80 || rep.Duration != "1h16m0s" || rep.Curve != "burst" || rep.Nodes != 1 || rep.Seed != 1 || rep.Backend != "memory" {
+		t.Errorf("defaults: %+v", rep)
+	}
+	checkNHS(t, rep)
+	if rep.Cleanup != "" {
+		t.Errorf("memory store: redis_cleanup %q", rep.Cleanup)
+	}
+
+	out := text(t, rep)
+	for _, want := range []string{
+		"\npolicy: min_audience 2,500, max_replies 10, delivery_budget 1,000,000, window 1h0m0s, block_for 6h0m0s, action reject, mode enforce\n",
+		"SCENARIO         REPLIES  ACCEPTED  REFUSED  DELIVERIES  FIRST REFUSAL\n",
+		"\nunprotected      80       80        0        68,850,000  -\n",
+		"\ncount rule only  80       10        70       9,350,000   +",
+		" (max_replies)\n",
+		"\nstormguard       80       1         79       1,700,000   +",
+		" (delivery_budget)\n",
+		"on a fresh memory store (count rule only: delivery_budget 0).\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// siteKeys lists the keys under the site's prefix.
+func siteKeys(t *testing.T, rd string) []string {
+	t.Helper()
+	keys := strings.Fields(testenv.RedisCLI(t, rd, "KEYS", "stormguard:*"))
+	slices.Sort(keys)
+	return keys
+}
+
+// onRedis is the defaults on the Redis at addrs.
+func onRedis(rc store.RedisConfig) Config {
+	c := Defaults()
+	c.Redis = &rc
+	return c
+}
+
+// TestRedisFourNodes: the same storm over 4 nodes sharing a real Redis
+// stops at the same replies, never reads the site's state (the site is in
+// mode off and says the list has 5 members), and leaves no key behind.
+func TestRedisFourNodes(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	testenv.RedisCLI(t, rd, "SET", "stormguard:mode", "off")
+	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", list, "5")
+
+	c := onRedis(store.RedisConfig{Addrs: []string{rd}})
+	c.Nodes = 4
+	rep := run(t, c)
+	if rep.Nodes != 4 || rep.Backend != "redis" {
+		t.Errorf("nodes %d, backend %q; want 4, redis", rep.Nodes, rep.Backend)
+	}
+	checkNHS(t, rep)
+	if !strings.HasPrefix(rep.Cleanup, "deleted the ") {
+		t.Errorf("redis_cleanup %q; want every key deleted", rep.Cleanup)
+	}
+	if len(rep.Prefixes) != 2 || rep.Prefixes[0] == rep.Prefixes[1] {
+		t.Errorf("private prefixes %q; want two different ones", rep.Prefixes)
+	}
+	for _, p := range rep.Prefixes {
+		if !strings.HasPrefix(p, "stormguard:sim:") || len(p) != len("stormguard:sim:")+17 {
+			t.Errorf("private prefix %q; want stormguard:sim: + 16 hex digits + :", p)
+		}
+	}
+	if got, want := siteKeys(t, rd), []string{"stormguard:lists", "stormguard:mode"}; !slices.Equal(got, want) {
+		t.Errorf("keys left under stormguard: %q; want only the test's own %q", got, want)
+	}
+	if got := testenv.RedisCLI(t, rd, "DBSIZE"); got != "2" {
+		t.Errorf("DBSIZE %s after the simulation, want 2", got)
+	}
+	if out := text(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
+		!strings.Contains(out, "; deleted the ") {
+		t.Errorf("table on Redis:\n%s", out)
+	}
+}
+
+// TestRedisCluster: on a Redis Cluster the keys of the simulation, spread
+// over three masters, are all found and deleted.
+func TestRedisCluster(t *testing.T) {
+	addrs := testenv.StartRedisCluster(t)
+	c := onRedis(store.RedisConfig{Addrs: addrs, Cluster: true})
+	c.Nodes = 2
+	rep := run(t, c)
+	checkNHS(t, rep)
+	if !strings.HasPrefix(rep.Cleanup, "deleted the ") {
+		t.Errorf("redis_cleanup %q; want every key deleted", rep.Cleanup)
+	}
+	for _, a := range addrs {
+		if got := testenv.RedisCLI(t, a, "DBSIZE"); got != "0" {
+			t.Errorf("master %s holds %s keys after the simulation: %s", a, got, testenv.RedisCLI(t, a, "KEYS", "*"))
+		}
+	}
+}
+
+// TestRedisWithoutScan: as the daemon's ACL user, which may not SCAN, the
+// keys without a TTL are deleted and the report says the others expire by
+// themselves; every key left has a TTL.
+func TestRedisWithoutScan(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	testenv.AddACLUser(t, rd)
+	rep := run(t, onRedis(store.RedisConfig{Addrs: []string{rd}, Username: testenv.RedisACLUser, Password: testenv.RedisACLPassword}))
+	checkNHS(t, rep)
+	if !strings.Contains(rep.Cleanup, "could not SCAN") || !strings.Contains(rep.Cleanup, "expire by themselves within 24h0m0s") {
+		t.Errorf("redis_cleanup %q; want it to say the keys expire by themselves", rep.Cleanup)
+	}
+	keys := siteKeys(t, rd)
+	if len(keys) == 0 {
+		t.Fatal("no key left: SCAN should have been refused")
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rd}) // one PTTL per key: faster than a redis-cli each
+	defer rc.Close()
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "stormguard:sim:") {
+			t.Errorf("key %q outside the private prefix", k)
+		}
+		if ttl, err := rc.PTTL(t.Context(), k).Result(); err != nil || ttl <= 0 {
+			t.Errorf("key %q left without a TTL (PTTL %v, %v)", k, ttl, err)
+		}
+	}
+}
+
+// TestRedisDown: an unreachable Redis is one error naming it.
+func TestRedisDown(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	_, err := Run(t.Context(), onRedis(store.RedisConfig{Addrs: []string{addr}}), nil)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Redis at "+addr+": ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Run on a dead Redis: %v", err)
+	}
+}
+
+// TestMonitor: with policy.action monitor nothing is refused; the replies
+// that would have been are delivered with the header.
+func TestMonitor(t *testing.T) {
+	c := Defaults()
+	c.Filter.Policy.Action = policy.ConfigMonitor
+	small := c
+	small.Replies, small.Audience = 5, 3000
+	s := run(t, small).scenario(t, "stormguard")
+	if s.Accepted != 5 || s.Refused != 0 || s.Tagged != 0 || s.Deliveries != 6*3000 { // 5 × 3001 is within the budget
+		t.Errorf("monitor, small storm: %+v", s)
+	}
+	rep := run(t, c)
+	s = rep.scenario(t, "stormguard")
+	if s.Accepted != 80 || s.Refused != 0 || s.Tagged != 79 || s.FirstRefusal != nil || s.Deliveries != 81*850000 {
+		t.Errorf("monitor: accepted %d, refused %d, tagged %d, first refusal %v, deliveries %d; want 80, 0, 79, none, 68850000",
+			s.Accepted, s.Refused, s.Tagged, s.FirstRefusal, s.Deliveries)
+	}
+	if out := text(t, rep); !strings.Contains(out, "monitor: replies delivered with the X-Stormguard header instead of refused: count rule only 70, stormguard 79.\n") {
+		t.Errorf("table does not mention the tagged replies:\n%s", out)
+	}
+}
+
+// TestValidate: each bad setting is refused by Run with one line naming it.
+func TestValidate(t *testing.T) {
+	if err := Defaults().Validate(); err != nil {
+		t.Fatalf("Defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Audience = 0 }, "sim: audience must be at least 1, got 0"},
+		{func(c *Config) { c.Replies = -1 }, "sim: replies must not be negative, got -1"},
+		{func(c *Config) { c.Replies = MaxReplies + 1 }, "sim: replies must be at most 100000, got 100001"},
+		{func(c *Config) { c.Nodes = 0 }, "sim: nodes must be at least 1, got 0"},
+		{func(c *Config) { c.Nodes = MaxNodes + 1 }, "sim: nodes must be at most 1000, got 1001"},
+		{func(c *Config) { c.Duration = -time.Minute }, "sim: duration must not be negative, got -1m0s"},
+		{func(c *Config) { c.Curve = "zigzag" }, `sim: curve "zigzag": want burst, uniform or front`},
+		{func(c *Config) { c.Curve = "" }, `sim: curve "": want burst, uniform or front`},
+		{func(c *Config) { c.Filter.StoreTimeout = 0 }, "sim: redis.timeout: must be positive"},
+		{func(c *Config) { c.Redis = &store.RedisConfig{} }, "sim: store: redis config: no address"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			c := Defaults()
+			tc.change(&c)
+			rep, err := Run(t.Context(), c, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || rep != nil {
+				t.Errorf("Run: %v, %v; want one line with %q", rep, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDeterministic: the same seed gives the same report; another seed
+// moves the burst's arrivals.
+func TestDeterministic(t *testing.T) {
+	c := Defaults()
+	c.Seed, c.Nodes = 7, 3
+	js := func(c Config) string {
+		b, err := json.Marshal(run(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	a, b := js(c), js(c)
+	if a != b {
+		t.Errorf("same seed, different JSON:\n%s\n---\n%s", a, b)
+	}
+	c.Seed = 8
+	if js(c) == a {
+		t.Error("seeds 7 and 8 gave the same burst")
+	}
+}
+
+// TestArrivals checks the curves' formulas.
+func TestArrivals(t *testing.T) {
+	d := 80 * time.Minute
+	if got := arrivals(Uniform, 4, d, 1); !slices.Equal(got, []time.Duration{20 * time.Minute, 40 * time.Minute, 60 * time.Minute, 80 * time.Minute}) {
+		t.Errorf("uniform: %v", got)
+	}
+	if got := arrivals(Front, 4, d, 1); !slices.Equal(got, []time.Duration{5 * time.Minute, 20 * time.Minute, 45 * time.Minute, 80 * time.Minute}) {
+		t.Errorf("front: %v", got)
+	}
+	burst := arrivals(Burst, 10000, d, 1)
+	if !slices.IsSorted(burst) || burst[0] < 0 || burst[len(burst)-1] > d {
+		t.Fatalf("burst: not sorted within [0, %s]: first %s, last %s", d, burst[0], burst[len(burst)-1])
+	}
+	early := 0
+	for _, at := range burst {
+		if at < d/4 {
+			early++
+		}
+	}
+	// (1 - e^-1) / (1 - e^-4) of the replies arrive in the first quarter.
+	if want := 10000 * (1 - math.Exp(-1)) / (1 - math.Exp(-4)); math.Abs(float64(early)-want) > 200 {
+		t.Errorf("burst: %d of 10000 in the first quarter, want about %.0f", early, want)
+	}
+	if got := arrivals(Burst, 3, 0, 1); !slices.Equal(got, []time.Duration{0, 0, 0}) {
+		t.Errorf("burst over 0s: %v", got)
+	}
+	if got := arrivals(Uniform, 0, d, 1); len(got) != 0 {
+		t.Errorf("no replies: %v", got)
+	}
+}
