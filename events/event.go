@@ -45,7 +45,7 @@ type Event struct {
 	Subject        string     `json:"subject,omitempty"`
 	OriginalSender string     `json:"original_sender,omitempty"`
 	Sender         string     `json:"sender,omitempty"`    // storm: the reply that crossed; summary: the last one refused
-	Rule           string     `json:"rule,omitempty"`      // storm: max_replies or delivery_budget
+	Rule           string     `json:"rule,omitempty"`      // storm: the limit crossed, one of policy.LimitRules
 	Action         string     `json:"action,omitempty"`    // what the refused replies got: reject, tempfail or tag
 	Audience       int        `json:"audience,omitempty"`  // storm: the crossing reply's audience
 	Count          int        `json:"count,omitempty"`     // storm: replies counted in the window

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stormguard/stormguard/policy"
 )
 
 // Config is a notifier's outlets and queue.
@@ -26,11 +28,19 @@ type Config struct {
 	// Publish, if set, publishes one JSON event (Redis PUBLISH); nil: the
 	// event is logged instead.
 	Publish func(ctx context.Context, msg string) error
-	// PublishTimeout is the deadline of one Publish, and of one Enrich.
+	// PublishTimeout is the deadline of one Publish, and of one Origin
+	// lookup.
 	PublishTimeout time.Duration
-	// Enrich, if set, fills in what the hot path did not know (the
-	// original sender of a storm) on the dispatcher, off the mail path.
-	Enrich func(ctx context.Context, e *Event)
+	// Origins, if set, completes storm events with what the hot path did
+	// not know (the thread's original sender, its first subject), on the
+	// dispatcher, off the mail path.
+	Origins Origins
+}
+
+// Origins tells who started a thread and what its subject was (the store's
+// record of the thread; cmd/stormguard wires it).
+type Origins interface {
+	Origin(ctx context.Context, t policy.ThreadID) (sender, subject string, err error)
 }
 
 // Validate reports the first setting that cannot work.
@@ -47,7 +57,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("events: webhook timeout must be positive, got %s", c.WebhookTimeout)
 		}
 	}
-	if (c.Publish != nil || c.Enrich != nil) && c.PublishTimeout <= 0 {
+	if (c.Publish != nil || c.Origins != nil) && c.PublishTimeout <= 0 {
 		return errors.New("events: publish timeout must be positive")
 	}
 	return nil
@@ -72,7 +82,8 @@ type outlet struct {
 type Notifier struct {
 	log     *slog.Logger
 	outlets []*outlet
-	enrich  func(ctx context.Context, e *Event)
+	origins Origins
+	timeout time.Duration // of one Origin lookup
 	in      chan Event
 	inDrop  atomic.Uint64
 
@@ -93,7 +104,7 @@ func NewNotifier(c Config, log *slog.Logger) (*Notifier, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Notifier{log: log, enrich: c.Enrich, in: make(chan Event, c.Queue), done: make(chan struct{})}
+	n := &Notifier{log: log, origins: c.Origins, timeout: c.PublishTimeout, in: make(chan Event, c.Queue), done: make(chan struct{})}
 	n.base, n.cancel = context.WithCancel(context.Background())
 	if c.Publish != nil {
 		n.outlets = append(n.outlets, publishOutlet(c.Publish, c.PublishTimeout))
@@ -139,9 +150,7 @@ func (n *Notifier) Emit(e Event) {
 func (n *Notifier) dispatch() {
 	defer close(n.done)
 	for e := range n.in {
-		if n.enrich != nil {
-			n.enrich(n.base, &e)
-		}
+		n.enrich(&e)
 		e.fillText()
 		for _, o := range n.outlets {
 			select {
@@ -154,6 +163,24 @@ func (n *Notifier) dispatch() {
 	}
 	for _, o := range n.outlets {
 		close(o.ch)
+	}
+}
+
+// enrich completes a storm event decided on the shared store with its
+// thread's original sender and subject; a failed lookup leaves it as is.
+func (n *Notifier) enrich(e *Event) {
+	if n.origins == nil || e.Type != TypeStorm || e.Thread == "" || e.Fallback {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.base, n.timeout)
+	defer cancel()
+	sender, subject, err := n.origins.Origin(ctx, policy.ThreadID(e.Thread))
+	if err != nil {
+		return
+	}
+	e.OriginalSender = sender
+	if subject != "" {
+		e.Subject = subject
 	}
 }
 

@@ -8,9 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // publishOutlet publishes each event once (Redis pub/sub).
@@ -64,31 +61,4 @@ func postJSON(ctx context.Context, client *http.Client, url, userAgent string, e
 		return fmt.Errorf("webhook answered %s", resp.Status)
 	}
 	return nil
-}
-
-// WithStore returns c with the outlets st offers: Redis pub/sub when st is
-// Redis (with the memory store events are logged) and, if enrich, storm
-// events completed with the thread's original sender and subject from st,
-// each lookup bounded by c.PublishTimeout.
-func (c Config) WithStore(st store.Store, enrich bool) Config {
-	if r, ok := st.(*store.Redis); ok {
-		c.Publish = r.Publish
-	}
-	if a, ok := st.(store.Admin); ok && enrich {
-		timeout := c.PublishTimeout
-		c.Enrich = func(ctx context.Context, e *Event) {
-			if e.Type != TypeStorm || e.Thread == "" || e.Fallback {
-				return
-			}
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if info, err := a.Thread(ctx, policy.ThreadID(e.Thread), time.Now()); err == nil {
-				e.OriginalSender = info.Sender
-				if info.Subject != "" {
-					e.Subject = info.Subject
-				}
-			}
-		}
-	}
-	return c
 }

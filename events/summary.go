@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -24,22 +23,31 @@ type summary struct {
 	action  string
 }
 
+// Refusal is one reply refused in a blocked thread, as a summary reports
+// it.
+type Refusal struct {
+	Thread  policy.ThreadID
+	Subject string // as written, one line
+	Sender  string // the envelope sender
+	Action  string // what it got: reject, tempfail or tag
+}
+
 // NewSummarizer returns an empty summarizer.
 func NewSummarizer() *Summarizer {
 	return &Summarizer{threads: map[policy.ThreadID]*summary{}}
 }
 
 // Add notes one refused reply.
-func (s *Summarizer) Add(d milter.Decision, m *milter.Message) {
+func (s *Summarizer) Add(r Refusal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	x := s.threads[d.Thread]
+	x := s.threads[r.Thread]
 	if x == nil {
 		x = &summary{}
-		s.threads[d.Thread] = x
+		s.threads[r.Thread] = x
 	}
 	x.refused++
-	x.subject, x.sender, x.action = d.Subject, m.Sender, string(d.Action)
+	x.subject, x.sender, x.action = r.Subject, r.Sender, r.Action
 }
 
 // flush emits the summaries gathered since the last flush.

@@ -221,9 +221,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	tally, thread, source, err := f.record(ctx, f.store, m, id, facts)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)
-		if f.cfg.OnError == OnErrorTempfail || f.fallback == nil {
+		switch {
+		case f.cfg.OnError == OnErrorTempfail:
 			f.warnStore(err, "tempfail")
 			d.Verdict = policy.OnStoreError(f.cfg.Policy, facts)
+			d.Thread = thread
+			return d
+		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in, fail open
+			f.warnStore(err, "accept")
+			d.Verdict = policy.Decide(f.cfg.Policy, facts, nil) // accept, rule store_error
 			d.Thread = thread
 			return d
 		}
@@ -231,8 +237,8 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		f.Stats.Fallbacks.Add(1)
 		d.Fallback = true
 		tally, thread, source, err = f.record(ctx, f.fallback, m, id, facts)
-		if err != nil { // the memory store does not fail; stay safe if it ever does
-			d.Verdict = policy.Verdict{Action: policy.ActionAccept, Rule: policy.RuleStoreError}
+		if err != nil { // the fallback failed too (its deadline passed): fail open
+			d.Verdict = policy.Decide(f.cfg.Policy, facts, nil) // accept, rule store_error
 			d.Thread = thread
 			return d
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -40,27 +40,22 @@ func newCheckCmd(stdout io.Writer) *cobra.Command {
 func printEffective(w io.Writer, v *viper.Viper) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tVALUE\tFROM")
-	keys := make([]string, 0, len(settings))
-	for _, s := range settings {
-		keys = append(keys, s.Key)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		val := fmt.Sprint(v.Get(k))
-		if strings.Contains(k, "password") && val != "" {
+	sorted := slices.SortedFunc(slices.Values(settings), func(a, b setting) int { return strings.Compare(a.Key, b.Key) })
+	for _, s := range sorted {
+		val := fmt.Sprint(v.Get(s.Key))
+		if s.Secret && val != "" {
 			val = "********"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k, val, source(v, k))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Key, val, source(v, s))
 	}
 	tw.Flush()
 }
 
-func source(v *viper.Viper, key string) string {
-	env := "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-	if _, ok := os.LookupEnv(env); ok {
-		return "env " + env
+func source(v *viper.Viper, s setting) string {
+	if _, ok := os.LookupEnv(s.Env); ok {
+		return "env " + s.Env
 	}
-	if v.ConfigFileUsed() != "" && v.InConfig(key) {
+	if v.ConfigFileUsed() != "" && v.InConfig(s.Key) {
 		return "file"
 	}
 	return "default"

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
@@ -25,122 +23,121 @@ import (
 // defaultConfigFile is read when --config is not given and the file exists.
 const defaultConfigFile = "/etc/stormguard/stormguard.yaml"
 
-// setting is one configuration key: its default and what it means. This
-// table is the one place defaults live; the README's config table and the
-// sample stormguard.yaml are checked against it.
-type setting struct {
-	Key     string
-	Default any
-	Help    string
-}
-
-// defaultFilter and defaultPolicy are milter's and policy's own statements
-// of the documented defaults.
-var (
-	defaultFilter = milter.Defaults()
-	defaultPolicy = defaultFilter.Policy
-)
-
-var settings = []setting{
-	{"listen", "inet:127.0.0.1:7357", "milter socket, Postfix notation: inet:HOST:PORT or unix:/path"},
-	{"listen_mode", "0660", "permissions of a unix listen socket (octal)"},
-	{"mode", string(defaultFilter.Mode), "default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"},
-	{"log.level", "info", "debug, info, warn or error; small-audience decisions are logged at debug"},
-	{"log.format", "text", "text or json"},
-	{"store.backend", "memory", "memory (one node) or redis (shared by all nodes)"},
-	{"store.on_error", defaultFilter.OnError, "when Redis fails: accept (count on this node's memory store) or tempfail"},
-	{"store.refresh", defaultFilter.Refresh, "how often lists, exempt senders and mode are re-read from the store"},
-	{"store.retention", defaultFilter.Retention, "how long thread records and message-id links are kept"},
-	{"redis.addrs", []string{"127.0.0.1:6379"}, "Redis address(es); Sentinel addresses with master_name; seed nodes with cluster"},
-	{"redis.username", "", "Redis ACL user"},
-	{"redis.password", "", "Redis password"},
-	{"redis.db", 0, "Redis database number (standalone and Sentinel)"},
-	{"redis.master_name", "", "Sentinel master name; set to use Sentinel"},
-	{"redis.cluster", false, "true for Redis Cluster"},
-	{"redis.tls.enabled", false, "connect to Redis with TLS"},
-	{"redis.tls.ca_file", "", "PEM CA bundle to verify Redis with (system roots when empty)"},
-	{"redis.tls.cert_file", "", "client certificate (PEM) for mutual TLS"},
-	{"redis.tls.key_file", "", "client key (PEM) for mutual TLS"},
-	{"redis.tls.server_name", "", "name to verify in Redis's certificate"},
-	{"redis.timeout", defaultFilter.StoreTimeout, "deadline of every Redis call"},
-	{"redis.prefix", "stormguard:", "prefix of every Redis key"},
-	{"policy.min_audience", defaultPolicy.MinAudience, "a reply counts toward a storm only if its own audience is at least this"},
-	{"policy.max_replies", defaultPolicy.Limits.MaxReplies, "large-audience replies allowed per thread per window (0 disables the rule)"},
-	{"policy.delivery_budget", defaultPolicy.Limits.DeliveryBudget, "sum of audiences of the replies allowed per thread per window (0 disables the rule)"},
-	{"policy.window", defaultPolicy.Limits.Window, "sliding window"},
-	{"policy.block_for", defaultPolicy.Limits.BlockFor, "how long a storming thread stays blocked"},
-	{"policy.action", string(defaultPolicy.Action), "reject (550 5.7.1), tempfail (451 4.7.1) or monitor (accept and add the header)"},
-	{"policy.auto_reply_max_audience", defaultPolicy.AutoReplyMaxAudience, "auto-replies to a larger audience are refused"},
-	{"policy.exempt_senders", []string{}, "senders (or @domain) never limited; Redis set stormguard:exempt adds more"},
-	{"policy.reject_text", defaultFilter.RejectText, "text of the 550 refusal; {thread} is the thread id"},
-	{"policy.tempfail_text", defaultFilter.TempfailText, "text of the 451 refusal; {thread} is the thread id"},
-	{"policy.header", defaultFilter.Header, "header added in monitor mode"},
-	{"lists", map[string]int{}, "list address -> member count; Redis hash stormguard:lists adds more and wins"},
-	{"http.listen", "127.0.0.1:9357", "HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"},
-	{"http.admin", string(adminAuto), "serve the admin API /admin/ (what the subcommands use with the memory store; no authentication): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"},
-	{"alerts.webhook_url", "", "http(s) URL that every event is POSTed to as Slack/Teams-style JSON; empty: none"},
-	{"alerts.webhook_timeout", 5 * time.Second, "deadline of one webhook POST; a failed POST is retried 3 times with backoff"},
-	{"alerts.summary_every", time.Minute, "blocked replies are reported in one summary event per thread this often"},
-	{"alerts.queue", 1000, "events waiting for Redis or the webhook; when full, new events are dropped and counted"},
-}
-
-// Config is the whole configuration, decoded from viper.
+// Config is the whole configuration and the one declaration of every key.
+// Each field's tags say all there is to say about its key; everything else
+// (viper's defaults, the STORMGUARD_* environment variables, serve's flags,
+// the packages' configs, check, the README's table, the sample config's
+// test) is derived from them by configkeys.go:
+//
+//   - mapstructure: the key, after its sections' names and a dot;
+//   - help: what it means (the README's table, the flag's help);
+//   - to: the fields of plain it sets, which name the package that uses it;
+//     the first one's value in defaultPlain, the package's own Defaults(),
+//     is the key's default;
+//   - default: the default of a key only this command uses; without it and
+//     without to, the zero value;
+//   - oneof: the few values a key only this command reads may take;
+//   - flag: the serve flag that sets it;
+//   - secret: check prints it masked.
+//
+// A key's other checks are in the Validate of the package it goes to, or in
+// validate for the keys only this command reads.
 type Config struct {
-	Listen     string `mapstructure:"listen"`
-	ListenMode string `mapstructure:"listen_mode"`
-	Mode       string `mapstructure:"mode"`
+	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
+	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
+	Mode       string `mapstructure:"mode" to:"Filter.Mode,Admin.Mode" help:"default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"`
 	Log        struct {
-		Level  string `mapstructure:"level"`
-		Format string `mapstructure:"format"`
+		Level  string `mapstructure:"level" default:"info" oneof:"debug,info,warn,error" flag:"log-level" help:"debug, info, warn or error; small-audience decisions are logged at debug"`
+		Format string `mapstructure:"format" default:"text" oneof:"text,json" help:"text or json"`
 	} `mapstructure:"log"`
 	Store struct {
-		Backend   string        `mapstructure:"backend"`
-		OnError   string        `mapstructure:"on_error"`
-		Refresh   time.Duration `mapstructure:"refresh"`
-		Retention time.Duration `mapstructure:"retention"`
+		Backend   string        `mapstructure:"backend" default:"memory" oneof:"memory,redis" to:"Admin.Backend" flag:"backend" help:"memory (one node) or redis (shared by all nodes)"`
+		OnError   string        `mapstructure:"on_error" to:"Filter.OnError" help:"when Redis fails: accept (count on this node's memory store) or tempfail"`
+		Refresh   time.Duration `mapstructure:"refresh" to:"Filter.Refresh" help:"how often lists, exempt senders and mode are re-read from the store"`
+		Retention time.Duration `mapstructure:"retention" to:"Filter.Retention,Admin.Retention" help:"how long thread records and message-id links are kept"`
 	} `mapstructure:"store"`
 	Redis struct {
-		Addrs      []string `mapstructure:"addrs"`
-		Username   string   `mapstructure:"username"`
-		Password   string   `mapstructure:"password"`
-		DB         int      `mapstructure:"db"`
-		MasterName string   `mapstructure:"master_name"`
-		Cluster    bool     `mapstructure:"cluster"`
-		TLS        struct {
-			Enabled    bool   `mapstructure:"enabled"`
-			CAFile     string `mapstructure:"ca_file"`
-			CertFile   string `mapstructure:"cert_file"`
-			KeyFile    string `mapstructure:"key_file"`
-			ServerName string `mapstructure:"server_name"`
+		Addrs      []string `mapstructure:"addrs" to:"Redis.Addrs" help:"Redis address(es); Sentinel addresses with master_name; seed nodes with cluster"`
+		Username   string   `mapstructure:"username" to:"Redis.Username" help:"Redis ACL user"`
+		Password   string   `mapstructure:"password" to:"Redis.Password" secret:"true" help:"Redis password"`
+		DB         int      `mapstructure:"db" to:"Redis.DB" help:"Redis database number (standalone and Sentinel)"`
+		MasterName string   `mapstructure:"master_name" to:"Redis.MasterName" help:"Sentinel master name; set to use Sentinel"`
+		Cluster    bool     `mapstructure:"cluster" to:"Redis.Cluster" help:"true for Redis Cluster"`
+		TLS        struct { // read by tlsConfig into Redis.TLS
+			Enabled    bool   `mapstructure:"enabled" help:"connect to Redis with TLS"`
+			CAFile     string `mapstructure:"ca_file" help:"PEM CA bundle to verify Redis with (system roots when empty)"`
+			CertFile   string `mapstructure:"cert_file" help:"client certificate (PEM) for mutual TLS"`
+			KeyFile    string `mapstructure:"key_file" help:"client key (PEM) for mutual TLS"`
+			ServerName string `mapstructure:"server_name" help:"name to verify in Redis's certificate"`
 		} `mapstructure:"tls"`
-		Timeout time.Duration `mapstructure:"timeout"`
-		Prefix  string        `mapstructure:"prefix"`
+		Timeout time.Duration `mapstructure:"timeout" to:"Redis.Timeout,Filter.StoreTimeout" help:"deadline of every Redis call"`
+		Prefix  string        `mapstructure:"prefix" to:"Redis.Prefix" help:"prefix of every Redis key"`
 	} `mapstructure:"redis"`
 	Policy struct {
-		MinAudience          int           `mapstructure:"min_audience"`
-		MaxReplies           int           `mapstructure:"max_replies"`
-		DeliveryBudget       int64         `mapstructure:"delivery_budget"`
-		Window               time.Duration `mapstructure:"window"`
-		BlockFor             time.Duration `mapstructure:"block_for"`
-		Action               string        `mapstructure:"action"`
-		AutoReplyMaxAudience int           `mapstructure:"auto_reply_max_audience"`
-		ExemptSenders        []string      `mapstructure:"exempt_senders"`
-		RejectText           string        `mapstructure:"reject_text"`
-		TempfailText         string        `mapstructure:"tempfail_text"`
-		Header               string        `mapstructure:"header"`
+		MinAudience          int           `mapstructure:"min_audience" to:"Filter.Policy.MinAudience" help:"a reply counts toward a storm only if its own audience is at least this"`
+		MaxReplies           int           `mapstructure:"max_replies" to:"Filter.Policy.Limits.MaxReplies" help:"large-audience replies allowed per thread per window (0 disables the rule)"`
+		DeliveryBudget       int64         `mapstructure:"delivery_budget" to:"Filter.Policy.Limits.DeliveryBudget" help:"sum of audiences of the replies allowed per thread per window (0 disables the rule)"`
+		Window               time.Duration `mapstructure:"window" to:"Filter.Policy.Limits.Window" help:"sliding window"`
+		BlockFor             time.Duration `mapstructure:"block_for" to:"Filter.Policy.Limits.BlockFor" help:"how long a storming thread stays blocked"`
+		Action               string        `mapstructure:"action" to:"Filter.Policy.Action" help:"reject (550 5.7.1), tempfail (451 4.7.1) or monitor (accept and add the header)"`
+		AutoReplyMaxAudience int           `mapstructure:"auto_reply_max_audience" to:"Filter.Policy.AutoReplyMaxAudience" help:"auto-replies to a larger audience are refused"`
+		ExemptSenders        []string      `mapstructure:"exempt_senders" to:"Filter.Exempt" help:"senders (or @domain) never limited; Redis set stormguard:exempt adds more"`
+		RejectText           string        `mapstructure:"reject_text" to:"Filter.RejectText" help:"text of the 550 refusal; {thread} is the thread id"`
+		TempfailText         string        `mapstructure:"tempfail_text" to:"Filter.TempfailText" help:"text of the 451 refusal; {thread} is the thread id"`
+		Header               string        `mapstructure:"header" to:"Filter.Header" help:"header added in monitor mode"`
 	} `mapstructure:"policy"`
-	Lists map[string]int `mapstructure:"lists"`
+	Lists map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
 	HTTP  struct {
-		Listen string       `mapstructure:"listen"`
-		Admin  adminSetting `mapstructure:"admin"`
+		Listen string       `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
+		Admin  adminSetting `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; no authentication): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
 	} `mapstructure:"http"`
 	Alerts struct {
-		WebhookURL     string        `mapstructure:"webhook_url"`
-		WebhookTimeout time.Duration `mapstructure:"webhook_timeout"`
-		SummaryEvery   time.Duration `mapstructure:"summary_every"`
-		Queue          int           `mapstructure:"queue"`
+		WebhookURL     string        `mapstructure:"webhook_url" to:"Events.WebhookURL" help:"http(s) URL that every event is POSTed to as Slack/Teams-style JSON; empty: none"`
+		WebhookTimeout time.Duration `mapstructure:"webhook_timeout" to:"Events.WebhookTimeout" help:"deadline of one webhook POST; a failed POST is retried 3 times with backoff"`
+		SummaryEvery   time.Duration `mapstructure:"summary_every" to:"SummaryEvery" help:"blocked replies are reported in one summary event per thread this often"`
+		Queue          int           `mapstructure:"queue" to:"Events.Queue" help:"events waiting for Redis or the webhook; when full, new events are dropped and counted"`
 	} `mapstructure:"alerts"`
 }
+
+// plain holds the plain configs the packages take. Config.plain fills it
+// from the keys' to tags, over defaultPlain.
+type plain struct {
+	Filter       milter.Config
+	Redis        store.RedisConfig
+	Events       events.Config
+	Admin        admin.Config
+	SummaryEvery time.Duration // events.Summarizer's period
+}
+
+// defaultPlain is what the packages say when nothing is configured: the
+// defaults of every key with a to tag.
+func defaultPlain() plain {
+	return plain{
+		Filter:       milter.Defaults(),
+		Redis:        store.RedisDefaults(),
+		Events:       events.Defaults(),
+		SummaryEvery: events.DefaultSummaryEvery,
+	}
+}
+
+// plain maps c into the packages' configs: every key into the fields its
+// to tag names, then what no key sets.
+func (c *Config) plain() plain {
+	p := defaultPlain()
+	setPlain(c, &p)
+	if c.Redis.TLS.Enabled {
+		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
+	}
+	p.Events.UserAgent = userAgent()
+	p.Events.PublishTimeout = max(c.Redis.Timeout, time.Second)
+	return p
+}
+
+func (c *Config) policyConfig() policy.Config    { return c.plain().Filter.Policy }
+func (c *Config) filterConfig() milter.Config    { return c.plain().Filter }
+func (c *Config) redisConfig() store.RedisConfig { return c.plain().Redis }
+func (c *Config) eventsConfig() events.Config    { return c.plain().Events }
+func (c *Config) adminConfig() admin.Config      { return c.plain().Admin }
 
 // loadConfig reads defaults, the config file, STORMGUARD_* environment
 // variables and flags, in viper's order (flags win), and validates the result.
@@ -156,25 +153,11 @@ func loadConfig(path string, explicit bool, flags *pflag.FlagSet) (*Config, *vip
 			return nil, nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	if flags != nil {
-		for flag, key := range flagKeys {
-			if f := flags.Lookup(flag); f != nil {
-				if err := v.BindPFlag(key, f); err != nil {
-					return nil, nil, err
-				}
-			}
-		}
+	if err := bindFlags(v, flags); err != nil {
+		return nil, nil, err
 	}
 	var cfg Config
-	if err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-			durationHook,
-			mapstructure.StringToSliceHookFunc(","),
-			listsHook,
-			boolStringHook,
-		)
-	}); err != nil {
+	if err := v.Unmarshal(&cfg, decoderOptions); err != nil {
 		return nil, nil, fmt.Errorf("config: %s", admin.OneLine(errors.New(describeDecodeError(err))))
 	}
 	if err := cfg.validate(); err != nil {
@@ -183,123 +166,22 @@ func loadConfig(path string, explicit bool, flags *pflag.FlagSet) (*Config, *vip
 	return &cfg, v, nil
 }
 
-// flagKeys maps serve's flags to config keys.
-var flagKeys = map[string]string{
-	"listen":    "listen",
-	"log-level": "log.level",
-	"backend":   "store.backend",
-}
-
-func newViper() *viper.Viper {
-	v := viper.New()
-	for _, s := range settings {
-		v.SetDefault(s.Key, s.Default)
-	}
-	v.SetEnvPrefix("STORMGUARD")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	return v
-}
-
-// listsHook accepts the lists setting as a map or, from the environment, as
-// "addr=count,addr=count". Viper splits keys at dots, so a YAML map keyed by
-// list addresses arrives nested ({"all-staff@example": {"org": 3000}}); the
-// hook joins it back.
-var listsHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeOf(map[string]int{}) {
-		return data, nil
-	}
-	switch d := data.(type) {
-	case string:
-		return parseListsEnv(d)
-	case map[string]any:
-		out := map[string]any{}
-		flattenLists("", d, out)
-		return out, nil
-	}
-	return data, nil
-}
-
-// durationHook reads a duration from a string (60m, 6h, 200ms), and says
-// which value it could not read (mapstructure's own hook drops it).
-var durationHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
-	s, ok := data.(string)
-	if !ok || to != reflect.TypeFor[time.Duration]() {
-		return data, nil
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("%s is not %s", quoteValue(s), typeWords(to))
-	}
-	return d, nil
-}
-
-// adminSetting is http.admin: auto, true or false.
-type adminSetting string
-
-// boolStringHook lets a YAML true or false set http.admin.
-var boolStringHook mapstructure.DecodeHookFuncType = func(_, to reflect.Type, data any) (any, error) {
-	if b, ok := data.(bool); ok && to == reflect.TypeFor[adminSetting]() {
-		return strconv.FormatBool(b), nil
-	}
-	return data, nil
-}
-
-func flattenLists(prefix string, m map[string]any, out map[string]any) {
-	for k, v := range m {
-		if prefix != "" {
-			k = prefix + "." + k
-		}
-		if sub, ok := v.(map[string]any); ok {
-			flattenLists(k, sub, out)
-			continue
-		}
-		out[strings.ToLower(k)] = v
-	}
-}
-
-func parseListsEnv(s string) (map[string]int, error) {
-	out := map[string]int{}
-	for _, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		addr, n, ok := strings.Cut(pair, "=")
-		count, err := strconv.Atoi(strings.TrimSpace(n))
-		if !ok || err != nil {
-			return nil, fmt.Errorf("lists: %q is not address=count", pair)
-		}
-		out[strings.ToLower(strings.TrimSpace(addr))] = count
-	}
-	return out, nil
-}
-
+// validate checks what the keys' oneof tags say, the keys only this command
+// reads, and the packages' configs with their own Validate.
 func (c *Config) validate() error {
+	if err := checkOneOf(c); err != nil {
+		return err
+	}
 	if _, _, err := milter.ParseListen(c.Listen); err != nil {
 		return err
 	}
 	if _, err := c.socketMode(); err != nil {
 		return err
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
-	}
-	switch c.Store.Backend {
-	case "memory":
-	case "redis":
+	if c.Store.Backend == "redis" {
 		if err := c.redisConfig().Validate(); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("store.backend: %q is not memory or redis", c.Store.Backend)
 	}
 	if c.Redis.TLS.Enabled {
 		if _, err := c.tlsConfig(); err != nil {
@@ -323,66 +205,8 @@ func (c *Config) socketMode() (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
-func (c *Config) policyConfig() policy.Config {
-	return policy.Config{
-		MinAudience:          c.Policy.MinAudience,
-		AutoReplyMaxAudience: c.Policy.AutoReplyMaxAudience,
-		Action:               policy.ConfigAction(c.Policy.Action),
-		Limits: policy.Limits{
-			MaxReplies:     c.Policy.MaxReplies,
-			DeliveryBudget: c.Policy.DeliveryBudget,
-			Window:         c.Policy.Window,
-			BlockFor:       c.Policy.BlockFor,
-		},
-	}
-}
-
-func (c *Config) filterConfig() milter.Config {
-	return milter.Config{
-		Policy:       c.policyConfig(),
-		RejectText:   c.Policy.RejectText,
-		TempfailText: c.Policy.TempfailText,
-		Header:       c.Policy.Header,
-		OnError:      c.Store.OnError,
-		StoreTimeout: c.Redis.Timeout,
-		Retention:    c.Store.Retention,
-		Refresh:      c.Store.Refresh,
-		Lists:        c.Lists,
-		Exempt:       c.Policy.ExemptSenders,
-		Mode:         policy.Mode(c.Mode),
-	}
-}
-
-func (c *Config) redisConfig() store.RedisConfig {
-	rc := store.RedisConfig{
-		Addrs:      c.Redis.Addrs,
-		Username:   c.Redis.Username,
-		Password:   c.Redis.Password,
-		DB:         c.Redis.DB,
-		MasterName: c.Redis.MasterName,
-		Cluster:    c.Redis.Cluster,
-		Timeout:    c.Redis.Timeout,
-		Prefix:     c.Redis.Prefix,
-	}
-	if c.Redis.TLS.Enabled {
-		rc.TLS, _ = c.tlsConfig() // validated in validate
-	}
-	return rc
-}
-
-func (c *Config) eventsConfig() events.Config {
-	return events.Config{
-		Queue:          c.Alerts.Queue,
-		WebhookURL:     c.Alerts.WebhookURL,
-		WebhookTimeout: c.Alerts.WebhookTimeout,
-		UserAgent:      userAgent(),
-		PublishTimeout: max(c.Redis.Timeout, time.Second),
-	}
-}
-
-func (c *Config) adminConfig() admin.Config {
-	return admin.Config{Backend: c.Store.Backend, Retention: c.Store.Retention, Lists: c.Lists, Mode: c.Mode}
-}
+// adminSetting is http.admin: auto, true or false.
+type adminSetting string
 
 func (c *Config) tlsConfig() (*tls.Config, error) {
 	t := c.Redis.TLS

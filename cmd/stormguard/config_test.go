@@ -5,10 +5,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stormguard/stormguard/policy"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -89,7 +95,8 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"bad list size", "lists:\n  all@example.org: many\n", "", `"many" is not a whole number`},
 		{"bad action", "policy:\n  action: bounce\n", "", "policy.action"},
 		{"bad listen", "listen: tcp://127.0.0.1:7357\n", "", "listen"},
-		{"bad backend", "store:\n  backend: etcd\n", "", "store.backend"},
+		{"bad backend", "store:\n  backend: etcd\n", "", `store.backend: "etcd" is not memory or redis`},
+		{"bad log level", "log:\n  level: loud\n", "", `log.level: "loud" is not debug, info, warn or error`},
 		{"bad on_error", "store:\n  on_error: ignore\n", "", "store.on_error"},
 		{"negative", "policy:\n  min_audience: -1\n", "", "min_audience"},
 		{"bad env", "", "STORMGUARD_POLICY_MAX_REPLIES=many", `policy.max_replies: "many" is not a whole number`},
@@ -127,13 +134,134 @@ func TestServeRejectsInvalidConfigWithExitCode(t *testing.T) {
 func TestCheckPrintsSources(t *testing.T) {
 	path := writeConfig(t, "policy:\n  max_replies: 5\n")
 	t.Setenv("STORMGUARD_POLICY_WINDOW", "15m")
+	t.Setenv("STORMGUARD_REDIS_PASSWORD", "hunter2")
 	var out, errb bytes.Buffer
 	if code := execute(context.Background(), []string{"check", "--config", path}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{`(?m)^policy\.max_replies\s+5\s+file$`, `(?m)^policy\.window\s+15m\s+env STORMGUARD_POLICY_WINDOW$`, `(?m)^policy\.block_for\s+6h0m0s\s+default$`} {
+	for _, want := range []string{`(?m)^policy\.max_replies\s+5\s+file$`, `(?m)^policy\.window\s+15m\s+env STORMGUARD_POLICY_WINDOW$`, `(?m)^policy\.block_for\s+6h0m0s\s+default$`,
+		`(?m)^redis\.password\s+\*{8}\s+env STORMGUARD_REDIS_PASSWORD$`} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
 			t.Errorf("check output does not match %s:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("check prints the Redis password:\n%s", out.String())
+	}
+}
+
+// TestConfigDeclaration checks what Config's tags declare against the
+// packages: a key's default is what every package it goes to says, a oneof
+// list holds its default, and every field of the packages' configs is set
+// by a key or by Config.plain itself.
+func TestConfigDeclaration(t *testing.T) {
+	defaults := reflect.ValueOf(defaultPlain())
+	covered := map[string]bool{}
+	flags := map[string]bool{}
+	for _, s := range settings {
+		for _, to := range s.to {
+			covered[plainPath(to)] = true
+			d := defaults.FieldByIndex(to)
+			if !d.IsZero() && !reflect.DeepEqual(plainDefault(d.Convert(reflect.TypeOf(s.Default))), s.Default) {
+				t.Errorf("%s: default %v, but %s defaults to %v", s.Key, s.Default, plainPath(to), d)
+			}
+		}
+		if s.OneOf != nil && !slices.Contains(s.OneOf, s.Default.(string)) {
+			t.Errorf("%s: default %q is not one of %v", s.Key, s.Default, s.OneOf)
+		}
+		if s.Flag != "" && flags[s.Flag] {
+			t.Errorf("%s: flag --%s names two keys", s.Key, s.Flag)
+		}
+		flags[s.Flag] = true
+	}
+	// Set by Config.plain from other keys or the build, not by a key of
+	// their own; fields of func, interface or pointer type (Redis.TLS,
+	// the event outlets) are wiring, not settings.
+	computed := []string{"Events.UserAgent", "Events.PublishTimeout"}
+	var missing []string
+	for _, p := range plainLeaves(reflect.TypeFor[plain](), "") {
+		if !covered[p] && !slices.Contains(computed, p) {
+			missing = append(missing, p)
+		}
+	}
+	if missing != nil {
+		t.Errorf("no config key sets %v: add a field with a to tag to Config", missing)
+	}
+}
+
+// plainPath names the field of plain at index, as a to tag does.
+func plainPath(index []int) string {
+	var names []string
+	typ := reflect.TypeFor[plain]()
+	for _, i := range index {
+		f := typ.Field(i)
+		names, typ = append(names, f.Name), f.Type
+	}
+	return strings.Join(names, ".")
+}
+
+func plainLeaves(typ reflect.Type, prefix string) []string {
+	var out []string
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.Struct:
+			out = append(out, plainLeaves(f.Type, prefix+f.Name+".")...)
+		case reflect.Func, reflect.Interface, reflect.Pointer, reflect.Chan:
+		default:
+			out = append(out, prefix+f.Name)
+		}
+	}
+	return out
+}
+
+// TestConfigReachesPackages proves a key's value gets to every package
+// config its to tag names, converted to the package's type.
+func TestConfigReachesPackages(t *testing.T) {
+	path := writeConfig(t, `
+mode: monitor
+store: {retention: 2h, on_error: tempfail, backend: redis}
+redis: {timeout: 300ms, prefix: "sg:", addrs: ["10.0.0.1:6379"]}
+policy: {max_replies: 7, action: monitor, exempt_senders: ["@it.example.org"]}
+lists: {all@example.org: 3000}
+alerts: {queue: 9, summary_every: 2m}
+`)
+	cfg, _, err := loadConfig(path, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, r, e, a := cfg.filterConfig(), cfg.redisConfig(), cfg.eventsConfig(), cfg.adminConfig()
+	switch {
+	case f.Mode != policy.ModeMonitor || a.Mode != "monitor":
+		t.Errorf("mode: filter %q admin %q", f.Mode, a.Mode)
+	case f.Retention != 2*time.Hour || a.Retention != 2*time.Hour || f.OnError != "tempfail" || a.Backend != "redis":
+		t.Errorf("store: filter %+v admin %+v", f, a)
+	case r.Timeout != 300*time.Millisecond || f.StoreTimeout != 300*time.Millisecond || r.Prefix != "sg:" || r.Addrs[0] != "10.0.0.1:6379":
+		t.Errorf("redis: %+v, filter's timeout %s", r, f.StoreTimeout)
+	case f.Policy.Limits.MaxReplies != 7 || f.Policy.Action != policy.ConfigMonitor || f.Exempt[0] != "@it.example.org":
+		t.Errorf("policy: %+v exempt %v", f.Policy, f.Exempt)
+	case f.Lists["all@example.org"] != 3000 || a.Lists["all@example.org"] != 3000:
+		t.Errorf("lists: filter %v admin %v", f.Lists, a.Lists)
+	case e.Queue != 9 || cfg.plain().SummaryEvery != 2*time.Minute || e.PublishTimeout != time.Second:
+		t.Errorf("alerts: %+v, summary every %s", e, cfg.plain().SummaryEvery)
+	}
+}
+
+func TestConfigFlagsWin(t *testing.T) {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	addConfigFlags(fs)
+	if err := fs.Parse([]string{"--log-level", "debug", "--backend", "redis"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STORMGUARD_LOG_LEVEL", "warn")
+	cfg, _, err := loadConfig(writeConfig(t, "listen: unix:/tmp/x.sock\n"), true, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Level != "debug" || cfg.Store.Backend != "redis" || cfg.Listen != "unix:/tmp/x.sock" {
+		t.Errorf("flags set log.level %q store.backend %q; listen %q from the file", cfg.Log.Level, cfg.Store.Backend, cfg.Listen)
 	}
 }

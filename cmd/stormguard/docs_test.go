@@ -18,8 +18,7 @@ func configTable() string {
 	var b strings.Builder
 	b.WriteString("| key | default | environment | meaning |\n|---|---|---|---|\n")
 	for _, s := range settings {
-		env := "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(s.Key, ".", "_"))
-		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s |\n", s.Key, formatDefault(s.Default), env, s.Help)
+		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s |\n", s.Key, formatDefault(s.Default), s.Env, s.Help)
 	}
 	return b.String()
 }

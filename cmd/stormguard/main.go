@@ -86,9 +86,7 @@ func newServeCmd(logOut io.Writer) *cobra.Command {
 			return serve(cmd.Context(), cfg, newLogger(cfg, logOut))
 		},
 	}
-	cmd.Flags().String("listen", "", "milter socket, e.g. inet:127.0.0.1:7357 or unix:/run/stormguard/milter.sock")
-	cmd.Flags().String("log-level", "", "debug, info, warn or error")
-	cmd.Flags().String("backend", "", "store backend: memory or redis")
+	addConfigFlags(cmd.Flags()) // --listen, --log-level, --backend
 	return cmd
 }
 
@@ -126,7 +124,7 @@ func userAgent() string { return "stormguard/" + version }
 // the memory store) plus the webhook if configured; with enrich, storm
 // events get their thread's original sender from the store.
 func newNotifier(cfg *Config, st store.Store, log *slog.Logger, enrich bool) (*events.Notifier, error) {
-	return events.NewNotifier(cfg.eventsConfig().WithStore(st, enrich), log)
+	return events.NewNotifier(withStore(cfg.eventsConfig(), st, enrich), log)
 }
 
 // daemonAdmin is the admin API's work on the daemon's own store: events go

@@ -195,7 +195,7 @@ func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
 	case d.Rule == policy.RuleBlocked || d.Rule == policy.RuleOverrideBlock:
 		if d.Thread != "" {
-			o.sum.Add(d, m)
+			o.sum.Add(refusal(d, m))
 		}
 	}
 }

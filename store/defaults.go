@@ -1,0 +1,8 @@
+package store
+
+// RedisDefaults is the Redis configuration when nothing is configured (the
+// redis.* keys of cmd/stormguard): one local server, DefaultTimeout and
+// DefaultPrefix.
+func RedisDefaults() RedisConfig {
+	return RedisConfig{Addrs: []string{"127.0.0.1:6379"}, Timeout: DefaultTimeout, Prefix: DefaultPrefix}
+}
