@@ -199,12 +199,12 @@ func (f *Filter) Decide(ctx context.Context, m *Message) Decision {
 
 func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	g := f.globals.Load()
-	hdrRcpts := policy.ParseAddressList(append(append([]string(nil), m.Headers.To...), m.Headers.Cc...))
-	audience, large := policy.Audience(m.Rcpts, hdrRcpts, g.lists)
+	pm := policy.Parse(m.Headers) // the message's one parse
+	audience, large := policy.Audience(m.Rcpts, pm.Recipients, g.lists)
 	facts := policy.Facts{
 		Mode:      g.mode,
 		Exempt:    g.exempt.match(m.Sender),
-		AutoReply: policy.IsAutoReply(m.Headers),
+		AutoReply: policy.IsAutoReply(pm),
 		Audience:  audience,
 	}
 	d := Decision{Audience: audience}
@@ -213,7 +213,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		f.Stats.StoreSkipped.Add(1)
 		return d
 	}
-	id := policy.Identify(m.Headers, large)
+	id := policy.Identify(pm, large)
 	facts.Reply = id.Reply
 	d.Subject = id.Display
 

@@ -10,7 +10,7 @@ import (
 // registered lists among its recipients.
 //
 // Each side, the envelope recipients (RCPT TO) and the header recipients
-// (To and Cc, as ParseAddressList returns them), counts its distinct
+// (To and Cc: Message.Recipients, as Parse gives them), counts its distinct
 // addresses: a registered list counts its member count (lists[addr]; at
 // least 1), any other address 1. The larger side wins, so the count is
 // right both before alias expansion (the list is one RCPT) and after it

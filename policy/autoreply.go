@@ -30,40 +30,25 @@ import (
 //   - Auto-Submitted other than "no" (auto-generated, auto-notified, …);
 //   - Precedence: bulk or junk, unless the message carries a List-Id.
 //
-// "A reply" means an In-Reply-To or References id, an Outlook Thread-Index
-// with child blocks, or a reply prefix on the subject: a bulk message that
-// answers another is a vacation program's answer, one that does not is a
-// newsletter or a notification.
+// "A reply" is Message.IsReply: an In-Reply-To or References id, an
+// Outlook Thread-Index with child blocks, or a reply prefix on the subject:
+// a bulk message that answers another is a vacation program's answer, one
+// that does not is a newsletter or a notification.
 //
 // Precedence: list is not a signal at all, and neither is Precedence on a
 // message with a List-Id: mailing list managers (Mailman, Sympa, Google
 // Groups, majordomo) put them on every post they distribute, including
 // people's replies, and a list's copy of an admitted reply must not be
 // refused as an auto-reply.
-func IsAutoReply(h Headers) bool {
-	as := headerToken(h.AutoSubmitted)
-	if as == "auto-replied" || isReport(h.ContentType) ||
-		flagSet(h.XAutoreply) || flagSet(h.XAutorespond) || isOutOfOffice(h.Subject) {
+func IsAutoReply(m Message) bool {
+	if m.AutoSubmitted == "auto-replied" || m.Report || m.XAutoreply || m.XAutorespond || m.Subject.OutOfOffice {
 		return true
 	}
-	weak := as != "" && as != "no"
-	if p := headerToken(h.Precedence); (p == "bulk" || p == "junk") && unfold(h.ListID) == "" {
+	weak := m.AutoSubmitted != "" && m.AutoSubmitted != "no"
+	if (m.Precedence == "bulk" || m.Precedence == "junk") && !m.ListID {
 		weak = true
 	}
-	return weak && isReply(h)
-}
-
-// isReply reports whether a message answers another: threading headers or
-// a reply prefix on the subject.
-func isReply(h Headers) bool {
-	if len(ParseIDList(h.InReplyTo)) > 0 || len(ParseIDList(h.References)) > 0 {
-		return true
-	}
-	if _, children, ok := parseThreadIndex(h.ThreadIndex); ok && children > 0 {
-		return true
-	}
-	_, reply := NormalizeSubject(h.Subject)
-	return reply
+	return weak && m.IsReply()
 }
 
 // headerToken returns the first token of a structured header value, lower

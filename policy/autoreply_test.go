@@ -62,7 +62,7 @@ func TestIsAutoReply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := IsAutoReply(tt.h); got != tt.want {
+			if got := IsAutoReply(Parse(tt.h)); got != tt.want {
 				t.Errorf("IsAutoReply(%+v) = %v, want %v", tt.h, got, tt.want)
 			}
 		})
@@ -71,9 +71,9 @@ func TestIsAutoReply(t *testing.T) {
 
 func ExampleIsAutoReply() {
 	fmt.Println(
-		IsAutoReply(Headers{AutoSubmitted: "auto-replied", Subject: "Automatic reply: Hello"}),
-		IsAutoReply(Headers{Precedence: "bulk", Subject: "November newsletter"}),     // bulk, not a reply
-		IsAutoReply(Headers{Precedence: "bulk", Subject: "Re: November newsletter"}), // a vacation program
+		IsAutoReply(Parse(Headers{AutoSubmitted: "auto-replied", Subject: "Automatic reply: Hello"})),
+		IsAutoReply(Parse(Headers{Precedence: "bulk", Subject: "November newsletter"})),     // bulk, not a reply
+		IsAutoReply(Parse(Headers{Precedence: "bulk", Subject: "Re: November newsletter"})), // a vacation program
 	)
 	// Output: true false true
 }

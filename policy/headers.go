@@ -5,20 +5,10 @@ import (
 	"unicode/utf8"
 )
 
-// Headers are the raw values of the headers policy looks at, as the milter
-// collected them: possibly with a leading space and folded ("\r\n " or
-// "\n\t"). Empty means absent. Every parser here unfolds and trims, and
-// gives a bounded, sane result for any input, however hostile.
-type Headers struct {
-	MessageID, InReplyTo, References, ThreadIndex, Subject           string
-	To, Cc                                                           []string // each occurrence's raw value
-	From                                                             string
-	AutoSubmitted, Precedence, XAutoreply, XAutorespond, ContentType string
-	// ListID is the List-Id header (RFC 2919). A message that carries one
-	// was distributed by a mailing list manager, whose Precedence header
-	// says nothing about auto-replies (see IsAutoReply).
-	ListID string
-}
+// The header parsers: message-ids, address lists and the unfolding they
+// share. Each takes one raw value as the milter collected it and gives a
+// bounded, sane result for any input, however hostile. Parse (message.go)
+// runs each of them once per message.
 
 // Parsing limits. A header that goes past them is cut, never rejected.
 const (
@@ -65,7 +55,8 @@ func cutBytes(s string, n int) string {
 // an "@". The id is cleaned (see ParseIDList) and ok is false when v holds
 // no usable id.
 func ParseMessageID(v string) (string, bool) {
-	ids := scanIDs(unfold(v), 1)
+	var first [1]string // no allocation for the one id kept
+	ids := scanIDs(first[:0], unfold(v), 1)
 	if len(ids) == 0 {
 		return "", false
 	}
@@ -84,13 +75,13 @@ func ParseMessageID(v string) (string, bool) {
 // an id: it is most likely a word of such a phrase, and a common word taken
 // as a thread root would join unrelated messages.
 func ParseIDList(v string) []string {
-	return scanIDs(unfold(v), maxIDs)
+	return scanIDs(nil, unfold(v), maxIDs)
 }
 
 // scanIDs is the one tokenizer behind ParseMessageID and ParseIDList, so
 // that an id in References and the same id in Message-ID normalise alike.
-func scanIDs(s string, limit int) []string {
-	var ids []string
+// It appends at most limit ids of s to ids.
+func scanIDs(ids []string, s string, limit int) []string {
 	skip := skipper{s: s}
 	add := func(raw string, bare bool) {
 		id := cleanID(raw)
@@ -156,9 +147,11 @@ func cleanID(raw string) string {
 	}, raw)
 	id = cutBytes(id, maxMessageIDBytes)
 	if at := strings.LastIndexByte(id, '@'); at >= 0 {
-		id = id[:at+1] + strings.ToLower(id[at+1:])
-		// Lower-casing can change byte lengths in theory; keep the cap.
-		id = cutBytes(id, maxMessageIDBytes)
+		if domain := strings.ToLower(id[at+1:]); domain != id[at+1:] {
+			id = id[:at+1] + domain
+			// Lower-casing can change byte lengths in theory; keep the cap.
+			id = cutBytes(id, maxMessageIDBytes)
+		}
 	}
 	return id
 }
@@ -225,6 +218,12 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 // local part ("postmaster") is not an address here. Addresses longer than
 // 320 bytes are dropped.
 func ParseAddressList(values []string) []string {
+	return parseAddresses(values)
+}
+
+// parseAddresses is ParseAddressList over several lists of values taken
+// one after the other (To's, then Cc's), without joining them first.
+func parseAddresses(lists ...[]string) []string {
 	var out []string
 	seen := make(map[string]bool)
 	add := func(a string) {
@@ -233,10 +232,12 @@ func ParseAddressList(values []string) []string {
 			out = append(out, a)
 		}
 	}
-	for _, v := range values {
-		scanAddresses(unfold(v), add)
-		if len(out) >= maxAddresses {
-			break
+	for _, values := range lists {
+		for _, v := range values {
+			scanAddresses(unfold(v), add)
+			if len(out) >= maxAddresses {
+				return out
+			}
 		}
 	}
 	return out

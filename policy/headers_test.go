@@ -263,7 +263,7 @@ func TestHostileInputsAreLinear(t *testing.T) {
 		{"NormalizeSubject", func(v string) { NormalizeSubject(v) }},
 		{"ThreadIndexGUID", func(v string) { ThreadIndexGUID(v) }},
 		{"IsAutoReply", func(v string) {
-			IsAutoReply(Headers{Subject: v, ContentType: v, AutoSubmitted: "auto-generated", InReplyTo: v, References: v})
+			IsAutoReply(Parse(Headers{Subject: v, ContentType: v, AutoSubmitted: "auto-generated", InReplyTo: v, References: v}))
 		}},
 	}
 	for _, in := range inputs {

@@ -34,14 +34,14 @@ type Identity struct {
 	Display string   // the subject as people wrote it, decoded and made one safe line, at most 200 runes
 }
 
-// Identify works out a message's identities from its headers. lists are
-// the large-audience recipients: the registered list addresses among the
+// Identify works out a message's identities from its parsed headers. lists
+// are the large-audience recipients: the registered list addresses among the
 // message's recipients (Audience's second result).
 //
 // The keys:
-//   - message-id keys hash the id as ParseMessageID / ParseIDList normalise
-//     it, so an id seen in References or In-Reply-To finds the message that
-//     carried it as Message-ID;
+//   - message-id keys hash the id as Parse (ParseMessageID, ParseIDList)
+//     normalises it, so an id seen in References or In-Reply-To finds the
+//     message that carried it as Message-ID;
 //   - the Thread-Index key hashes the conversation GUID (ThreadIndexGUID);
 //   - the subject key hashes the base subject (NormalizeSubject) together
 //     with the sorted, distinct list addresses. It exists only when both are
@@ -49,38 +49,34 @@ type Identity struct {
 //     reply-all from an unrelated message that happens to share a subject
 //     ("Re: Lunch?"), and such messages are not storms anyway.
 //
-// A message is a reply when it has an In-Reply-To or References id, an
-// Outlook Thread-Index with child blocks (Outlook appends one per reply or
-// forward), or a reply prefix on its subject. Only replies look anything
-// up: a reply with References looks up its root only, others their
-// parent's id, their Thread-Index GUID and their subject key, in that
-// order. Every message, replies and originals alike, links its own
-// identities, so that later replies carrying only a Thread-Index, only an
-// In-Reply-To or only a reply subject find its thread.
-func Identify(h Headers, lists []string) Identity {
+// A message is a reply when Message.IsReply says so: an In-Reply-To or
+// References id, an Outlook Thread-Index with child blocks, or a reply
+// prefix on its subject. Only replies look anything up: a reply with
+// References looks up its root only, others their parent's id, their
+// Thread-Index GUID and their subject key, in that order. Every message,
+// replies and originals alike, links its own identities, so that later
+// replies carrying only a Thread-Index, only an In-Reply-To or only a reply
+// subject find its thread.
+func Identify(m Message, lists []string) Identity {
 	var id Identity
-	if mid, ok := ParseMessageID(h.MessageID); ok {
-		id.Own = MessageIDKey(mid)
+	if m.MessageID != "" {
+		id.Own = MessageIDKey(m.MessageID)
 	}
-	refs := ParseIDList(h.References)
-	if len(refs) > 0 {
-		id.Root = MessageIDKey(refs[0])
+	if len(m.References) > 0 {
+		id.Root = MessageIDKey(m.References[0])
 	}
 	var parent Key
-	if irt := ParseIDList(h.InReplyTo); len(irt) > 0 {
-		parent = MessageIDKey(irt[len(irt)-1])
+	if n := len(m.InReplyTo); n > 0 {
+		parent = MessageIDKey(m.InReplyTo[n-1])
 	}
 	var guidKey Key
-	guid, children, ok := parseThreadIndex(h.ThreadIndex)
-	if ok {
-		guidKey = makeKey(kindThreadIndex, guid)
+	if m.ThreadIndex.GUID != "" {
+		guidKey = makeKey(kindThreadIndex, m.ThreadIndex.GUID)
 	}
-	base, replyPrefix := NormalizeSubject(h.Subject)
-	id.Subject = cutRunes(base, maxReportRunes)
-	id.Display = DisplaySubject(h.Subject)
-	subjectKey := SubjectKey(base, lists)
-
-	id.Reply = len(refs) > 0 || parent != "" || (ok && children > 0) || replyPrefix
+	id.Subject = cutRunes(m.Subject.Base, maxReportRunes)
+	id.Display = m.Subject.Display
+	subjectKey := SubjectKey(m.Subject.Base, lists)
+	id.Reply = m.IsReply()
 
 	switch {
 	case id.Root != "":

@@ -31,7 +31,7 @@ func (s *linkStore) deliver(t *testing.T, name string, h Headers, lists []string
 	if s.links == nil {
 		s.links = make(map[Key]ThreadID)
 	}
-	id := Identify(h, lists)
+	id := Identify(Parse(h), lists)
 	found := make([]ThreadID, len(id.Lookup))
 	for i, k := range id.Lookup {
 		found[i] = s.links[k]
@@ -121,7 +121,7 @@ func TestMixedClientsOneThread(t *testing.T) {
 			if got != want || src != wantSrc[i] {
 				t.Errorf("thread %s via %s, want %s via %s", got, src, want, wantSrc[i])
 			}
-			if id := Identify(m.h, lists); id.Reply != (i > 0) || id.Subject != "quarterly results" {
+			if id := Identify(Parse(m.h), lists); id.Reply != (i > 0) || id.Subject != "quarterly results" {
 				t.Errorf("Reply = %v, Subject = %q", id.Reply, id.Subject)
 			}
 		})
@@ -143,7 +143,7 @@ func TestUnseenOriginal(t *testing.T) {
 		})
 	}
 	t.Run("fast path without asking the store", func(t *testing.T) {
-		id := Identify(msgs[0].h, lists)
+		id := Identify(Parse(msgs[0].h), lists)
 		if got, src := Resolve(id, nil); got != first || src != SourceReferences {
 			t.Errorf("Resolve(nil) = %s via %s, want %s via references", got, src, first)
 		}
@@ -207,7 +207,7 @@ func TestIdentify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Identify(tt.h, tt.lists)
+			got := Identify(Parse(tt.h), tt.lists)
 			tt.want.Sources = tt.wantSrc
 			if got.Own != tt.want.Own || got.Root != tt.want.Root || got.Reply != tt.want.Reply || got.Subject != tt.want.Subject ||
 				!slices.Equal(got.Lookup, tt.want.Lookup) || !slices.Equal(got.Sources, tt.want.Sources) || !slices.Equal(got.Links, tt.want.Links) {
@@ -216,7 +216,7 @@ func TestIdentify(t *testing.T) {
 		})
 	}
 	t.Run("report subject capped", func(t *testing.T) {
-		id := Identify(Headers{Subject: strings.Repeat("ab ", 300)}, nil)
+		id := Identify(Parse(Headers{Subject: strings.Repeat("ab ", 300)}), nil)
 		if n := utf8.RuneCountInString(id.Subject); n > maxReportRunes {
 			t.Errorf("Subject has %d runes", n)
 		}
@@ -262,7 +262,7 @@ func FuzzIdentify(f *testing.F) {
 	f.Add("\xff", "\x00", "(", "\r\n", "[x] Re[2]: \u200f", "\xfe@\xff")
 	f.Fuzz(func(t *testing.T, mid, irt, refs, tix, subject, lists string) {
 		h := Headers{MessageID: mid, InReplyTo: irt, References: refs, ThreadIndex: tix, Subject: subject}
-		id := Identify(h, strings.Split(lists, ","))
+		id := Identify(Parse(h), strings.Split(lists, ","))
 		for _, k := range append([]Key{id.Own, id.Root}, append(id.Lookup, id.Links...)...) {
 			if k != "" && !isKey(k) {
 				t.Fatalf("bad key %q", k)
@@ -305,8 +305,9 @@ func ExampleIdentify() {
 		Subject:   " =?UTF-8?Q?AW:_[all-staff]_Quartalsergebnisse?=",
 		To:        []string{" All Staff <all-staff@example.org>"},
 	}
-	_, lists := Audience(nil, ParseAddressList(h.To), map[string]int{"all-staff@example.org": 850000})
-	id := Identify(h, lists)
+	m := Parse(h) // once, where the message enters policy
+	_, lists := Audience(nil, m.Recipients, map[string]int{"all-staff@example.org": 850000})
+	id := Identify(m, lists)
 	fmt.Println(id.Reply, id.Subject, id.Sources)
 
 	// Nothing known about the parent yet: the reply takes the parent's
@@ -318,15 +319,16 @@ func ExampleIdentify() {
 	// true in-reply-to
 }
 
-// The milter runs IsAutoReply, Audience and (at least for large-audience
-// mail) Identify on every message.
+// The milter runs Parse, Audience, IsAutoReply and (at least for
+// large-audience mail) Identify on every message.
 func BenchmarkPerMessage(b *testing.B) {
 	h := realisticStorm()[1].h // the Gmail reply
 	lists := map[string]int{allStaff: 850000}
 	b.ReportAllocs()
 	for b.Loop() {
-		_, large := Audience([]string{allStaff}, ParseAddressList(append(h.To, h.Cc...)), lists)
-		IsAutoReply(h)
-		Identify(h, large)
+		m := Parse(h)
+		_, large := Audience([]string{allStaff}, m.Recipients, lists)
+		IsAutoReply(m)
+		Identify(m, large)
 	}
 }

@@ -89,14 +89,39 @@ func foldAll(words ...string) []string {
 // base (unless the base itself contains text that looks like an RFC 2047
 // encoded word).
 func NormalizeSubject(v string) (base string, reply bool) {
-	base, reply = stripPrefixes(canonical(decodeSubject(v)))
+	return normalizeCanonical(canonical(decodeSubject(v)))
+}
+
+// normalizeCanonical is NormalizeSubject after decoding and canonical.
+func normalizeCanonical(s string) (base string, reply bool) {
+	base, reply = stripPrefixes(s)
 	return cutRunes(base, maxBaseRunes), reply
+}
+
+// parseSubject decodes a raw Subject value once and derives from it all
+// that policy asks of a subject.
+func parseSubject(v string) Subject {
+	if v == "" {
+		return Subject{}
+	}
+	decoded := decodeSubject(v)
+	canon := canonical(decoded)
+	var s Subject
+	s.Base, s.Reply = normalizeCanonical(canon)
+	s.OutOfOffice = isOutOfOffice(canon)
+	s.Display = displaySubject(decoded)
+	return s
 }
 
 // DisplaySubject is a raw Subject header as people should see it in reports
 // and alerts: RFC 2047-decoded, valid UTF-8, control and format characters
 // removed, spaces collapsed, case and prefixes kept, at most 200 runes.
 func DisplaySubject(v string) string {
+	return displaySubject(decodeSubject(v))
+}
+
+// displaySubject is DisplaySubject after decoding.
+func displaySubject(decoded string) string {
 	s := strings.Map(func(r rune) rune {
 		switch {
 		case unicode.IsSpace(r):
@@ -105,8 +130,11 @@ func DisplaySubject(v string) string {
 			return -1
 		}
 		return r
-	}, decodeSubject(v))
-	return cutRunes(strings.Join(strings.Fields(s), " "), maxReportRunes)
+	}, decoded)
+	if strings.HasPrefix(s, " ") || strings.HasSuffix(s, " ") || strings.Contains(s, "  ") {
+		s = strings.Join(strings.Fields(s), " ")
+	}
+	return cutRunes(s, maxReportRunes)
 }
 
 // decodeSubject unfolds a raw subject and decodes its RFC 2047 encoded
@@ -181,6 +209,16 @@ func canonical(s string) string {
 		}
 		return r
 	}, s)
+	if isASCII(s) {
+		s = strings.ToLower(s) // all that folding and NFKC do to ASCII
+	} else {
+		s = foldNFKC(s)
+	}
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' }), " ")
+}
+
+// foldNFKC case-folds and NFKC-normalises s until neither changes it.
+func foldNFKC(s string) string {
 	for range 4 { // folding and NFKC settle in one or two rounds
 		t := norm.NFKC.String(cases.Fold().String(s))
 		if t == s {
@@ -188,7 +226,16 @@ func canonical(s string) string {
 		}
 		s = t
 	}
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' }), " ")
+	return s
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // stripPrefixes strips stacked prefixes and tags from a canonical subject.
@@ -222,6 +269,9 @@ func stripOne(s string) (string, prefixKind) {
 			}
 		}
 		return s, prefixNone
+	}
+	if strings.IndexByte(s, ':') < 0 {
+		return s, prefixNone // every prefix word needs its colon (matchPrefix)
 	}
 	for _, p := range replyPrefixes {
 		if rest, ok := matchPrefix(s, p); ok {
@@ -296,16 +346,19 @@ func cutRunes(s string, n int) string {
 	return strings.TrimRight(s[:i], " ")
 }
 
-// isOutOfOffice reports whether a raw subject starts, after any gateway
-// tags, with an out-of-office or automatic-reply prefix.
-func isOutOfOffice(subject string) bool {
-	s := canonical(decodeSubject(subject))
+// isOutOfOffice reports whether a subject, decoded and in canonical form,
+// starts, after any gateway tags, with an out-of-office or automatic-reply
+// prefix.
+func isOutOfOffice(s string) bool {
 	for {
 		rest, kind := stripOne(s)
 		if kind != prefixTag {
 			break
 		}
 		s = rest
+	}
+	if strings.IndexByte(s, ':') < 0 {
+		return false // every prefix word needs its colon (matchPrefix)
 	}
 	for _, p := range outOfOffice {
 		if _, ok := matchPrefix(s, p); ok {

@@ -160,6 +160,21 @@ func TestSubjectCaps(t *testing.T) {
 	}
 }
 
+// TestCanonicalASCII: for ASCII, canonical lower-cases instead of folding
+// and normalising; that must be all that folding and NFKC would do.
+func TestCanonicalASCII(t *testing.T) {
+	var all strings.Builder
+	for c := range utf8.RuneSelf {
+		all.WriteByte(byte(c))
+		if s := string(rune(c)); strings.ToLower(s) != foldNFKC(s) {
+			t.Errorf("%q: ToLower %q, full folding %q", s, strings.ToLower(s), foldNFKC(s))
+		}
+	}
+	if s := all.String(); strings.ToLower(s) != foldNFKC(s) {
+		t.Errorf("ToLower and full folding differ on all of ASCII")
+	}
+}
+
 func FuzzNormalizeSubject(f *testing.F) {
 	for _, s := range []string{
 		"[EXT] RE: [all-staff] AW: Hello", "Re[2]: Hello", "回复：Hello", "=?UTF-8?B?UmU6IEhlbGxv?=",
@@ -169,6 +184,9 @@ func FuzzNormalizeSubject(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
+		if isASCII(v) && strings.ToLower(v) != foldNFKC(v) {
+			t.Fatalf("canonical's ASCII shortcut: %q, full folding %q", strings.ToLower(v), foldNFKC(v))
+		}
 		base, _ := NormalizeSubject(v)
 		if !utf8.ValidString(base) || utf8.RuneCountInString(base) > maxBaseRunes {
 			t.Fatalf("bad base %q", base)

@@ -2,6 +2,10 @@
 // conversation a message belongs to, how many mailboxes it reaches, whether
 // it is an auto-reply, and the verdict once the store has counted it.
 //
+// A message enters policy once, through Parse: its raw Headers are
+// unfolded, decoded and parsed there, each header once, into a Message
+// whose typed fields Audience, IsAutoReply and Identify read.
+//
 // It must not do I/O and must not read the clock: time comes in as an
 // argument, state comes in as a Tally from the store. Everything here can be
 // read and tested alone.
