@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 )
 
@@ -17,6 +19,10 @@ import (
 const maxPacket = 4 << 20
 
 // guardListener wraps every accepted connection in a guardConn.
+//
+// go-milter allocates a packet's declared length before reading it; the
+// guard hands it a packet only when all its bytes are here, and its own
+// buffer grows with them (readGrowing).
 //
 // go-milter has no recover in its session goroutines and indexes packets
 // without checking their length: a zero-length packet, or a connect, MAIL or
@@ -72,9 +78,8 @@ func (c *guardConn) fill() error {
 	if length == 0 || length > maxPacket {
 		return c.bad(fmt.Errorf("packet length %d out of range 1..%d", length, maxPacket))
 	}
-	pkt := make([]byte, 4+int(length))
-	copy(pkt, hdr[:])
-	if _, err := io.ReadFull(c.r, pkt[4:]); err != nil {
+	pkt, err := readGrowing(c.r, hdr[:], 4+int(length))
+	if err != nil {
 		return err
 	}
 	if err := validPacket(pkt[4], pkt[5:]); err != nil {
@@ -82,6 +87,32 @@ func (c *guardConn) fill() error {
 	}
 	c.buf = pkt
 	return nil
+}
+
+// firstChunk is what a packet's buffer starts at. Most packets (macros,
+// addresses, headers) fit.
+const firstChunk = 4 << 10
+
+// readGrowing reads r until the packet that starts with head is total bytes
+// long. Its buffer grows (doubling, capped at total) with the bytes that
+// arrive, not with the length the peer declared: a packet that declares
+// 4 MiB and stalls holds what it sent.
+func readGrowing(r io.Reader, head []byte, total int) ([]byte, error) {
+	pkt := append(make([]byte, 0, min(total, firstChunk)), head...)
+	for len(pkt) < total {
+		if len(pkt) == cap(pkt) {
+			pkt = slices.Grow(pkt, min(cap(pkt), total-len(pkt)))
+		}
+		n, err := r.Read(pkt[len(pkt):min(cap(pkt), total)])
+		pkt = pkt[:len(pkt)+n]
+		if err != nil && len(pkt) < total {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return pkt, nil
 }
 
 func (c *guardConn) bad(err error) error {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/stormguard/stormguard/internal/netlimit"
 )
 
 // Server is the milter daemon: go-milter's server with stormguard's guard
@@ -22,6 +24,56 @@ type Server struct {
 	f   *Filter
 	srv *gomilter.Server
 	log *slog.Logger
+	lim Limits
+
+	// Conns counts the milter connections: open, refused beyond
+	// MaxSessions, accept errors retried.
+	Conns netlimit.Stats
+}
+
+// Limits bound what the daemon holds for its MTAs' connections.
+type Limits struct {
+	// MaxSessions caps the open milter connections (one per SMTP session
+	// with Postfix and Sendmail). Beyond it a new connection is closed
+	// unanswered, logged and counted; the MTA applies its default action
+	// (milter_default_action, Sendmail's F=) to that SMTP session.
+	MaxSessions int
+	// IdleTimeout is the longest silence from the MTA, between messages
+	// or within one, before its connection is closed.
+	IdleTimeout time.Duration
+}
+
+// Default limits.
+//
+// 500 sessions leave half of the 1,024 descriptors a process gets under
+// the usual soft limit (systemd's default, ulimit -n 1024) for Redis
+// connections, the HTTP server (http.max_connections) and the rest, and are
+// 5 times what one Postfix opens by default (default_process_limit = 100
+// smtpd processes, one milter connection each).
+//
+// Postfix keeps its milter connection open, and silent, while the SMTP
+// client is silent, and ends the SMTP session after smtpd_timeout (300 s;
+// 10 s under stress): no live Postfix session is silent longer than that, so
+// 330 s never cuts one off, against 15 minutes before.
+const (
+	DefaultMaxSessions = 500
+	DefaultIdleTimeout = 330 * time.Second
+)
+
+// DefaultLimits are the limits with nothing configured.
+func DefaultLimits() Limits {
+	return Limits{MaxSessions: DefaultMaxSessions, IdleTimeout: DefaultIdleTimeout}
+}
+
+// Validate checks the limits.
+func (l Limits) Validate() error {
+	if l.MaxSessions < 1 {
+		return fmt.Errorf("milter.max_sessions: must be at least 1, got %d", l.MaxSessions)
+	}
+	if l.IdleTimeout < time.Second {
+		return fmt.Errorf("milter.idle_timeout: must be at least 1s, got %s", l.IdleTimeout)
+	}
+	return nil
 }
 
 // libLog receives go-milter's own warnings (bad packets, broken
@@ -57,24 +109,33 @@ func Negotiation(protocols gomilter.OptProtocol) []gomilter.Option {
 		gomilter.WithMacroRequest(gomilter.StageRcpt, []gomilter.MacroName{gomilter.MacroQueueId}),
 		gomilter.WithMacroRequest(gomilter.StageEOH, []gomilter.MacroName{gomilter.MacroQueueId}),
 		gomilter.WithMacroRequest(gomilter.StageEOM, []gomilter.MacroName{gomilter.MacroQueueId}),
-		// A dead MTA connection is dropped after this long without a packet
-		// (Postfix's own milter and SMTP timeouts are all shorter).
-		gomilter.WithReadTimeout(15 * time.Minute),
+		// A silent MTA connection is dropped after this long without a
+		// packet (see DefaultIdleTimeout); NewServerWith sets the configured one.
+		gomilter.WithReadTimeout(DefaultIdleTimeout),
 	}
 }
 
-// NewServer makes a server whose connections are answered by f.
-func NewServer(f *Filter) *Server {
+// NewServer makes a server whose connections are answered by f, with the
+// default limits.
+func NewServer(f *Filter) *Server { return NewServerWith(f, DefaultLimits()) }
+
+// NewServerWith makes a server whose connections are answered by f, within
+// lim (validated by the caller).
+func NewServerWith(f *Filter, lim Limits) *Server {
 	libLog.Store(f.log)
 	srv := gomilter.NewServer(append(Negotiation(Protocols),
+		gomilter.WithReadTimeout(lim.IdleTimeout),
 		gomilter.WithMilter(func() gomilter.Milter { return &session{f: f} }))...)
-	return &Server{f: f, srv: srv, log: f.log}
+	return &Server{f: f, srv: srv, log: f.log, lim: lim}
 }
 
-// Serve answers milter connections on ln until Shutdown. Every connection
-// goes through the packet guard first.
+// Serve answers milter connections on ln until Shutdown. At most
+// MaxSessions are open at once; accept errors (out of file descriptors)
+// are retried, never returned. Every connection goes through the packet
+// guard first.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(&guardListener{Listener: ln, log: s.log, rejected: &s.f.Stats.BadPackets})
+	limited := netlimit.New(ln, "milter", s.lim.MaxSessions, &s.Conns, s.log)
+	err := s.srv.Serve(&guardListener{Listener: limited, log: s.log, rejected: &s.f.Stats.BadPackets})
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
 	}

@@ -1,0 +1,166 @@
+// Package netlimit bounds what a listener lets in: at most a fixed number of
+// open connections (beyond it a new connection is closed at once, logged at
+// most every few seconds and counted), and accept errors that pass (out of
+// file descriptors, a connection reset before it was accepted) retried with
+// a growing pause instead of returned, so a server's Serve never ends on
+// them.
+//
+// It knows nothing of the protocols spoken on the connections and does not
+// read or write them.
+package netlimit
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Stats are a listener's counters; safe for concurrent use.
+type Stats struct {
+	Open         atomic.Int64  // connections accepted and not yet closed
+	Refused      atomic.Uint64 // connections closed at once because Max were open
+	AcceptErrors atomic.Uint64 // accept errors retried (EMFILE, ENFILE, …)
+}
+
+// Backoff after a failed accept: net/http's, 5 ms doubling to 1 s.
+const (
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// logEvery is the least time between two log lines about refusals, and
+// between two about accept errors.
+const logEvery = 10 * time.Second
+
+// Listener is a net.Listener with a cap on open connections and accept
+// errors retried. Its connections count as open until their Close.
+type Listener struct {
+	net.Listener
+	max   int
+	name  string // in log lines: "milter", "http"
+	stats *Stats
+	log   *slog.Logger
+
+	slots     chan struct{} // one token per open connection
+	done      chan struct{} // closed by Close: a pause between retries ends
+	closeOnce sync.Once
+	closeErr  error
+
+	lastRefusedLog atomic.Int64 // unix nanoseconds
+	lastErrLog     atomic.Int64
+}
+
+// New wraps ln. max < 1 means no cap. stats may be shared with a metrics
+// collector; log may be nil.
+func New(ln net.Listener, name string, max int, stats *Stats, log *slog.Logger) *Listener {
+	if stats == nil {
+		stats = &Stats{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Listener{Listener: ln, max: max, name: name, stats: stats, log: log, done: make(chan struct{})}
+	if max > 0 {
+		l.slots = make(chan struct{}, max)
+	}
+	return l
+}
+
+// Accept returns the next connection the cap lets in. It returns an error
+// only when the listener is closed or fails for good.
+func (l *Listener) Accept() (net.Conn, error) {
+	var pause time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !Temporary(err) {
+				return nil, err
+			}
+			pause = min(max(2*pause, minBackoff), maxBackoff)
+			l.stats.AcceptErrors.Add(1)
+			if l.every(&l.lastErrLog) {
+				l.log.Error("cannot accept a connection; retrying", "listener", l.name, "err", err,
+					"retry_in", pause.String(), "open", l.stats.Open.Load(), "accept_errors", l.stats.AcceptErrors.Load())
+			}
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return nil, net.ErrClosed
+			}
+			continue
+		}
+		pause = 0
+		if l.slots != nil {
+			select {
+			case l.slots <- struct{}{}:
+			default:
+				_ = c.Close()
+				l.stats.Refused.Add(1)
+				if l.every(&l.lastRefusedLog) {
+					l.log.Warn("too many connections; closing new ones", "listener", l.name, "limit", l.max,
+						"remote", c.RemoteAddr().String(), "refused", l.stats.Refused.Load())
+				}
+				continue
+			}
+		}
+		l.stats.Open.Add(1)
+		return &conn{Conn: c, l: l}, nil
+	}
+}
+
+// Close closes the listener and ends a pause between retries.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.closeErr = l.Listener.Close()
+	})
+	return l.closeErr
+}
+
+// every reports whether a log line is due, and if so marks it sent.
+func (l *Listener) every(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return (prev == 0 || now-prev >= int64(logEvery)) && last.CompareAndSwap(prev, now)
+}
+
+// Temporary reports whether an accept error passes: the process or system
+// is out of descriptors or buffers, or one connection failed before it was
+// accepted. A closed listener's error is not temporary.
+func Temporary(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// conn gives its slot back on its first Close.
+type conn struct {
+	net.Conn
+	l    *Listener
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.stats.Open.Add(-1)
+		if c.l.slots != nil {
+			<-c.l.slots
+		}
+	})
+	return err
+}
