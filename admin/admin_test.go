@@ -33,9 +33,10 @@ func TestClientThroughHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewHandler(d, true))
+	const token = "0123456789abcdef0123456789abcdef"
+	srv := httptest.NewServer(NewHandler(d, true, token))
 	defer srv.Close()
-	c := NewClient(srv.URL, 5*time.Second, "test")
+	c := NewClient(srv.URL, token, 5*time.Second, "test")
 	ctx := context.Background()
 
 	if l, err := c.SetList(ctx, "All@Example.org", 3000); err != nil || l != (ListView{List: "all@example.org", Members: 3000, From: "memory"}) {
@@ -47,8 +48,8 @@ func TestClientThroughHandler(t *testing.T) {
 	if m, err := c.SetMode(ctx, "monitor", "alice"); err != nil || m.Mode != "monitor" || m.From != "memory" {
 		t.Errorf("SetMode: %+v, %v", m, err)
 	}
-	if len(published) != 1 || published[0].Type != events.TypeMode || published[0].By != "alice" || changed != 2 {
-		t.Errorf("events %+v, changed %d: want one mode event by alice, two changes", published, changed)
+	if len(published) != 1 || published[0].Type != events.TypeMode || !strings.HasPrefix(published[0].By, TokenLabel) || changed != 2 {
+		t.Errorf("events %+v, changed %d: want one mode event by the token's holder (not the alice the caller claims), two changes", published, changed)
 	}
 	if _, err := c.Thread(ctx, "0123456789abcdef"); err == nil || !strings.Contains(err.Error(), "unknown") {
 		t.Errorf("Thread of an unknown id: %v", err)
@@ -60,7 +61,7 @@ func TestClientThroughHandler(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/admin/mode", nil)
 	req.Host = "evil.example:80"
 	rec := httptest.NewRecorder()
-	NewHandler(d, true).ServeHTTP(rec, req)
+	NewHandler(d, true, token).ServeHTTP(rec, req)
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("non-loopback Host on a loopback listener: %d %s", rec.Code, rec.Body)
 	}

@@ -7,9 +7,10 @@
 //
 // It must not decide verdicts (policy does), read configuration files or
 // flags (it takes a Config), or print for a terminal (the subcommands
-// format the views). Its HTTP API has no authentication: the caller serves
-// it only where an operator allowed it, and NewHandler refuses
-// cross-origin browser requests and, on loopback, non-loopback hosts.
+// format the views). Its HTTP API requires the admin token (auth.go) and
+// names the authenticated caller in events; the caller serves it only
+// where an operator allowed it, and NewHandler also refuses cross-origin
+// browser requests and, on loopback, non-loopback hosts.
 package admin
 
 import (
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
 )
 
 // API is what the operator's subcommands do. Two implementations:
@@ -32,8 +34,9 @@ import (
 //
 // So every check, store call and event is written once, in Direct.
 type API interface {
-	// Threads lists the limit most recently seen threads: only those that
-	// stormed unless all.
+	// Threads lists the most recently seen threads that stormed, are
+	// blocked or overridden (all: every recently seen thread), at most
+	// limit of them (1 to store.MaxListLimit; 0: store.DefaultListLimit).
 	Threads(ctx context.Context, limit int, all bool) ([]ThreadView, error)
 	// Thread reports one thread with its senders.
 	Thread(ctx context.Context, t policy.ThreadID) (ThreadView, error)
@@ -106,6 +109,15 @@ func CheckList(addr string, members int) error {
 	}
 	if !strings.Contains(addr, "@") {
 		return badRequest("list address %q: want local@domain", addr)
+	}
+	return nil
+}
+
+// CheckLimit checks a listing's limit: 0 (the default) to
+// store.MaxListLimit, so that no listing builds a page of every thread.
+func CheckLimit(limit int) error {
+	if limit < 0 || limit > store.MaxListLimit {
+		return badRequest("limit %d: want 1 to %d (the most a listing returns)", limit, store.MaxListLimit)
 	}
 	return nil
 }

@@ -19,16 +19,19 @@ import (
 // Client is API over a running daemon's /admin/ API.
 type Client struct {
 	base      string // http://HOST:PORT
+	token     string // the admin token (ReadToken)
 	userAgent string
 	client    *http.Client
 }
 
 var _ API = (*Client)(nil)
 
-// NewClient asks the daemon at base (http://HOST:PORT), each request
-// bounded by timeout and sent with userAgent.
-func NewClient(base string, timeout time.Duration, userAgent string) *Client {
-	return &Client{base: base, userAgent: userAgent, client: &http.Client{Timeout: timeout}}
+// NewClient asks the daemon at base (http://HOST:PORT) with token, each
+// request bounded by timeout and sent with userAgent. The daemon names the
+// caller in events itself: the by arguments of Override and SetMode are
+// not sent.
+func NewClient(base, token string, timeout time.Duration, userAgent string) *Client {
+	return &Client{base: base, token: token, userAgent: userAgent, client: &http.Client{Timeout: timeout}}
 }
 
 // do sends one request (body marshalled when not nil) and decodes the
@@ -52,6 +55,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
 	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -95,17 +99,17 @@ func (c *Client) Thread(ctx context.Context, t policy.ThreadID) (ThreadView, err
 	return out, err
 }
 
-func (c *Client) Override(ctx context.Context, t policy.ThreadID, verb string, dur time.Duration, by string) (OverrideResult, error) {
+func (c *Client) Override(ctx context.Context, t policy.ThreadID, verb string, dur time.Duration, _ string) (OverrideResult, error) {
 	var out OverrideResult
 	var err error
 	path := "/admin/threads/" + string(t)
 	switch verb {
 	case VerbReset:
-		err = c.do(ctx, http.MethodPost, path+"/reset", byRequest{By: by}, &out)
+		err = c.do(ctx, http.MethodPost, path+"/reset", nil, &out)
 	case VerbNone:
-		err = c.do(ctx, http.MethodDelete, path+"/override", byRequest{By: by}, &out)
+		err = c.do(ctx, http.MethodDelete, path+"/override", nil, &out)
 	default:
-		req := overrideRequest{Override: verb, By: by}
+		req := overrideRequest{Override: verb}
 		if dur != 0 {
 			req.For = dur.String()
 		}
@@ -138,8 +142,8 @@ func (c *Client) Mode(ctx context.Context) (ModeView, error) {
 	return out, err
 }
 
-func (c *Client) SetMode(ctx context.Context, mode, by string) (ModeView, error) {
+func (c *Client) SetMode(ctx context.Context, mode, _ string) (ModeView, error) {
 	var out ModeView
-	err := c.do(ctx, http.MethodPut, "/admin/mode", modeRequest{Mode: mode, By: by}, &out)
+	err := c.do(ctx, http.MethodPut, "/admin/mode", modeRequest{Mode: mode}, &out)
 	return out, err
 }

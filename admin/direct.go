@@ -78,8 +78,15 @@ func (a *Direct) settingsChanged(ctx context.Context) {
 }
 
 func (a *Direct) Threads(ctx context.Context, limit int, all bool) ([]ThreadView, error) {
+	if err := CheckLimit(limit); err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	infos, err := a.st.Threads(ctx, now, limit)
+	list := a.st.Storms // every thread that stormed or is overridden, however many quiet ones
+	if all {
+		list = a.st.Threads
+	}
+	infos, err := list(ctx, now, limit)
 	if err != nil {
 		return nil, err
 	}

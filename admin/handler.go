@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
 )
 
 // The admin API, /admin/ on the daemon's http.listen: the operator's
 // subcommands as JSON over HTTP, run by an API (Direct on the daemon's own
 // store). The subcommands use it with the memory store (Client); it works
-// with Redis too. It changes policy and has no authentication, so the
-// daemon serves it only where the operator said.
+// with Redis too. It changes policy, so every request must bear the admin
+// token (auth.go), and the daemon serves it only where the operator said.
 
 // IsLoopback reports whether a HOST:PORT only accepts connections from
 // this host.
@@ -38,7 +39,6 @@ func IsLoopback(hostport string) bool {
 type overrideRequest struct {
 	Override string `json:"override"`
 	For      string `json:"for,omitempty"` // a Go duration: 30m, 2h
-	By       string `json:"by,omitempty"`
 }
 
 type listRequest struct {
@@ -47,12 +47,10 @@ type listRequest struct {
 
 type modeRequest struct {
 	Mode string `json:"mode"`
-	By   string `json:"by,omitempty"`
 }
 
-type byRequest struct {
-	By string `json:"by,omitempty"`
-}
+// There is no "by" in any request: the events name the authenticated
+// caller (requester), never what the request says about itself.
 
 // errorBody is every admin API error: one line, as the subcommand prints it.
 type errorBody struct {
@@ -86,18 +84,15 @@ func readBody(r *http.Request, v any) error {
 	return nil
 }
 
-// requester names who made a change, for its event: the by of the request
-// (the subcommand sends its user), else the client's address.
-func requester(by string, r *http.Request) string {
-	if by = strings.TrimSpace(by); by != "" {
-		return by
-	}
-	return "admin API client " + r.RemoteAddr
-}
+// requester names who made a change, for its event: the authenticated
+// caller (TokenLabel, and the local user when it can be found).
+func requester(r *http.Request) string { return identity(r.Context()) }
 
-// NewHandler serves api under /admin/. With loopback (the listener is a
-// loopback address), requests naming a non-loopback Host are refused.
-func NewHandler(api API, loopback bool) http.Handler {
+// NewHandler serves api under /admin/ to requests bearing token
+// ("Authorization: Bearer TOKEN"; any other gets 401). With loopback (the
+// listener is a loopback address), requests naming a non-loopback Host
+// are refused.
+func NewHandler(api API, loopback bool, token string) http.Handler {
 	mux := http.NewServeMux()
 	thread := func(w http.ResponseWriter, r *http.Request) (policy.ThreadID, bool) {
 		t, err := ParseThread(r.PathValue("thread"))
@@ -120,7 +115,11 @@ func NewHandler(api API, loopback bool) http.Handler {
 		if s := q.Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 {
-				writeError(w, badRequest("limit %q: want a positive whole number", s))
+				writeError(w, badRequest("limit %q: want a whole number from 1 to %d", s, store.MaxListLimit))
+				return
+			}
+			if err := CheckLimit(n); err != nil {
+				writeError(w, err)
 				return
 			}
 			limit = n
@@ -158,23 +157,21 @@ func NewHandler(api API, loopback bool) http.Handler {
 			}
 			dur = d
 		}
-		res, err := api.Override(r.Context(), t, req.Override, dur, requester(req.By, r))
+		res, err := api.Override(r.Context(), t, req.Override, dur, requester(r))
 		reply(w, res, err)
 	})
-	// Removing an override and resetting a thread take no arguments but
-	// the operator's name.
+	// Removing an override and resetting a thread take no arguments.
 	verb := func(v string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			t, ok := thread(w, r)
 			if !ok {
 				return
 			}
-			var req byRequest
-			if err := readBody(r, &req); err != nil {
+			if err := readBody(r, &struct{}{}); err != nil {
 				writeError(w, err)
 				return
 			}
-			res, err := api.Override(r.Context(), t, v, 0, requester(req.By, r))
+			res, err := api.Override(r.Context(), t, v, 0, requester(r))
 			reply(w, res, err)
 		}
 	}
@@ -207,7 +204,7 @@ func NewHandler(api API, loopback bool) http.Handler {
 			writeError(w, err)
 			return
 		}
-		v, err := api.SetMode(r.Context(), req.Mode, requester(req.By, r))
+		v, err := api.SetMode(r.Context(), req.Mode, requester(r))
 		reply(w, v, err)
 	})
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
@@ -221,7 +218,7 @@ func NewHandler(api API, loopback bool) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, &Error{http.StatusForbidden, "cross-origin request refused"})
 	}))
-	h := cop.Handler(mux)
+	h := authenticate(token, cop.Handler(mux))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if loopback && !IsLoopback(hostWithPort(r.Host)) {
 			writeError(w, &Error{http.StatusForbidden, fmt.Sprintf("host %q refused: the admin API answers loopback names only", r.Host)})

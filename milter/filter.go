@@ -116,7 +116,8 @@ type Stats struct {
 	Panics         atomic.Uint64 // recovered panics in callbacks
 	BadPackets     atomic.Uint64 // malformed milter packets refused by the guard
 	GlobalsErrors  atomic.Uint64 // failed refreshes of the cached globals
-	lastErrWarning atomic.Int64  // unix nanos of the last store warning, for rate limiting
+	lastErrWarning atomic.Int64  // unix nanos of the last store-outage warning, for rate limiting
+	lastDataError  atomic.Int64  // unix nanos of the last store data-error line, rate-limited apart
 }
 
 // Observer is told about every decision and every store call, for metrics
@@ -200,7 +201,7 @@ func (f *Filter) Decide(ctx context.Context, m *Message) Decision {
 func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	g := f.globals.Load()
 	pm := policy.Parse(m.Headers) // the message's one parse
-	audience, large := policy.Audience(m.Rcpts, pm.Recipients, g.lists)
+	audience, large := f.cfg.Policy.Audience(m.Rcpts, pm.Recipients, g.lists)
 	facts := policy.Facts{
 		Mode:      g.mode,
 		Exempt:    g.exempt.match(m.Sender),
@@ -298,16 +299,13 @@ func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id poli
 	start := time.Now()
 	tally, err := st.Record(ctx, rec)
 	f.observeStore(st, "record", start, err)
-	if err == nil {
-		if tally.Thread != "" {
-			thread = tally.Thread
-		}
-		threads := make([]policy.ThreadID, len(rec.Links))
-		for i := range threads {
-			threads[i] = thread
-		}
-		f.links.put(rec.Links, threads, f.now())
+	if err == nil && tally.Thread != "" {
+		thread = tally.Thread
 	}
+	// The link cache holds only what the store answered (Resolve): the
+	// store writes a message's links only if it was let through and
+	// only where none existed (first writer wins), so the thread this
+	// message was recorded in is not necessarily where its links lead.
 	return tally, thread, source, err
 }
 
@@ -318,14 +316,21 @@ func (f *Filter) observeStore(st store.Store, op string, start time.Time, err er
 	}
 }
 
-// warnStore logs a store failure at most once every 10 seconds.
+// warnStore logs a store failure at most once every 10 seconds. A data
+// error (a key of the wrong type: an operator must fix it) is logged as
+// what it is, at error level, and rate-limited apart from outages so that
+// neither hides the other.
 func (f *Filter) warnStore(err error, what string) {
+	last, msg, level := &f.Stats.lastErrWarning, "store unavailable", slog.LevelWarn
+	if store.IsDataError(err) {
+		last, msg, level = &f.Stats.lastDataError, "store data error", slog.LevelError
+	}
 	now := f.now().UnixNano()
-	last := f.Stats.lastErrWarning.Load()
-	if now-last < int64(10*time.Second) || !f.Stats.lastErrWarning.CompareAndSwap(last, now) {
+	prev := last.Load()
+	if now-prev < int64(10*time.Second) || !last.CompareAndSwap(prev, now) {
 		return
 	}
-	f.log.Warn("store unavailable", "err", err, "on_error", what,
+	f.log.Log(context.Background(), level, msg, "err", err, "on_error", what,
 		"store_errors", f.Stats.StoreErrors.Load(), "fallbacks", f.Stats.Fallbacks.Load())
 }
 

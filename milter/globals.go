@@ -18,6 +18,11 @@ type globals struct {
 	lists  map[string]int
 	exempt exemptSet
 	mode   policy.Mode
+
+	loaded   bool           // read from the store at least once (else: the config file's only)
+	err      string         // why the store could not be read, while never loaded
+	invalid  map[string]int // the store's bad values, by key (store.Globals.Invalid)
+	problems []store.Problem
 }
 
 // exemptSet matches senders exactly or by "@domain".
@@ -44,11 +49,12 @@ func (e exemptSet) match(sender string) bool {
 func mergeGlobals(cfg Config, sg store.Globals) *globals {
 	g := &globals{lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, mode: cfg.Mode}
 	for addr, n := range cfg.Lists {
-		g.lists[strings.ToLower(addr)] = n
+		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
 	for addr, n := range sg.Lists {
-		g.lists[strings.ToLower(addr)] = n
+		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
+	g.invalid, g.problems = sg.Invalid, sg.Problems
 	for _, s := range cfg.Exempt {
 		g.exempt[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
 	}
@@ -65,29 +71,80 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 	return g
 }
 
+// globalsDeadline bounds one whole refresh; each call inside it has its
+// own, shorter deadline (redis.timeout), so a lists hash of any size loads.
+const globalsDeadline = 2 * time.Minute
+
+// warnEvery is how often a refresh failure that goes on is logged again.
+const warnEvery = time.Minute
+
 // RefreshGlobals re-reads the site-wide state from the store once. On error
-// the previous state stays in force.
+// the previous state stays in force. Bad values the store reports are
+// logged, each naming its key and field, on every refresh that finds them.
 func (f *Filter) RefreshGlobals(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(ctx, globalsDeadline)
 	defer cancel()
 	sg, err := f.store.Globals(ctx)
 	if err != nil {
 		f.Stats.GlobalsErrors.Add(1)
+		for prev := f.globals.Load(); !prev.loaded; prev = f.globals.Load() {
+			next := *prev // the config file's state, with why the store's is missing
+			next.err = err.Error()
+			if f.globals.CompareAndSwap(prev, &next) {
+				break
+			}
+		}
 		return err
 	}
 	next := mergeGlobals(f.cfg, sg)
+	next.loaded = true
 	prev := f.globals.Swap(next)
-	if prev == nil || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) {
+	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) {
+		exempt := slices.Sorted(maps.Keys(next.exempt))
+		if len(exempt) > 20 {
+			exempt = append(exempt[:20], "…")
+		}
 		f.log.Info("site settings loaded", "mode", next.mode, "lists", len(next.lists),
-			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", slices.Sorted(maps.Keys(next.exempt)))
+			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt)
+	}
+	bad := 0
+	for _, n := range sg.Invalid {
+		bad += n
+	}
+	for _, p := range sg.Problems {
+		f.log.Warn("bad site setting in the store", "key", p.Key, "field", p.Field, "value", p.Value, "problem", p.Why)
+	}
+	if bad > len(sg.Problems) {
+		f.log.Warn("more bad site settings in the store", "not_shown", bad-len(sg.Problems), "by_key", sg.Invalid)
 	}
 	return nil
 }
 
-// RunRefresher refreshes the globals every cfg.Refresh until ctx ends.
+// GlobalsLoaded reports whether the site settings were ever read from the
+// store, and if not, why (the last error).
+func (f *Filter) GlobalsLoaded() (bool, string) {
+	g := f.globals.Load()
+	return g.loaded, g.err
+}
+
+// GlobalsInvalid reports the bad values found in the store by the last
+// refresh that read it, by key.
+func (f *Filter) GlobalsInvalid() map[string]int { return f.globals.Load().invalid }
+
+// RunRefresher refreshes the globals every cfg.Refresh (or four times as
+// long as the last refresh took, if that is longer) until ctx ends. A
+// failure is logged when it starts, when its error changes, and every
+// warnEvery while it lasts; a data error (a key of the wrong type) is
+// logged as such, and limited apart from outages, so one never hides the
+// other.
 func (f *Filter) RunRefresher(ctx context.Context) {
-	t := time.NewTicker(f.cfg.Refresh)
+	t := time.NewTimer(f.cfg.Refresh)
 	defer t.Stop()
+	type logged struct {
+		err string
+		at  time.Time
+	}
+	var last [2]logged // by kind: 0 outage, 1 data
 	failing := false
 	for {
 		select {
@@ -95,14 +152,31 @@ func (f *Filter) RunRefresher(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		start := time.Now()
 		err := f.RefreshGlobals(ctx)
+		// A huge lists hash (seconds to read) is not re-read back to back.
+		t.Reset(max(f.cfg.Refresh, 4*time.Since(start)))
 		switch {
-		case err != nil && !failing:
-			f.log.Warn("cannot refresh site settings; keeping the last ones", "err", err)
+		case err != nil:
 			failing = true
-		case err == nil && failing:
+			kind := 0
+			if store.IsDataError(err) {
+				kind = 1
+			}
+			now := f.now()
+			if l := last[kind]; l.err == err.Error() && now.Sub(l.at) < warnEvery {
+				continue
+			}
+			last[kind] = logged{err.Error(), now}
+			if kind == 1 {
+				f.log.Error("site settings in the store are malformed; keeping the last ones until the key is fixed", "err", err)
+			} else {
+				f.log.Warn("cannot refresh site settings; keeping the last ones", "err", err)
+			}
+		case failing:
 			f.log.Info("site settings refresh works again")
 			failing = false
+			last = [2]logged{}
 		}
 	}
 }

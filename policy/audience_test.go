@@ -54,3 +54,36 @@ func ExampleAudience() {
 	fmt.Println(Audience(env, hdr, lists))
 	// Output: 850001 [all-staff@example.org]
 }
+
+// TestConfigAudience: decisions count the envelope's audience, whatever
+// lists the header names, unless the node sees split envelopes.
+func TestConfigAudience(t *testing.T) {
+	lists := map[string]int{"everyone@example.org": 600000, "students@example.org": 500000, "all-staff@example.org": 3000}
+	forgedHdr := []string{"everyone@example.org", "students@example.org"}
+	tests := []struct {
+		name     string
+		split    bool
+		env, hdr []string
+		audience int
+		large    []string
+	}{
+		{"forged header lists reach nobody", false, []string{"victim@example.org"}, forgedHdr, 1,
+			[]string{"everyone@example.org", "students@example.org"}},
+		{"a list in the envelope counts its members", false, []string{"<All-Staff@example.org>", "boss@example.org"},
+			[]string{"all-staff@example.org"}, 3001, []string{"all-staff@example.org"}},
+		{"expanded envelope counts its recipients", false, []string{"a@x", "b@x", "c@x"}, []string{"all-staff@example.org"}, 3,
+			[]string{"all-staff@example.org"}},
+		{"split envelopes: the header counts", true, []string{"a@x"}, []string{"all-staff@example.org"}, 3000,
+			[]string{"all-staff@example.org"}},
+		{"split envelopes: the larger side", true, []string{"all-staff@example.org", "b@x"}, []string{"b@x"}, 3001,
+			[]string{"all-staff@example.org"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, large := Config{SplitEnvelopes: tt.split}.Audience(tt.env, tt.hdr, lists)
+			if n != tt.audience || !slices.Equal(large, tt.large) {
+				t.Errorf("Audience = %d, %q; want %d, %q", n, large, tt.audience, tt.large)
+			}
+		})
+	}
+}

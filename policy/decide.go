@@ -12,6 +12,10 @@ type Config struct {
 	AutoReplyMaxAudience int // policy.auto_reply_max_audience
 	Action               ConfigAction
 	Limits               Limits // policy.window, block_for and the LimitRules keys
+	// SplitEnvelopes says the node sees a message to a list as several
+	// transactions of a few recipients each (policy.split_envelopes), so
+	// that the header's audience counts too (AudienceOf).
+	SplitEnvelopes bool
 }
 
 // Defaults returns the documented defaults, those of Exchange Online's
@@ -119,8 +123,13 @@ func KindOf(_ Config, f Facts) Kind {
 //  6. auto-reply over AutoReplyMaxAudience: refuse (auto_reply);
 //     other auto-replies: accept (auto_reply);
 //  7. noted by the store (an original): accept (original);
-//  8. a message-id already counted: accept (duplicate), even on a
-//     blocked thread, so the relay hop of an admitted reply never bounces;
+//  8. the same message counted again (StatusDuplicate: its message-id
+//     was counted in the window from the same envelope sender to the
+//     same audience, and has passed again at most MaxDuplicates times):
+//     accept (duplicate), even on a blocked thread, so that an MTA's
+//     retry or the relay hop of an admitted reply never bounces. Any
+//     other reuse of a counted message-id (another sender or audience, or
+//     more passes) is a reply like any other: the rules below apply;
 //  9. the thread is blocked: refuse (blocked);
 //  10. this reply crossed a limit: refuse (its LimitRules rule:
 //     max_replies or delivery_budget);
@@ -166,6 +175,38 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 	}
 	return accept(RuleStoreError)
 }
+
+// MayLink reports whether a message of kind k that the store tallied as
+// t may link its identities (Record.Links, and its alias) to the thread it
+// was recorded in: only when the store let it through (an override allow,
+// or, without an override, noted, counted or a duplicate). A refused
+// message, a storm's next reply or a forgery refused in a thread it made
+// up, leaves no way into that thread for later messages. Auto-replies
+// never link: they are not part of the conversation, and may be refused
+// for their audience alone.
+func MayLink(k Kind, t Tally) bool {
+	if k == KindAutoReply {
+		return false
+	}
+	switch t.Override {
+	case OverrideAllow:
+		return true
+	case OverrideBlock:
+		return false
+	}
+	switch t.Status {
+	case StatusNoted, StatusCounted, StatusDuplicate:
+		return true
+	}
+	return false
+}
+
+// Repeats reports whether a message counted before may pass again as
+// itself (StatusDuplicate) on its passes-th repeat (1 for the first): at
+// most MaxDuplicates times. The store checks that it is the same message
+// (message-id, envelope sender's SenderPrint and audience); record.lua's
+// "repeat" line is this rule's twin.
+func Repeats(passes int) bool { return passes <= MaxDuplicates }
 
 // OnStoreError is the verdict when the store failed and
 // store.on_error=tempfail: tempfail (rule store_error), except in monitor

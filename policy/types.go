@@ -134,10 +134,23 @@ type Status string
 const (
 	StatusNoted     Status = "noted"     // recorded, not counted (original, auto-reply, override present)
 	StatusCounted   Status = "counted"   // a reply counted within the limits
-	StatusDuplicate Status = "duplicate" // this message-id was already counted in the window
+	StatusDuplicate Status = "duplicate" // the same message (id, sender, audience) was already counted in the window; Repeats
 	StatusBlocked   Status = "blocked"   // the thread was already blocked; not counted
 	StatusCrossed   Status = "crossed"   // this reply would cross a limit: the thread is now blocked
 )
+
+// MaxDuplicates is how many times a counted message may pass again as
+// itself (StatusDuplicate): the same message-id from the same envelope
+// sender to the same audience, as an MTA's retry or a relay hop sends it.
+const MaxDuplicates = 3
+
+// SenderPrint is the fingerprint of an envelope sender that the store
+// keeps with each counted message-id, so that only the same message from
+// the same sender passes again as a duplicate: 8 hex characters.
+func SenderPrint(sender string) string {
+	sum := sha256.Sum256([]byte("sender:" + sender))
+	return hex.EncodeToString(sum[:4])
+}
 
 // Tally is the result of the store's one atomic step for one message.
 type Tally struct {

@@ -109,20 +109,27 @@ func parseMode(v string) policy.Mode {
 }
 
 // aliasOf is the thread whose alias (Record.Follow) recording r writes:
-// its own message-id's thread, when r is recorded in another thread and
-// carried no References. A message with References needs none: a reply to
-// it starts its own References with the same root (RFC 5322 §3.6.4), never
-// with this message's id.
+// its own message-id's thread, when it carried no References. A message
+// with References needs none: a reply to it starts its own References
+// with the same root (RFC 5322 §3.6.4), never with this message's id.
+// A message recorded in its own id's thread (an original) writes the
+// alias too, naming that very thread: the alias is written only if none
+// exists (first writer wins), so this one claims it before a later
+// message carrying the same id, a forgery, could lead Follow elsewhere.
 func (r *Record) aliasOf() policy.ThreadID {
-	if own := r.Message.Thread(); own != "" && own != r.Thread && !r.Follow {
+	if own := r.Message.Thread(); own != "" && !r.Follow {
 		return own
 	}
 	return ""
 }
 
 // member is a reply's entry in its thread's window:
-// "<message key>:<audience>". A message without a message-id gets a random
-// key, so it counts once and is never taken for a duplicate.
+// "<message key>:<sender print>:<audience>", so that the same message
+// again (an MTA's retry, a relay hop) is the same entry, and a message-id
+// reused by another sender or to another audience is not
+// (policy.SenderPrint, policy.Repeats). A message without a message-id
+// gets a random key, so it counts once and is never taken for a
+// duplicate.
 func (r *Record) member() (msg, member string) {
 	msg = string(r.Message)
 	key := msg
@@ -131,7 +138,16 @@ func (r *Record) member() (msg, member string) {
 		_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
 		key = hex.EncodeToString(b[:])
 	}
-	return msg, key + ":" + strconv.Itoa(r.Audience)
+	return msg, key + ":" + policy.SenderPrint(r.Sender) + ":" + strconv.Itoa(r.Audience)
+}
+
+// repeatMember is the entry of a message counted once more after its
+// duplicate passes ran out (the passes-th repeat): member with "#passes"
+// before the audience, so it counts as an entry of its own. record.lua
+// builds the same.
+func repeatMember(member string, passes int) string {
+	i := strings.LastIndexByte(member, ':')
+	return member[:i] + "#" + strconv.Itoa(passes) + member[i:]
 }
 
 // memberAudience is the audience part of a window member (0 if malformed).

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/stormguard/stormguard/policy"
@@ -16,7 +17,8 @@ import (
 //	stormguard:{T}:senders   hash    sender -> the status of its last message
 //	stormguard:{M}:alias     string  the thread the message whose own id starts M was counted in
 //	stormguard:link:{I}      string  identity hash I -> its thread
-//	stormguard:threads       zset    thread -> last seen (ms), for listings
+//	stormguard:threads:{S}   zset    thread -> last seen (ms), for listings: shard S of ThreadShards
+//	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
 //	stormguard:lists         hash    list address -> members (operators)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
 //	stormguard:mode          string  site mode (operators)
@@ -99,8 +101,39 @@ func (k Keys) Alias(t policy.ThreadID) string { return k.tag(t) + threadKeyNames
 // Link is an identity's link to its thread.
 func (k Keys) Link(id policy.Key) string { return k.prefix + "link:{" + string(id) + "}" }
 
-// Threads is the index of recently seen threads (store/list.go).
-func (k Keys) Threads() string { return k.prefix + "threads" }
+// ThreadShards is how many keys the index of recently seen threads is
+// spread over: each is its own Cluster slot, so that on a Cluster no one
+// master takes every node's index writes (store/list.go).
+const ThreadShards = 16
+
+// ThreadShard is the shard of the thread index that t is listed in: FNV-1a
+// of the thread id, modulo ThreadShards.
+func ThreadShard(t policy.ThreadID) int {
+	h := uint32(2166136261)
+	for i := range len(t) {
+		h = (h ^ uint32(t[i])) * 16777619
+	}
+	return int(h % ThreadShards)
+}
+
+// Threads is shard i (0 <= i < ThreadShards) of the index of recently
+// seen threads; its shard number is its Cluster hash tag.
+func (k Keys) Threads(i int) string { return k.prefix + "threads:{" + strconv.Itoa(i) + "}" }
+
+// ThreadIndex is every shard of the thread index, in shard order.
+func (k Keys) ThreadIndex() []string {
+	out := make([]string, ThreadShards)
+	for i := range out {
+		out[i] = k.Threads(i)
+	}
+	return out
+}
+
+// Storms is the index of the threads storms lists: those that crossed a
+// limit or carry an operator's override, scored by the time (ms) until
+// which they are of interest (store/list.go). Written only when a thread
+// crosses a limit or an operator overrides it: rare, so one key.
+func (k Keys) Storms() string { return k.prefix + "storms" }
 
 // Lists maps list addresses to their member counts.
 func (k Keys) Lists() string { return k.prefix + "lists" }
@@ -117,7 +150,7 @@ func (k Keys) Events() string { return k.prefix + "events" }
 // Unexpiring are the keys written without a TTL: the ones left behind
 // until someone deletes them.
 func (k Keys) Unexpiring() []string {
-	return []string{k.Threads(), k.Lists(), k.Exempt(), k.Mode()}
+	return append(k.ThreadIndex(), k.Storms(), k.Lists(), k.Exempt(), k.Mode())
 }
 
 // Pattern is a SCAN MATCH pattern for every key under the prefix (glob

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -21,7 +22,9 @@ func TestKeys(t *testing.T) {
 		k.Senders(th):  "acme:sg:{0123456789abcdef}:senders",
 		k.Alias(th):    "acme:sg:{0123456789abcdef}:alias",
 		k.Link(id):     "acme:sg:link:{00112233445566778899aabbccddeeff}",
-		k.Threads():    "acme:sg:threads",
+		k.Threads(0):   "acme:sg:threads:{0}",
+		k.Threads(15):  "acme:sg:threads:{15}",
+		k.Storms():     "acme:sg:storms",
 		k.Lists():      "acme:sg:lists",
 		k.Exempt():     "acme:sg:exempt",
 		k.Mode():       "acme:sg:mode",
@@ -41,7 +44,26 @@ func TestKeys(t *testing.T) {
 	if got := store.NewKeys(`a*b?[c]\:`).Pattern(); got != `a\*b\?\[c\]\\:*` {
 		t.Errorf("Pattern = %q", got)
 	}
-	if got, want := k.Unexpiring(), []string{"acme:sg:threads", "acme:sg:lists", "acme:sg:exempt", "acme:sg:mode"}; !slices.Equal(got, want) {
+	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:lists", "acme:sg:exempt", "acme:sg:mode"); !slices.Equal(got, want) {
 		t.Errorf("Unexpiring = %q, want %q", got, want)
+	}
+	if n := len(k.ThreadIndex()); n != store.ThreadShards {
+		t.Errorf("ThreadIndex has %d keys, want %d", n, store.ThreadShards)
+	}
+}
+
+// TestThreadShardsSpread: thread ids spread over every shard of the index,
+// none taking much more than its share, and the shards' hash tags are
+// distinct slots.
+func TestThreadShardsSpread(t *testing.T) {
+	counts := make([]int, store.ThreadShards)
+	const n = 16000
+	for i := range n {
+		counts[store.ThreadShard(policy.ThreadID(fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15)))]++
+	}
+	for i, c := range counts {
+		if c < n/store.ThreadShards/2 || c > 2*n/store.ThreadShards {
+			t.Errorf("shard %d holds %d of %d threads: %v", i, c, n, counts)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -14,24 +15,51 @@ import (
 	"github.com/stormguard/stormguard/policy"
 )
 
-// Listing threads for operators (stormguard storms) and for the daemon's
-// blocked-threads gauge.
+// Listing threads for operators (stormguard storms, the admin API) and for
+// the daemon's blocked-threads gauge. No listing may hold the decision
+// path: every listing is bounded by MaxListLimit, and the memory store
+// copies what it lists under its mutex (a walk of at most limit threads
+// from the head of its last-seen list) and builds the answer after.
 //
-// The Redis store keeps a global index, the zset stormguard:threads (thread
-// id -> last seen, ms), written in the same pipeline as record.lua, so
-// Record stays one round trip. The index is outside the script (it is a
-// global key, in a Cluster slot of its own) and trimmed to the retention on
-// every write; entries whose thread has expired since are skipped when read.
+// The Redis store keeps two indexes outside record.lua, since each is a
+// key of its own and a Cluster slot of its own (store/keys.go):
+//
+//   - stormguard:threads:{0..15}: thread id -> last seen (ms), written in
+//     the same pipeline as record.lua (Record stays one round trip) into
+//     the shard ThreadShard names, and trimmed to the retention on each
+//     write. Sharded so that on a Cluster no one master takes every
+//     node's writes; a listing merges the shards.
+//   - stormguard:storms: thread id -> until when it is of interest (ms),
+//     written when a thread crosses a limit and when an operator
+//     overrides it, so that Storms finds every one however many quiet
+//     threads there are.
+//
+// Entries whose thread has expired since are skipped when read.
 
-// DefaultListLimit is how many threads Threads returns when limit <= 0.
+// DefaultListLimit is how many threads a listing returns when limit <= 0.
 const DefaultListLimit = 100
+
+// MaxListLimit bounds every listing: a larger limit is cut to it.
+const MaxListLimit = 1000
+
+// listLimit is limit as a listing applies it.
+func listLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultListLimit
+	}
+	return min(limit, MaxListLimit)
+}
 
 // Lister lists the threads a store knows, most recently seen first.
 type Lister interface {
-	// Threads returns up to limit threads (DefaultListLimit when limit <= 0)
-	// that have been seen within the retention, most recently seen first,
-	// each as Thread would report it at now.
+	// Threads returns up to limit threads (DefaultListLimit when limit <= 0,
+	// at most MaxListLimit) that have been seen within the retention, most
+	// recently seen first, each as Thread would report it at now.
 	Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error)
+	// Storms returns, like Threads, the threads that crossed a limit
+	// within the retention, are blocked, or carry an operator's override,
+	// however many quiet threads were seen since.
+	Storms(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error)
 }
 
 var (
@@ -39,28 +67,127 @@ var (
 	_ Lister = (*Redis)(nil)
 )
 
+// IsStorm reports whether a listed thread is one Storms lists.
+func (t ThreadInfo) IsStorm() bool {
+	return !t.StormAt.IsZero() || t.Blocked || t.Override != policy.OverrideNone
+}
+
+// byLastSeen orders threads most recently seen first.
+func byLastSeen(a, b ThreadInfo) int {
+	return cmp.Or(b.LastSeen.Compare(a.LastSeen), cmp.Compare(a.Thread, b.Thread))
+}
+
 // EventsChannel is the pub/sub channel events are published on.
 func (s *Redis) EventsChannel() string { return s.keys.Events() }
 
-// indexThread queues the index update for one record on pipe.
+// indexThread queues the index update for one record on pipe: its shard
+// of the thread index.
 func (s *Redis) indexThread(ctx context.Context, pipe redis.Pipeliner, r Record) {
 	now := r.Now.UnixMilli()
-	pipe.ZAdd(ctx, s.keys.Threads(), redis.Z{Score: float64(now), Member: string(r.Thread)})
-	pipe.ZRemRangeByScore(ctx, s.keys.Threads(), "-inf", "("+strconv.FormatInt(now-r.Retention.Milliseconds(), 10))
+	key := s.keys.Threads(ThreadShard(r.Thread))
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(now), Member: string(r.Thread)})
+	pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now-r.Retention.Milliseconds(), 10))
 }
 
-// Threads implements Lister: one ZRANGE of the index, then one pipeline
-// over the listed threads' keys.
-func (s *Redis) Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
-	if limit <= 0 {
-		limit = DefaultListLimit
+// indexStorm adds t to the storms index until the time until (ms; 0: no
+// expiry), and trims what has run out. Record calls it when a thread
+// crosses a limit, SetOverride when an operator overrides one.
+func (s *Redis) indexStorm(ctx context.Context, t policy.ThreadID, now time.Time, until int64) error {
+	score := math.Inf(1)
+	if until > 0 {
+		score = float64(until)
 	}
-	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.keys.Threads(), Start: 0, Stop: limit - 1, Rev: true,
-	}).Result()
+	pipe := s.client.Pipeline()
+	pipe.ZAddGT(ctx, s.keys.Storms(), redis.Z{Score: score, Member: string(t)})
+	pipe.ZRemRangeByScore(ctx, s.keys.Storms(), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%s: %w", s.keys.Storms(), err)
+	}
+	return nil
+}
+
+// recordStorm is Record's last step: a thread that crossed a limit goes
+// into the storms index until its record expires. It is a second round
+// trip, once per storm. A failure does not change the verdict (the thread
+// is blocked in Redis, and Record must not report an error that would
+// count the message again elsewhere): the thread is then missing from
+// storms, though still in the thread index (storms --all).
+func (s *Redis) recordStorm(ctx context.Context, r Record, tally policy.Tally) {
+	if tally.Crossed == "" {
+		return
+	}
+	until := r.Now.UnixMilli() + max(r.Retention, tally.BlockTTL).Milliseconds()
+	_ = s.indexStorm(ctx, tally.Thread, r.Now, until)
+}
+
+// Threads implements Lister: the top limit of each shard of the index,
+// merged, then one pipeline over the listed threads' keys.
+func (s *Redis) Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
+	limit = listLimit(limit)
+	pipe := s.client.Pipeline()
+	shards := make([]*redis.ZSliceCmd, ThreadShards)
+	for i := range shards {
+		shards[i] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: s.keys.Threads(i), Start: 0, Stop: limit - 1, Rev: true,
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store: list threads: %w", err)
+	}
+	var all []redis.Z
+	for _, c := range shards {
+		all = append(all, c.Val()...)
+	}
+	slices.SortFunc(all, func(a, b redis.Z) int { return cmp.Compare(b.Score, a.Score) })
+	ids := make([]string, 0, min(limit, len(all)))
+	for _, z := range all[:min(limit, len(all))] {
+		if id, ok := z.Member.(string); ok {
+			ids = append(ids, id)
+		}
+	}
+	out, _, err := s.infos(ctx, ids, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: list threads: %w", err)
 	}
+	return out, nil
+}
+
+// Storms implements Lister: every thread in the storms index, read in
+// pipelines of MaxListLimit; those found gone are taken out of the index.
+func (s *Redis) Storms(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
+	limit = listLimit(limit)
+	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.keys.Storms(), Start: "(" + strconv.FormatInt(now.UnixMilli(), 10), Stop: "+inf", ByScore: true,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: list storms: %w", err)
+	}
+	var out []ThreadInfo
+	var gone []any
+	for chunk := range slices.Chunk(ids, MaxListLimit) {
+		infos, missing, err := s.infos(ctx, chunk, now)
+		if err != nil {
+			return nil, fmt.Errorf("store: list storms: %w", err)
+		}
+		for _, x := range infos {
+			if x.IsStorm() {
+				out = append(out, x)
+			}
+		}
+		for _, t := range missing {
+			gone = append(gone, string(t))
+		}
+	}
+	if len(gone) > 0 {
+		_ = s.client.ZRem(ctx, s.keys.Storms(), gone...).Err() // tidying only: the next listing tries again
+	}
+	slices.SortFunc(out, byLastSeen)
+	return out[:min(limit, len(out))], nil
+}
+
+// infos reads the listed threads in one pipeline, in order; missing are
+// those whose keys have all expired.
+func (s *Redis) infos(ctx context.Context, ids []string, now time.Time) (out []ThreadInfo, missing []policy.ThreadID, err error) {
 	pipe := s.client.Pipeline()
 	var threads []policy.ThreadID
 	var cmds []*threadCmds
@@ -72,23 +199,24 @@ func (s *Redis) Threads(ctx context.Context, now time.Time, limit int) ([]Thread
 		cmds = append(cmds, s.queueThread(ctx, pipe, policy.ThreadID(id)))
 	}
 	if len(cmds) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("store: list threads: %w", err)
+		return nil, nil, err
 	}
-	out := make([]ThreadInfo, 0, len(cmds))
+	out = make([]ThreadInfo, 0, len(cmds))
 	for i, c := range cmds {
 		info, err := c.info(threads[i], now)
 		if errors.Is(err, ErrNotFound) {
+			missing = append(missing, threads[i])
 			continue // expired since it was indexed
 		}
 		if err != nil {
-			return nil, fmt.Errorf("store: list threads: %s: %w", threads[i], err)
+			return nil, nil, fmt.Errorf("%s: %w", threads[i], err)
 		}
 		out = append(out, info)
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 // Ping checks that Redis answers.
@@ -184,40 +312,56 @@ func (c *threadCmds) info(t policy.ThreadID, now time.Time) (ThreadInfo, error) 
 	return x.build(t), nil
 }
 
-// Threads implements Lister.
+// Threads implements Lister: under the mutex, a walk of the list by last
+// seen from its head, copying at most limit threads; the answer is built
+// after.
 func (m *Memory) Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: list threads: %w", err)
 	}
-	if limit <= 0 {
-		limit = DefaultListLimit
+	limit = listLimit(limit)
+	ms := now.UnixMilli()
+	type copied struct {
+		t    policy.ThreadID
+		info threadInfo
 	}
+	var got []copied
 	m.mu.Lock()
-	ids := make([]policy.ThreadID, 0, len(m.threads))
-	for t, th := range m.threads {
-		if th.meta.seen {
-			ids = append(ids, t)
-		}
-	}
-	last := func(t policy.ThreadID) int64 { return m.threads[t].meta.lastSeen }
-	slices.SortFunc(ids, func(a, b policy.ThreadID) int {
-		return cmp.Or(cmp.Compare(last(b), last(a)), cmp.Compare(a, b))
-	})
-	m.mu.Unlock()
-
-	out := make([]ThreadInfo, 0, min(limit, len(ids)))
-	for _, t := range ids {
-		if len(out) == limit {
-			break
-		}
-		info, err := m.Thread(ctx, t, now)
-		if errors.Is(err, ErrNotFound) {
+	for th := m.head; th != nil && len(got) < limit; th = th.next {
+		if !th.meta.seen || th.metaUntil <= ms { // no message within the retention
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if x, ok := m.info(th, ms); ok {
+			got = append(got, copied{th.id, x})
 		}
-		out = append(out, info)
 	}
+	m.mu.Unlock()
+
+	out := make([]ThreadInfo, len(got))
+	for i, c := range got {
+		out[i] = c.info.build(c.t)
+	}
+	slices.SortStableFunc(out, byLastSeen) // placeSteps may have left a late record early
 	return out, nil
+}
+
+// Storms implements Lister: the threads noted as stormed, blocked or
+// overridden (noteStormy), copied under the mutex.
+func (m *Memory) Storms(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: list storms: %w", err)
+	}
+	limit = listLimit(limit)
+	ms := now.UnixMilli()
+	var out []ThreadInfo
+	m.mu.Lock()
+	for t := range m.stormy {
+		if x, ok := m.info(m.threads[t], ms); ok {
+			out = append(out, x.build(t))
+		}
+	}
+	m.mu.Unlock()
+	out = slices.DeleteFunc(out, func(x ThreadInfo) bool { return !x.IsStorm() })
+	slices.SortFunc(out, byLastSeen)
+	return out[:min(limit, len(out))], nil
 }

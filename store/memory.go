@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/policy"
@@ -35,6 +36,15 @@ type Memory struct {
 	mode    policy.Mode
 
 	peakThreads, peakLinks int // high-water marks since the maps were last rebuilt
+
+	// Bounds and eviction (memory_cap.go): the threads that had a
+	// message, most recently seen first; their estimated bytes; the
+	// threads storms lists (stormed, blocked or overridden).
+	cfg        MemoryConfig
+	head, tail *memThread
+	bytes      int64
+	stormy     map[policy.ThreadID]struct{}
+	evictions  atomic.Uint64
 }
 
 var (
@@ -77,6 +87,14 @@ type memThread struct {
 
 	override      string // raw, as an operator could have written it
 	overrideUntil int64  // 0: no expiry
+
+	// Bookkeeping of the bounds (memory_cap.go).
+	id         policy.ThreadID
+	prev, next *memThread // the list by last seen
+	listed     bool       // in that list
+	links      []policy.Key
+	linksKept  int   // len(links) after the last compaction
+	size       int64 // estimated bytes, as counted in Memory.bytes
 }
 
 // memMeta mirrors the {T}:meta hash.
@@ -94,9 +112,11 @@ type memMeta struct {
 	allowed                 int
 	stormAt                 int64
 	stormRule               string
+	repeats                 map[string]int // message key -> passes as itself ("dup:<msg>" fields)
 }
 
-// NewMemory returns an empty memory store.
+// NewMemory returns an empty memory store with MemoryDefaults' bounds
+// (NewMemoryWith sets others).
 func NewMemory() *Memory {
 	return &Memory{
 		now:     time.Now,
@@ -104,6 +124,8 @@ func NewMemory() *Memory {
 		links:   make(map[policy.Key]memLink),
 		lists:   make(map[string]int),
 		exempt:  make(map[string]struct{}),
+		stormy:  make(map[policy.ThreadID]struct{}),
+		cfg:     MemoryDefaults(),
 	}
 }
 
@@ -135,7 +157,7 @@ func (m *Memory) get(t policy.ThreadID, now int64) *memThread {
 	}
 	th.expire(now)
 	if th.empty() {
-		delete(m.threads, t)
+		m.drop(t)
 		return nil
 	}
 	return th
@@ -145,7 +167,7 @@ func (m *Memory) getOrCreate(t policy.ThreadID, now int64) *memThread {
 	if th := m.get(t, now); th != nil {
 		return th
 	}
-	th := &memThread{}
+	th := &memThread{id: t}
 	m.threads[t] = th
 	m.peakThreads = max(m.peakThreads, len(m.threads))
 	return th
@@ -194,11 +216,11 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	tally := policy.Tally{Override: parseOverride(th.override), Status: policy.StatusNoted, Thread: r.Thread}
 
 	th.replies = slices.DeleteFunc(th.replies, func(x memReply) bool { return x.at <= now-window })
-	dup := false
+	same := false // this very message (id, sender, audience) was counted
 	for _, x := range th.replies {
 		tally.Delivered += memberAudience(x.member)
-		if msg != "" && len(x.member) > len(msg) && x.member[:len(msg)] == msg && x.member[len(msg)] == ':' {
-			dup = true
+		if msg != "" && x.member == member {
+			same = true
 		}
 	}
 	tally.Count = len(th.replies)
@@ -219,7 +241,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 			}
 		}
 	case r.Kind != policy.KindReply:
-	case dup:
+	case same && policy.Repeats(md.repeat(msg)):
 		tally.Status = policy.StatusDuplicate
 	case blocked:
 		tally.Status = policy.StatusBlocked
@@ -232,6 +254,9 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 			tally.Status, tally.Crossed = policy.StatusCrossed, rule
 			tally.BlockTTL = r.Limits.BlockFor.Truncate(time.Millisecond)
 		} else {
+			if same { // passes ran out: it counts again, as an entry of its own
+				member = repeatMember(member, md.repeats[msg])
+			}
 			th.replies = append(th.replies, memReply{member: member, at: now})
 			th.repliesUntil = max(th.repliesUntil, now+window)
 			md.accepted++
@@ -251,15 +276,38 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	}
 	th.metaUntil = now + max(r.Retention.Milliseconds(), tally.BlockTTL.Milliseconds())
 
-	for _, k := range r.Links {
-		m.links[k] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
-	}
-	if own := r.aliasOf(); own != "" {
-		m.links[aliasKey(own)] = memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
+	if policy.MayLink(r.Kind, tally) { // a refused message links nothing
+		link := memLink{thread: r.Thread, until: now + r.Retention.Milliseconds()}
+		for _, k := range r.Links {
+			m.linkNX(k, link, now)
+		}
+		if own := r.aliasOf(); own != "" {
+			m.linkNX(aliasKey(own), link, now)
+		}
 	}
 	m.peakLinks = max(m.peakLinks, len(m.links))
-	m.sweep(now)
+	m.recorded(r, th, now) // bounds, listing order, then sweep (memory_cap.go)
 	return tally, nil
+}
+
+// linkNX writes link k unless a live one exists: the first writer wins,
+// so no later message, a forged one included, moves an identity to
+// another thread (Redis: SET NX).
+func (m *Memory) linkNX(k policy.Key, l memLink, now int64) {
+	if old, ok := m.links[k]; ok && old.until > now {
+		return
+	}
+	m.links[k] = l
+}
+
+// repeat counts one more pass of message key msg as itself and returns
+// the count (record.lua: HINCRBY meta "dup:<msg>").
+func (md *memMeta) repeat(msg string) int {
+	if md.repeats == nil {
+		md.repeats = make(map[string]int)
+	}
+	md.repeats[msg]++
+	return md.repeats[msg]
 }
 
 // sweep drops a sample of expired threads and links (see sampleSize) and
@@ -273,7 +321,7 @@ func (m *Memory) sweep(now int64) {
 			}
 			seen++
 			if th.expire(now); th.empty() {
-				delete(m.threads, t)
+				m.drop(t)
 				dropped++
 			}
 		}
@@ -373,7 +421,7 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 		if th := m.get(t, now); th != nil {
 			th.override, th.overrideUntil = "", 0
 			if th.empty() {
-				delete(m.threads, t)
+				m.drop(t)
 			}
 		}
 		return
@@ -383,6 +431,8 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 	if ttl > 0 {
 		th.overrideUntil = now + max(ttl.Milliseconds(), 1)
 	}
+	m.noteStormy(th)
+	m.resize(th)
 }
 
 // Reset implements Admin.
@@ -404,7 +454,10 @@ func (m *Memory) Reset(ctx context.Context, t policy.ThreadID) error {
 	md := &th.meta
 	md.accepted, md.refused, md.allowed, md.stormAt, md.stormRule = 0, 0, 0, 0, ""
 	if th.empty() {
-		delete(m.threads, t)
+		m.drop(t)
+	} else {
+		delete(m.stormy, t)
+		m.resize(th)
 	}
 	return nil
 }
@@ -463,16 +516,26 @@ func (m *Memory) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (
 	if err := checkAdmin(ctx, t); err != nil {
 		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, err)
 	}
-	ms := now.UnixMilli()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var th memThread // a copy: asking about a time must not change the state
-	if p := m.threads[t]; p != nil {
+	info, ok := m.info(m.threads[t], now.UnixMilli())
+	m.mu.Unlock()
+	if !ok {
+		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, ErrNotFound)
+	}
+	return info.build(t), nil
+}
+
+// info is what Thread reports of p as of ms (p may be nil), and false
+// when p holds nothing then. It copies what it reads and changes nothing:
+// asking about a time must not change the state. The caller holds m.mu.
+func (m *Memory) info(p *memThread, ms int64) (threadInfo, bool) {
+	var th memThread
+	if p != nil {
 		th = *p
 		th.expire(ms)
 	}
 	if th.empty() {
-		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, ErrNotFound)
+		return threadInfo{}, false
 	}
 	md := &th.meta
 	info := threadInfo{
@@ -493,5 +556,5 @@ func (m *Memory) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (
 	if th.overrideUntil != 0 {
 		info.overrideTTL = th.overrideUntil - ms
 	}
-	return info.build(t), nil
+	return info, true
 }

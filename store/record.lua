@@ -10,22 +10,25 @@ It touches only the thread's six keys, which share the thread id as their
 Cluster hash tag: never a global or link key, so it runs on Redis Cluster.
 Time comes only from ARGV[2]; TTLs are Redis' own (PX/PEXPIRE).
 
-KEYS[1]  {T}:replies   zset   counted replies in the window: "<msgkey>:<audience>" -> time (ms)
+KEYS[1]  {T}:replies   zset   counted replies in the window:
+                              "<msgkey>:<sender print>:<audience>" -> time (ms)
 KEYS[2]  {T}:meta      hash   subject, sender, first_seen, last_seen, window, audience (largest),
                               orig_sender, orig_subject, orig_audience, orig_at (first original),
-                              accepted, refused, allowed, storm_at, storm_rule
+                              accepted, refused, allowed, storm_at, storm_rule,
+                              dup:<msgkey> (passes of a counted message as itself)
 KEYS[3]  {T}:block     string rule that blocked the thread, PX block_for
 KEYS[4]  {T}:override  string "allow" or "block", set by operators; other values are ignored
 KEYS[5]  {T}:senders   hash   sender -> the status of its last message
 KEYS[6]  {T}:alias     string the thread that the message whose own message-id
-                              gives T (References' root) was recorded in, when
-                              that is not T and it had no References; written
-                              by the caller's pipeline
+                              gives T (References' root) was recorded in, T
+                              itself for an original; written by the caller's
+                              pipeline, only if absent and only for a message
+                              this script let through (policy.MayLink)
 
 ARGV[1]  kind            "original", "reply" or "autoreply"
 ARGV[2]  now             time of the message, Unix ms
 ARGV[3]  msg             the message's message-id key, "" when it had none
-ARGV[4]  member          its replies member, "<msgkey or random>:<audience>"
+ARGV[4]  member          its replies member, "<msgkey or random>:<sender print>:<audience>"
 ARGV[5]  audience        mailboxes it reaches
 ARGV[6]  sender          envelope sender, "" for none
 ARGV[7]  subject         subject, "" for none
@@ -34,12 +37,15 @@ ARGV[9]  block_for       ms, >= 1
 ARGV[10] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
 ARGV[11] follow          "1": T is References' root thread; if KEYS[6] names
                          another thread, record nothing and redirect there
-ARGV[12] max_replies     the limits, in policy.LimitRules order (policy/limits.go),
-ARGV[13] delivery_budget each 0 (rule off) to 2^53; see "The storm rule" below
+ARGV[12] max_duplicates  policy.MaxDuplicates: passes of a counted message as
+                         itself (same member); see "The repeat rule" below
+ARGV[13] max_replies     the limits, in policy.LimitRules order (policy/limits.go),
+ARGV[14] delivery_budget each 0 (rule off) to 2^53; see "The storm rule" below
 
 Returns {override, status, count, delivered, crossed, block_ttl, redirect}:
 override   "allow", "block" or ""
-status     "noted", "counted", "duplicate", "blocked", "crossed", or "redirect"
+status     "noted", "counted", "duplicate" (the same member, within max_duplicates
+           passes), "blocked", "crossed", or "redirect"
            (follow was set and KEYS[6] names a thread: nothing was written)
 count      replies in the window, including this one if counted
 delivered  sum of their audiences
@@ -59,12 +65,16 @@ local window          = ARGV[8]
 local block_for       = ARGV[9]
 local retention       = ARGV[10]
 local follow          = ARGV[11]
-local max_replies     = tonumber(ARGV[12])
-local delivery_budget = tonumber(ARGV[13])
+local max_duplicates  = tonumber(ARGV[12])
+local max_replies     = tonumber(ARGV[13])
+local delivery_budget = tonumber(ARGV[14])
 
 if follow == '1' then
   local alias = redis.call('GET', KEYS[6])
-  if alias then return {'', 'redirect', 0, 0, '', 0, alias} end
+  -- An alias naming T itself (an original's) leads nowhere else.
+  if alias and not string.find(KEYS[6], '{' .. alias .. '}', 1, true) then
+    return {'', 'redirect', 0, 0, '', 0, alias}
+  end
 end
 
 local k_replies, k_meta, k_block, k_override, k_senders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -95,12 +105,12 @@ if override ~= 'allow' and override ~= 'block' then override = '' end
 -- The window: drop what has aged out, then count and sum what is left.
 redis.call('ZREMRANGEBYSCORE', k_replies, '-inf', ms(now_ms - window_ms))
 local members = redis.call('ZRANGE', k_replies, 0, -1)
-local count, delivered, dup = #members, 0, false
-local prefix = msg .. ':'
+local count, delivered, same = #members, 0, false
 for i = 1, count do
   local m = members[i]
   delivered = delivered + (tonumber(string.match(m, ':(%d+)$')) or 0)
-  if msg ~= '' and string.sub(m, 1, #prefix) == prefix then dup = true end
+  -- this very message (id, sender, audience) was counted
+  if msg ~= '' and m == member then same = true end
 end
 
 local pttl = redis.call('PTTL', k_block)
@@ -120,7 +130,11 @@ if override ~= '' then
   end
 elseif kind ~= 'reply' then
   -- originals and auto-replies are noted, never counted
-elseif dup then
+elseif same and redis.call('HINCRBY', k_meta, 'dup:' .. msg, 1) <= max_duplicates then
+  -- The repeat rule, twin of policy.Repeats: the same message passes
+  -- again as itself (a retry, a relay hop) at most max_duplicates times;
+  -- after that, and for a message-id reused by another sender or to
+  -- another audience, the rules below apply as to any reply.
   status = 'duplicate'
 elseif blocked then
   status = 'blocked'
@@ -141,6 +155,12 @@ else
     redis.call('HINCRBY', k_meta, 'refused', 1)
     status, crossed, block_ttl = 'crossed', rule, block_ms
   else
+    if same then
+      -- passes ran out: it counts again, as an entry of its own
+      -- ("#<passes>" before the audience, as store.repeatMember builds it)
+      local passes = redis.call('HGET', k_meta, 'dup:' .. msg)
+      member = string.gsub(member, ':(%d+)$', '#' .. passes .. ':%1')
+    end
     redis.call('ZADD', k_replies, now, member)
     redis.call('PEXPIRE', k_replies, window)
     redis.call('HINCRBY', k_meta, 'accepted', 1)

@@ -78,8 +78,10 @@ func checkPrefix(p string) error {
 // trip: record.lua (atomic, in the thread's slot) pipelined with the link
 // writes.
 type Redis struct {
-	client redis.UniversalClient
-	keys   Keys
+	client   redis.UniversalClient
+	keys     Keys
+	timeout  time.Duration // deadline of each call that Globals makes; 0: DefaultTimeout
+	refusing refusing      // threads this node saw refuse lately (store/links.go)
 }
 
 var (
@@ -100,7 +102,9 @@ func OpenRedis(c RedisConfig) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewRedis(client, c.Prefix), nil
+	s := NewRedis(client, c.Prefix)
+	s.timeout = c.Timeout
+	return s, nil
 }
 
 // NewRedisClient makes the client OpenRedis uses (standalone, Sentinel or
@@ -164,6 +168,7 @@ func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err != nil {
 		return policy.Tally{}, fmt.Errorf("store: record thread %s: %w", r.Thread, err)
 	}
+	s.recordStorm(ctx, r, tally) // the storms index (store/list.go)
 	return tally, nil
 }
 
@@ -175,56 +180,52 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err := r.check(); err != nil {
 		return policy.Tally{}, err
 	}
-	tally, redirect, err := s.recordOnce(ctx, r, r.Follow)
-	if err != nil || redirect == "" {
-		return tally, err
+	keys := s.linkKeys(r)
+	// Write the links in the script's round trip unless this node saw
+	// the thread refuse lately (store/links.go).
+	try := r.Kind != policy.KindAutoReply && !s.refusing.has(r.Thread, time.Now())
+	var create []string
+	if try {
+		create = keys
 	}
-	// The root was recorded in another thread: record the message there.
-	// The first round wrote this message's links with the root's thread
-	// (a References reply writes no alias); this one overwrites them.
-	if err := checkID("redirect thread", string(redirect)); err != nil {
-		return policy.Tally{}, fmt.Errorf("%s: %w", s.keys.Alias(r.Thread), err)
-	}
-	r.Thread = redirect
-	tally, _, err = s.recordOnce(ctx, r, false)
-	if err != nil && len(r.Links) > 0 {
-		// The links the first round wrote lead to the root's thread,
-		// which has no state of its own. They could not wait for the
-		// redirect: a References reply is one round trip, and on a
-		// Cluster its links live in other slots than the script. Lead
-		// them where the root was recorded, with a deadline of their
-		// own (ctx may be what ran out).
-		if lerr := s.relink(ctx, r); lerr != nil {
-			err = errors.Join(err, fmt.Errorf("relink after a failed redirect: %w", lerr))
+	tally, redirect, ws, err := s.recordOnce(ctx, r, r.Follow, create, nil)
+	created := written(ws)
+	if err == nil && redirect != "" {
+		// The root was recorded in another thread: record the message
+		// there. The links the first round created lead to the root's
+		// thread; this round moves them (they are this message's own),
+		// or, if the first round wrote none, tries them afresh.
+		if err := checkID("redirect thread", string(redirect)); err != nil {
+			return policy.Tally{}, errors.Join(fmt.Errorf("%s: %w", s.keys.Alias(r.Thread), err), s.dropLinks(ctx, created))
+		}
+		from := r.Thread
+		r.Thread = redirect
+		var move []string
+		create = nil
+		switch {
+		case try:
+			move = created
+		case r.Kind != policy.KindAutoReply && !s.refusing.has(redirect, time.Now()):
+			try, create = true, keys
+		}
+		tally, _, ws, err = s.recordOnce(ctx, r, false, create, move)
+		if err == nil {
+			created = written(ws)
+			s.refusing.note(from, tally, r.Kind, time.Now())
 		}
 	}
-	return tally, err
-}
-
-// relink writes r's links to r.Thread, in one pipeline bounded by
-// DefaultTimeout whatever is left of ctx.
-func (s *Redis) relink(ctx context.Context, r Record) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
-	defer cancel()
-	pipe := s.client.Pipeline()
-	s.queueLinks(ctx, pipe, r)
-	_, err := pipe.Exec(ctx)
-	return err
-}
-
-// queueLinks queues the writes of r's links to r.Thread and, when it has
-// one (aliasOf), its alias.
-func (s *Redis) queueLinks(ctx context.Context, pipe redis.Pipeliner, r Record) []*redis.StatusCmd {
-	cmds := make([]*redis.StatusCmd, 0, len(r.Links)+1)
-	for _, k := range r.Links {
-		cmds = append(cmds, pipe.Set(ctx, s.keys.Link(k), string(r.Thread), r.Retention))
+	if err != nil {
+		// The verdict is not the store's to give: no links.
+		return policy.Tally{}, errors.Join(err, s.dropLinks(ctx, created))
 	}
-	if own := r.aliasOf(); own != "" {
-		// So that a later reply whose References start with this
-		// message's id finds r.Thread (Follow) without a lookup.
-		cmds = append(cmds, pipe.Set(ctx, s.keys.Alias(own), string(r.Thread), r.Retention))
+	admitted := policy.MayLink(r.Kind, tally)
+	s.refusing.note(r.Thread, tally, r.Kind, time.Now())
+	if ferr := s.fixLinks(ctx, r, admitted, try, created); ferr != nil {
+		// The tally stands; a link left over or missing only changes
+		// which thread a later reply is looked up in.
+		return tally, fmt.Errorf("links: %w", ferr)
 	}
-	return cmds
+	return tally, nil
 }
 
 // Indexes into record.lua's ARGV (ARGV[i+1]) before the limits, which
@@ -242,21 +243,23 @@ const (
 	argBlockFor
 	argRetention
 	argFollow
+	argMaxDuplicates
 	argLimits // the first limit
 )
 
 var recordArgNames = [argLimits]string{
-	argKind:      "kind",
-	argNow:       "now",
-	argMsg:       "msg",
-	argMember:    "member",
-	argAudience:  "audience",
-	argSender:    "sender",
-	argSubject:   "subject",
-	argWindow:    "window",
-	argBlockFor:  "block_for",
-	argRetention: "retention",
-	argFollow:    "follow",
+	argKind:          "kind",
+	argNow:           "now",
+	argMsg:           "msg",
+	argMember:        "member",
+	argAudience:      "audience",
+	argSender:        "sender",
+	argSubject:       "subject",
+	argWindow:        "window",
+	argBlockFor:      "block_for",
+	argRetention:     "retention",
+	argFollow:        "follow",
+	argMaxDuplicates: "max_duplicates",
 }
 
 // recordArgs is record.lua's ARGV for r: the arguments recordArgNames
@@ -278,6 +281,7 @@ func recordArgs(r Record, follow bool) []any {
 	if follow {
 		args[argFollow] = "1"
 	}
+	args[argMaxDuplicates] = strconv.Itoa(policy.MaxDuplicates)
 	for i, lr := range policy.LimitRules {
 		args[argLimits+i] = strconv.FormatInt(lr.Limit(r.Limits), 10)
 	}
@@ -285,36 +289,38 @@ func recordArgs(r Record, follow bool) []any {
 }
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
-// with the link and alias writes and the thread index. With follow, the
-// script first reads r.Thread's alias: redirect is then set, and nothing
-// was recorded, when it names a thread.
-func (s *Redis) recordOnce(ctx context.Context, r Record, follow bool) (tally policy.Tally, redirect policy.ThreadID, err error) {
+// with the link and alias writes (SET NX of create, SET of move: keys
+// this message created in the round before) and the thread index. With
+// follow, the script first reads r.Thread's alias: redirect is then set,
+// and nothing was recorded, when it names another thread. ws are the
+// queued link writes, whose results are read even when err is set.
+func (s *Redis) recordOnce(ctx context.Context, r Record, follow bool, create, move []string) (tally policy.Tally, redirect policy.ThreadID, ws []linkWrite, err error) {
 	keys := s.keys.Thread(r.Thread)
 	args := recordArgs(r, follow)
 
 	pipe := s.client.Pipeline()
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
-	links := s.queueLinks(ctx, pipe, r)
+	ws = append(s.queueCreate(ctx, pipe, r, create), s.queueMove(ctx, pipe, r, move)...)
 	s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !isNoScript(cmd.Err()) {
-			return policy.Tally{}, "", err
+			return policy.Tally{}, "", ws, err
 		}
-		for _, c := range links {
-			if err := c.Err(); err != nil {
-				return policy.Tally{}, "", fmt.Errorf("link: %w", err)
+		for _, w := range ws {
+			if w.nx != nil && w.nx.Err() != nil || w.move != nil && w.move.Err() != nil {
+				return policy.Tally{}, "", ws, fmt.Errorf("link %s: failed", w.key)
 			}
 		}
 		// The script cache was flushed, or this is a new server: load
 		// the script and run it once more (the links are written).
 		if err := recordScript.Load(ctx, s.client).Err(); err != nil {
-			return policy.Tally{}, "", fmt.Errorf("load record.lua: %w", err)
+			return policy.Tally{}, "", ws, fmt.Errorf("load record.lua: %w", err)
 		}
 		cmd = recordScript.EvalSha(ctx, s.client, keys, args...)
 	}
 	tally, redirect, err = parseTally(cmd)
 	tally.Thread = r.Thread
-	return tally, redirect, err
+	return tally, redirect, ws, err
 }
 
 func isNoScript(err error) bool {
@@ -417,49 +423,6 @@ func (s *Redis) Resolve(ctx context.Context, keys []policy.Key) ([]policy.Thread
 		}
 	}
 	return out, nil
-}
-
-// Globals implements Store: one pipeline of HGETALL lists, SMEMBERS exempt
-// and GET mode. Values an operator mistyped (a list size that is not a
-// positive number, an unknown mode) are left out.
-func (s *Redis) Globals(ctx context.Context) (Globals, error) {
-	pipe := s.client.Pipeline()
-	lists := pipe.HGetAll(ctx, s.keys.Lists())
-	exempt := pipe.SMembers(ctx, s.keys.Exempt())
-	mode := pipe.Get(ctx, s.keys.Mode())
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Globals{}, fmt.Errorf("store: globals: %w", err)
-	}
-	lv, err := lists.Result()
-	if err != nil {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Lists(), err)
-	}
-	ev, err := exempt.Result()
-	if err != nil {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Exempt(), err)
-	}
-	mv, err := mode.Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return Globals{}, fmt.Errorf("store: globals: %s: %w", s.keys.Mode(), err)
-	}
-
-	g := Globals{Lists: make(map[string]int, len(lv)), Mode: parseMode(mv)}
-	for addr, v := range lv {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		a, aerr := normAddr("list", addr)
-		if err != nil || aerr != nil || n <= 0 {
-			continue
-		}
-		g.Lists[a] = max(g.Lists[a], n)
-	}
-	for _, e := range ev {
-		if a, err := normAddr("exempt", e); err == nil {
-			g.Exempt = append(g.Exempt, a)
-		}
-	}
-	slices.Sort(g.Exempt)
-	g.Exempt = slices.Compact(g.Exempt)
-	return g, nil
 }
 
 // Close implements Store: it closes the client.

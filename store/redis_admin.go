@@ -28,8 +28,14 @@ func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Ove
 		key := s.keys.Override(t)
 		if o == policy.OverrideNone {
 			err = s.client.Del(ctx, key).Err()
-		} else {
-			err = s.client.Set(ctx, key, string(o), ttl).Err()
+		} else if err = s.client.Set(ctx, key, string(o), ttl).Err(); err == nil {
+			// Listed by storms while the override lasts (store/list.go).
+			now := time.Now()
+			var until int64
+			if ttl > 0 {
+				until = now.Add(ttl).UnixMilli()
+			}
+			err = s.indexStorm(ctx, t, now, until)
 		}
 	}
 	if err != nil {

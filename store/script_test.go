@@ -127,9 +127,10 @@ func TestRecordArgs(t *testing.T) {
 		}
 		want := map[string]any{
 			"kind": "reply", "now": "1700000000123", "msg": string(r.Message),
-			"member": string(r.Message) + ":4321", "audience": "4321", "sender": "a@example.org", "subject": "Re: x",
+			"member": string(r.Message) + ":" + policy.SenderPrint("a@example.org") + ":4321", "audience": "4321",
+			"sender": "a@example.org", "subject": "Re: x",
 			"window": "3600000", "block_for": "7200000", "retention": "86400000", "follow": "",
-			"max_replies": "7", "delivery_budget": "98765",
+			"max_duplicates": strconv.Itoa(policy.MaxDuplicates), "max_replies": "7", "delivery_budget": "98765",
 		}
 		if follow {
 			want["follow"] = "1"

@@ -60,6 +60,12 @@ type Globals struct {
 	Lists  map[string]int // list address (lower case) -> member count
 	Exempt []string       // senders or @domains, lower case
 	Mode   policy.Mode    // "" when unset (the configured default applies)
+
+	// Problems are values left out or capped because they are not usable
+	// as written (store/globals.go), the first few; Invalid counts all of
+	// them by key. Only the Redis store has any.
+	Problems []Problem
+	Invalid  map[string]int
 }
 
 // Store is the hot-path interface: what the daemon needs per message.

@@ -20,7 +20,8 @@ import (
 // mode (storms.go, threads.go, lists.go). They read the same config as
 // serve. With Redis they talk to Redis (so they work while every daemon is
 // down); with the memory store, whose state lives inside the daemon, to the
-// daemon's admin API on http.listen. Either way the work is admin.Direct's.
+// daemon's admin API on http.listen, with the admin token
+// (http.admin_token_file). Either way the work is admin.Direct's.
 // This file opens the way to the state; the others print what it answers.
 
 // adminTimeout bounds one subcommand's work against Redis or the daemon.
@@ -46,7 +47,12 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 			cancel()
 			return nil, nil, nil, fmt.Errorf("store.backend is memory: the admin commands talk to the running daemon's admin API on http.listen, but %s", why)
 		}
-		api := admin.NewClient(cfg.adminBaseURL(), adminTimeout, userAgent())
+		token, err := admin.ReadToken(cfg.HTTP.AdminTokenFile)
+		if err != nil {
+			cancel()
+			return nil, nil, nil, err
+		}
+		api := admin.NewClient(cfg.adminBaseURL(), token, adminTimeout, userAgent())
 		return &session{cfg: cfg, api: api, stdout: stdout}, ctx, cancel, nil
 	}
 	rc := cfg.redisConfig()

@@ -15,7 +15,7 @@ import (
 )
 
 // apiDo sends one request to a daemon's admin API and returns the status
-// and body.
+// and body; pass bearer() in header for the admin token.
 func apiDo(t *testing.T, method, url, body string, header map[string]string) (int, string) {
 	t.Helper()
 	var rd io.Reader
@@ -114,11 +114,11 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 			t.Errorf("storms table:\n%s", table)
 		}
 		// The API itself, as curl sees it.
-		code, body := get(t, api+"/threads?all=1&limit=5")
+		code, body := apiDo(t, http.MethodGet, api+"/threads?all=1&limit=5", "", bearer())
 		if code != 200 || !strings.Contains(body, `"thread": "`+thread+`"`) {
 			t.Errorf("GET /admin/threads?all=1&limit=5: %d %s", code, body)
 		}
-		if code, body := get(t, api+"/threads/0123456789abcdef"); code != 404 || !strings.Contains(body, "unknown") {
+		if code, body := apiDo(t, http.MethodGet, api+"/threads/0123456789abcdef", "", bearer()); code != 404 || !strings.Contains(body, "unknown") {
 			t.Errorf("GET an unknown thread: %d %s", code, body)
 		}
 	})
@@ -135,7 +135,7 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 			t.Errorf("allow said %q", out)
 		}
 		e := wh.wait(t, func(e events.Event) bool { return e.Type == events.TypeOverride })
-		if e.Thread != thread || e.Override != "allow" || e.Expires == nil || e.By != operator() || e.OriginalSender != boss {
+		if e.Thread != thread || e.Override != "allow" || e.Expires == nil || e.By != adminIdentity(t) || e.OriginalSender != boss {
 			t.Errorf("override event %+v", e)
 		}
 		n.log.wait(t, 0, "event", "type=override", "thread="+thread) // the memory store's event outlet
@@ -180,12 +180,12 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 		if c := reply(); c != 550 {
 			t.Fatalf("reply after block: %d, want 550", c)
 		}
-		code, body := apiDo(t, http.MethodDelete, api+"/threads/"+thread+"/override", `{"by":"curl-user"}`, nil)
+		code, body := apiDo(t, http.MethodDelete, api+"/threads/"+thread+"/override", "", bearer())
 		if code != 200 || !strings.Contains(body, `"override": "none"`) {
 			t.Fatalf("DELETE override: %d %s", code, body)
 		}
-		if e := wh.wait(t, func(e events.Event) bool { return e.Type == events.TypeOverride && e.Override == "none" }); e.By != "curl-user" ||
-			!strings.Contains(e.Text, "override removed by curl-user") {
+		if e := wh.wait(t, func(e events.Event) bool { return e.Type == events.TypeOverride && e.Override == "none" }); e.By != adminIdentity(t) ||
+			!strings.Contains(e.Text, "override removed by "+adminIdentity(t)) {
 			t.Errorf("removal event %+v", e)
 		}
 		if c := reply(); c != 250 {
@@ -250,7 +250,7 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 			{http.MethodPut, "/mode", `{"mode":"panic"}`, "want enforce, monitor, off or default"},
 			{http.MethodPut, "/mode", `{"mood":"off"}`, "unknown field"},
 		} {
-			if code, body := apiDo(t, tc.method, api+tc.path, tc.body, nil); code != 400 || !strings.Contains(body, tc.want) {
+			if code, body := apiDo(t, tc.method, api+tc.path, tc.body, bearer()); code != 400 || !strings.Contains(body, tc.want) {
 				t.Errorf("%s %s %s: %d %s, want 400 with %q", tc.method, tc.path, tc.body, code, body, tc.want)
 			}
 		}
@@ -264,21 +264,21 @@ func TestAdminAPIExposure(t *testing.T) {
 	t.Run("loopback: served, but not to other origins or host names", func(t *testing.T) {
 		d := startDaemon(t, "")
 		api := "http://" + d.http + "/admin"
-		if code, body := get(t, api+"/mode"); code != 200 || !strings.Contains(body, `"mode": "enforce"`) {
+		if code, body := apiDo(t, http.MethodGet, api+"/mode", "", bearer()); code != 200 || !strings.Contains(body, `"mode": "enforce"`) {
 			t.Errorf("GET /admin/mode: %d %s", code, body)
 		}
 		if code, body := apiDo(t, http.MethodPut, api+"/mode", `{"mode":"off"}`,
-			map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}); code != 403 || !strings.Contains(body, "cross-origin") {
+			map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example", "Authorization": "Bearer " + testToken}); code != 403 || !strings.Contains(body, "cross-origin") {
 			t.Errorf("cross-origin PUT /admin/mode: %d %s, want 403", code, body)
 		}
-		if code, body := apiDo(t, http.MethodGet, api+"/mode", "", map[string]string{"Host": "evil.example:9357"}); code != 403 ||
+		if code, body := apiDo(t, http.MethodGet, api+"/mode", "", map[string]string{"Host": "evil.example:9357", "Authorization": "Bearer " + testToken}); code != 403 ||
 			!strings.Contains(body, "loopback names only") {
 			t.Errorf("GET /admin/mode with a rebound host name: %d %s, want 403", code, body)
 		}
-		if code, body := get(t, api+"/nothing"); code != 404 || !strings.Contains(body, "no admin API endpoint") {
+		if code, body := apiDo(t, http.MethodGet, api+"/nothing", "", bearer()); code != 404 || !strings.Contains(body, "no admin API endpoint") {
 			t.Errorf("GET /admin/nothing: %d %s", code, body)
 		}
-		if code, body := get(t, api+"/mode"); code != 200 || !strings.Contains(body, `"mode": "enforce"`) {
+		if code, body := apiDo(t, http.MethodGet, api+"/mode", "", bearer()); code != 200 || !strings.Contains(body, `"mode": "enforce"`) {
 			t.Errorf("the refused requests changed the mode: %d %s", code, body)
 		}
 	})

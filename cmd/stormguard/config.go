@@ -55,6 +55,10 @@ type Config struct {
 		OnError   string        `mapstructure:"on_error" to:"Filter.OnError" help:"when Redis fails: accept (count on this node's memory store) or tempfail"`
 		Refresh   time.Duration `mapstructure:"refresh" to:"Filter.Refresh" help:"how often lists, exempt senders and mode are re-read from the store"`
 		Retention time.Duration `mapstructure:"retention" to:"Filter.Retention,Admin.Retention" help:"how long thread records and message-id links are kept"`
+		// The memory store's bounds (also the fallback's with redis): past
+		// either, the least recently active thread is evicted.
+		MemoryMaxThreads int   `mapstructure:"memory_max_threads" to:"Memory.MaxThreads" help:"memory store: threads kept at most, the least recently active evicted first; 0: no bound"`
+		MemoryMaxBytes   int64 `mapstructure:"memory_max_bytes" to:"Memory.MaxBytes" help:"memory store: estimated bytes kept at most (~1.3 KB a thread); 0: no bound"`
 	} `mapstructure:"store"`
 	Redis struct {
 		Addrs      []string `mapstructure:"addrs" to:"Redis.Addrs" help:"Redis address(es); Sentinel addresses with master_name; seed nodes with cluster"`
@@ -81,15 +85,23 @@ type Config struct {
 		BlockFor             time.Duration `mapstructure:"block_for" to:"Filter.Policy.Limits.BlockFor" help:"how long a storming thread stays blocked"`
 		Action               string        `mapstructure:"action" to:"Filter.Policy.Action" help:"reject (550 5.7.1), tempfail (451 4.7.1) or monitor (accept and add the header)"`
 		AutoReplyMaxAudience int           `mapstructure:"auto_reply_max_audience" to:"Filter.Policy.AutoReplyMaxAudience" help:"auto-replies to a larger audience are refused"`
+		SplitEnvelopes       bool          `mapstructure:"split_envelopes" to:"Filter.Policy.SplitEnvelopes" help:"count the To/Cc header's audience too: only on nodes behind list expansion whose MTA splits one message to a list into many transactions of a few recipients each (otherwise a forged header would count lists the message never reaches)"`
 		ExemptSenders        []string      `mapstructure:"exempt_senders" to:"Filter.Exempt" help:"senders (or @domain) never limited; Redis set stormguard:exempt adds more"`
 		RejectText           string        `mapstructure:"reject_text" to:"Filter.RejectText" help:"text of the 550 refusal; {thread} is the thread id"`
 		TempfailText         string        `mapstructure:"tempfail_text" to:"Filter.TempfailText" help:"text of the 451 refusal; {thread} is the thread id"`
 		Header               string        `mapstructure:"header" to:"Filter.Header" help:"header added in monitor mode"`
 	} `mapstructure:"policy"`
-	Lists map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
-	HTTP  struct {
-		Listen string       `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
-		Admin  adminSetting `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; no authentication): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
+	Lists  map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	Milter struct {
+		MaxSessions int           `mapstructure:"max_sessions" to:"Server.MaxSessions" help:"open milter connections at most (one per SMTP session); beyond it a new one is closed unanswered, logged and counted, and the MTA applies its default action"`
+		IdleTimeout time.Duration `mapstructure:"idle_timeout" to:"Server.IdleTimeout" help:"a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"`
+	} `mapstructure:"milter"`
+	HTTP struct {
+		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
+		MaxConnections int           `mapstructure:"max_connections" default:"64" help:"open HTTP connections at most; beyond it a new one is closed"`
+		IdleTimeout    time.Duration `mapstructure:"idle_timeout" default:"60s" help:"an idle HTTP keep-alive connection is closed after this long"`
+		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
+		AdminTokenFile string        `mapstructure:"admin_token_file" default:"/var/lib/stormguard/admin.token" help:"the admin API's token: created (mode 0600) by the daemon at its first start with the admin API on; the subcommands read it, so run them as root or the daemon's user"`
 	} `mapstructure:"http"`
 	Alerts struct {
 		WebhookURL     string        `mapstructure:"webhook_url" to:"Events.WebhookURL" help:"http(s) URL that every event is POSTed to as Slack/Teams-style JSON; empty: none"`
@@ -106,6 +118,8 @@ type plain struct {
 	Redis        store.RedisConfig
 	Events       events.Config
 	Admin        admin.Config
+	Memory       store.MemoryConfig
+	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
 }
 
@@ -115,7 +129,9 @@ func defaultPlain() plain {
 	return plain{
 		Filter:       milter.Defaults(),
 		Redis:        store.RedisDefaults(),
+		Memory:       store.MemoryDefaults(),
 		Events:       events.Defaults(),
+		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
 	}
 }
@@ -133,11 +149,13 @@ func (c *Config) plain() plain {
 	return p
 }
 
-func (c *Config) policyConfig() policy.Config    { return c.plain().Filter.Policy }
-func (c *Config) filterConfig() milter.Config    { return c.plain().Filter }
-func (c *Config) redisConfig() store.RedisConfig { return c.plain().Redis }
-func (c *Config) eventsConfig() events.Config    { return c.plain().Events }
-func (c *Config) adminConfig() admin.Config      { return c.plain().Admin }
+func (c *Config) policyConfig() policy.Config      { return c.plain().Filter.Policy }
+func (c *Config) filterConfig() milter.Config      { return c.plain().Filter }
+func (c *Config) redisConfig() store.RedisConfig   { return c.plain().Redis }
+func (c *Config) eventsConfig() events.Config      { return c.plain().Events }
+func (c *Config) adminConfig() admin.Config        { return c.plain().Admin }
+func (c *Config) memoryConfig() store.MemoryConfig { return c.plain().Memory }
+func (c *Config) serverLimits() milter.Limits      { return c.plain().Server }
 
 // loadConfig reads defaults, the config file, STORMGUARD_* environment
 // variables and flags, in viper's order (flags win), and validates the result.
@@ -178,6 +196,9 @@ func (c *Config) validate() error {
 	if _, err := c.socketMode(); err != nil {
 		return err
 	}
+	if err := c.memoryConfig().Validate(); err != nil {
+		return err
+	}
 	if c.Store.Backend == "redis" {
 		if err := c.redisConfig().Validate(); err != nil {
 			return err
@@ -189,6 +210,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validateOps(); err != nil {
+		return err
+	}
+	if err := c.serverLimits().Validate(); err != nil {
 		return err
 	}
 	if c.Policy.Header == "" || strings.ContainsAny(c.Policy.Header, ": \t\r\n") {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
 )
@@ -33,6 +34,14 @@ func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Dur
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, why := m.f.GlobalsLoaded(); !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			if why == "" {
+				why = "not read yet"
+			}
+			fmt.Fprintf(w, "not ready: the site settings (list sizes, exempt senders, mode) have never loaded from the store (%s); only the config file's apply\n", why)
+			return
+		}
 		p, ok := st.(pinger)
 		if !ok {
 			fmt.Fprintln(w, "ok: memory store")
@@ -54,13 +63,17 @@ func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Dur
 	return mux
 }
 
-// startHTTP listens on addr and serves h until stop is called.
-func startHTTP(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+// startHTTP listens on addr and serves h until stop is called: at most
+// maxConns connections open (beyond it a new one is closed and counted in
+// conns), idle keep-alive connections closed after idle, accept errors
+// retried.
+func startHTTP(addr string, h http.Handler, maxConns int, idle time.Duration, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	ln := netlimit.New(raw, "http", maxConns, conns, log)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: idle}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -83,8 +96,19 @@ const (
 	adminFalse adminSetting = "false" // never served
 )
 
+// newAdminHandler is the admin API over api, for requests bearing the
+// admin token, which it creates at the first start (http.admin_token_file).
+func newAdminHandler(cfg *Config, api admin.API) (http.Handler, error) {
+	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("http.admin_token_file: %w", err)
+	}
+	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token), nil
+}
+
 // adminServed reports whether the daemon serves the admin API /admin/
-// (which changes policy and has no authentication), and if not, why.
+// (which changes policy; every request needs the admin token), and if
+// not, why.
 func (c *Config) adminServed() (bool, string) {
 	switch {
 	case c.HTTP.Listen == "":
@@ -116,6 +140,12 @@ func (c *Config) validateOps() error {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			return fmt.Errorf("http.listen: %q is not HOST:PORT (or empty to disable)", c.HTTP.Listen)
 		}
+	}
+	if c.HTTP.MaxConnections < 1 {
+		return fmt.Errorf("http.max_connections: must be at least 1, got %d", c.HTTP.MaxConnections)
+	}
+	if c.HTTP.IdleTimeout <= 0 {
+		return fmt.Errorf("http.idle_timeout: must be positive, got %s", c.HTTP.IdleTimeout)
 	}
 	c.HTTP.Admin = adminSetting(strings.ToLower(strings.TrimSpace(string(c.HTTP.Admin))))
 	switch c.HTTP.Admin {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
 )
@@ -111,9 +112,9 @@ func openStore(cfg *Config) (st, fallback store.Store, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return r, store.NewMemory(), nil
+		return r, store.NewMemoryWith(cfg.memoryConfig()), nil
 	default:
-		return store.NewMemory(), nil, nil
+		return store.NewMemoryWith(cfg.memoryConfig()), nil, nil
 	}
 }
 
@@ -169,6 +170,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	met := newMetrics(f, notifier, lister)
 	sum := events.NewSummarizer()
 	f.SetObserver(&observer{m: met, n: notifier, sum: sum, blockFor: cfg.Policy.BlockFor})
+	srv := milter.NewServerWith(f, cfg.serverLimits())
+	var httpConns netlimit.Stats
+	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
 	adminOn, adminWhy := cfg.adminServed()
 	if cfg.HTTP.Listen != "" {
 		adminH := admin.Off(adminWhy)
@@ -177,9 +181,12 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			adminH = admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen))
+			if adminH, err = newAdminHandler(cfg, api); err != nil {
+				return err
+			}
 		}
-		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH), log)
+		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH),
+			cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, &httpConns, log)
 		if err != nil {
 			return err
 		}
@@ -197,7 +204,6 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := milter.NewServer(f)
 
 	refreshCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRefresh()

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -20,6 +21,7 @@ import (
 // milter.Observer (decisions, store calls) and milter.Stats (counters
 // read at scrape time).
 type metrics struct {
+	f         *milter.Filter // for /readyz: have the site settings loaded?
 	reg       *prometheus.Registry
 	decisions *prometheus.CounterVec
 	storms    prometheus.Counter
@@ -29,6 +31,7 @@ type metrics struct {
 
 func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metrics {
 	m := &metrics{
+		f:   f,
 		reg: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stormguard_decisions_total",
@@ -74,12 +77,23 @@ func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metr
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stormguard_mode_off", Help: "1 while the site mode is off (nothing is counted or refused).",
 		}, func() float64 { return b2f(f.Mode() == policy.ModeOff) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stormguard_globals_loaded", Help: "1 once list sizes, exempt senders and mode have been read from the store (until then only the config file's apply, and /readyz says not ready).",
+		}, func() float64 { ok, _ := f.GlobalsLoaded(); return b2f(ok) }),
+		&invalidCollector{f: f, desc: prometheus.NewDesc("stormguard_globals_invalid",
+			"Values in a site-settings key (the lists hash, the exempt set, the mode) left out or capped by the last refresh, by key; each is logged as \"bad site setting in the store\".",
+			[]string{"key"}, nil)},
 		newEventCollector(n),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	if lister != nil {
 		m.reg.MustRegister(newBlockedCollector(lister, 10*time.Second, time.Second))
+	}
+	if mem, ok := lister.(*store.Memory); ok {
+		m.reg.MustRegister(counter("stormguard_memory_evictions_total",
+			"Threads the memory store evicted, least recently active first, to stay within store.memory_max_threads and store.memory_max_bytes.",
+			func() float64 { return float64(mem.Evictions()) }))
 	}
 	return m
 }
@@ -127,9 +141,41 @@ func (c *eventCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// connCollector reports the listeners' connections: open, refused beyond
+// their limit (milter.max_sessions, http.max_connections), accept errors.
+type connCollector struct {
+	stats                 map[string]*netlimit.Stats // by listener: milter, http
+	open, refused, accErr *prometheus.Desc
+}
+
+func newConnCollector(stats map[string]*netlimit.Stats) *connCollector {
+	l := []string{"listener"}
+	return &connCollector{stats: stats,
+		open: prometheus.NewDesc("stormguard_connections_open",
+			"Open connections, by listener (milter, http).", l, nil),
+		refused: prometheus.NewDesc("stormguard_connections_refused_total",
+			"New connections closed at once because milter.max_sessions or http.max_connections were open, by listener.", l, nil),
+		accErr: prometheus.NewDesc("stormguard_accept_errors_total",
+			"Failed accepts retried with backoff (out of file descriptors and the like), by listener.", l, nil)}
+}
+
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.refused
+	ch <- c.accErr
+}
+
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, s := range c.stats {
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(s.Open.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(s.Refused.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.accErr, prometheus.CounterValue, float64(s.AcceptErrors.Load()), name)
+	}
+}
+
 // blockedCollector is the active-blocked-threads gauge. It lists the
-// store's recent threads at most once per maxAge (one ZRANGE and one
-// pipeline with Redis), so scrapes stay cheap; a failed listing reports
+// store's storms (Lister.Storms: every stormed or overridden thread) at
+// most once per maxAge, so scrapes stay cheap; a failed listing reports
 // the last value.
 type blockedCollector struct {
 	lister  store.Lister
@@ -143,12 +189,12 @@ type blockedCollector struct {
 }
 
 // blockedListLimit bounds the threads looked at per refresh.
-const blockedListLimit = 1000
+const blockedListLimit = store.MaxListLimit
 
 func newBlockedCollector(l store.Lister, maxAge, timeout time.Duration) *blockedCollector {
 	return &blockedCollector{lister: l, maxAge: maxAge, timeout: timeout,
 		desc: prometheus.NewDesc("stormguard_blocked_threads",
-			"Threads currently blocked (by a storm or an operator's block override), among the 1000 most recently seen; refreshed at most every 10s.",
+			"Threads currently blocked (by a storm or an operator's block override; at most 1000 counted); refreshed at most every 10s.",
 			nil, nil)}
 }
 
@@ -159,7 +205,7 @@ func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.at) >= c.maxAge {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		threads, err := c.lister.Threads(ctx, now, blockedListLimit)
+		threads, err := c.lister.Storms(ctx, now, blockedListLimit)
 		cancel()
 		if err == nil {
 			n := 0
@@ -204,5 +250,20 @@ func (o *observer) StoreCall(op string, took time.Duration, err error) {
 	o.m.storeDur.WithLabelValues(op).Observe(took.Seconds())
 	if err != nil {
 		o.m.storeErrs.WithLabelValues(op).Inc()
+	}
+}
+
+// invalidCollector reports the bad site-setting values the last refresh
+// found, by key.
+type invalidCollector struct {
+	f    *milter.Filter
+	desc *prometheus.Desc
+}
+
+func (c *invalidCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *invalidCollector) Collect(ch chan<- prometheus.Metric) {
+	for key, n := range c.f.GlobalsInvalid() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), key)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/store"
 )
 
 func newStormsCmd(stdout io.Writer) *cobra.Command {
@@ -25,6 +26,9 @@ func newStormsCmd(stdout io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if asJSON && asCSV {
 				return errors.New("--json and --csv exclude each other")
+			}
+			if err := admin.CheckLimit(limit); err != nil || limit == 0 {
+				return fmt.Errorf("--limit %d: want 1 to %d", limit, store.MaxListLimit)
 			}
 			a, ctx, done, err := openAdmin(cmd, stdout)
 			if err != nil {
@@ -63,7 +67,7 @@ func newStormsCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (an array of threads)")
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV with a header row")
 	cmd.Flags().BoolVar(&all, "all", false, "include threads that never stormed")
-	cmd.Flags().IntVar(&limit, "limit", 200, "look at this many most recently seen threads")
+	cmd.Flags().IntVar(&limit, "limit", 200, fmt.Sprintf("list at most this many threads, most recently seen first (at most %d); without --all every stormed, blocked or overridden thread is found, however many quiet ones", store.MaxListLimit))
 	return cmd
 }
 

@@ -122,11 +122,12 @@ func testLinks(t *testing.T, s Store) {
 		t.Errorf("Resolve = %q, want %q", got, w)
 	}
 	r = reply(th2, now, 3000, limits(10, 0))
-	r.Links = []policy.Key{k2} // the latest link wins
+	r.Links = []policy.Key{k2, k3} // the first link wins: k2 stays in th1
 	record(t, s, r)
-	if got, w := resolve(k1, k2), []policy.ThreadID{th1, th2}; !slices.Equal(got, w) {
-		t.Errorf("Resolve after relinking = %q, want %q", got, w)
+	if got, w := resolve(k1, k2, k3), []policy.ThreadID{th1, th1, th2}; !slices.Equal(got, w) {
+		t.Errorf("Resolve after a second writer = %q, want %q", got, w)
 	}
+	k3 = NewKey()
 	if got := resolve(); len(got) != 0 {
 		t.Errorf("Resolve() = %q, want nothing", got)
 	}

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,6 +60,9 @@ func Run(t *testing.T, newStore func(t *testing.T) interface {
 		{"OverrideGarbage", testOverrideGarbage},
 		{"OverrideTTL", testOverrideTTL},
 		{"Links", testLinks},
+		{"LinksFirstWriterWins", testLinksFirstWriterWins},
+		{"RefusedWritesNoLinks", testRefusedWritesNoLinks},
+		{"AdmittedAfterRefusals", testAdmittedAfterRefusals},
 		{"LinkTTL", testLinkTTL},
 		{"Follow", testFollow},
 		{"Globals", testGlobals},
@@ -68,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) interface {
 		{"Reset", testReset},
 		{"ResetAliasOnly", testResetAliasOnly},
 		{"Threads", testThreads},
+		{"Storms", testStorms},
 		{"Invalid", testInvalid},
 		{"CanceledContext", testCanceled},
 	} {
@@ -273,22 +278,49 @@ func testBlockExpires(t *testing.T, s Store) {
 	want(t, "after the block", record(t, s, reply(th, time.Now(), 3000, l)), policy.StatusCounted, 1, 3000)
 }
 
+// testDuplicate: the same message again (message-id, envelope sender and
+// audience: an MTA's retry, a relay hop) passes as itself, even on a
+// blocked thread, policy.MaxDuplicates times; a message-id reused by
+// another sender or to another audience is a reply like any other, so it
+// cannot pass a block (P8: the block bypass).
 func testDuplicate(t *testing.T, s Store) {
 	th, now, l := NewThread(), time.Now(), limits(2, 0)
 	a := reply(th, now, 3000, l)
 	want(t, "A", record(t, s, a), policy.StatusCounted, 1, 3000)
 	want(t, "A again", record(t, s, a), policy.StatusDuplicate, 1, 3000)
-	a2 := a
-	a2.Audience, a2.Sender, a2.Now = 1, "other@example.org", now.Add(time.Minute) // relayed through another node
-	want(t, "A with another audience", record(t, s, a2), policy.StatusDuplicate, 1, 3000)
-	want(t, "B", record(t, s, reply(th, now, 3000, l)), policy.StatusCounted, 2, 6000)
+	other := a
+	other.Sender = "other@example.org"
+	want(t, "A's id from another sender", record(t, s, other), policy.StatusCounted, 2, 6000)
 	c := reply(th, now, 3000, l)
 	want(t, "C", record(t, s, c), policy.StatusCrossed, 2, 6000)
 	want(t, "A while blocked", record(t, s, a), policy.StatusDuplicate, 2, 6000)
+	want(t, "A's id from a third sender while blocked", record(t, s, func() store.Record {
+		r := a
+		r.Sender = "mallory@evil.example"
+		return r
+	}()), policy.StatusBlocked, 2, 6000)
+	wider := a
+	wider.Audience = 600_000
+	want(t, "A's id and sender to another audience while blocked", record(t, s, wider), policy.StatusBlocked, 2, 6000)
 	want(t, "C again", record(t, s, c), policy.StatusBlocked, 2, 6000) // C was never counted
-	if ti := info(t, s, th, now); ti.Accepted != 2 || ti.Refused != 2 {
-		t.Errorf("accepted %d refused %d, want 2 and 2", ti.Accepted, ti.Refused)
+	for pass := 3; pass <= policy.MaxDuplicates; pass++ {
+		want(t, fmt.Sprintf("A while blocked, pass %d", pass), record(t, s, a), policy.StatusDuplicate, 2, 6000)
 	}
+	want(t, "A once its passes ran out", record(t, s, a), policy.StatusBlocked, 2, 6000)
+	if ti := info(t, s, th, now); ti.Accepted != 2 || ti.Refused != 5 {
+		t.Errorf("accepted %d refused %d, want 2 and 5", ti.Accepted, ti.Refused)
+	}
+
+	// On a thread that is not blocked, a message whose passes ran out
+	// counts again.
+	th, l = NewThread(), limits(10, 0)
+	a = reply(th, now, 3000, l)
+	want(t, "A", record(t, s, a), policy.StatusCounted, 1, 3000)
+	for pass := 1; pass <= policy.MaxDuplicates; pass++ {
+		want(t, fmt.Sprintf("A, pass %d", pass), record(t, s, a), policy.StatusDuplicate, 1, 3000)
+	}
+	want(t, "A once its passes ran out", record(t, s, a), policy.StatusCounted, 2, 6000)
+	want(t, "A after that", record(t, s, a), policy.StatusCounted, 3, 9000)
 }
 
 func testDuplicateAfterWindow(t *testing.T, s Store) {
