@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/store"
 )
@@ -29,7 +30,7 @@ const adminTimeout = 10 * time.Second
 
 // session is one subcommand's way to the site's state.
 type session struct {
-	cfg    *Config
+	cfg    *config.Config
 	api    admin.API
 	stdout io.Writer
 }
@@ -43,7 +44,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
 	if cfg.Store.Backend != "redis" {
-		if ok, why := cfg.adminServed(); !ok {
+		if ok, why := cfg.AdminServed(); !ok {
 			cancel()
 			return nil, nil, nil, fmt.Errorf("store.backend is memory: the admin commands talk to the running daemon's admin API on http.listen, but %s", why)
 		}
@@ -52,10 +53,10 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 			cancel()
 			return nil, nil, nil, err
 		}
-		api := admin.NewClient(cfg.adminBaseURL(), token, adminTimeout, userAgent())
+		api := admin.NewClient(cfg.AdminBaseURL(), token, adminTimeout, userAgent())
 		return &session{cfg: cfg, api: api, stdout: stdout}, ctx, cancel, nil
 	}
-	rc := cfg.redisConfig()
+	rc := cfg.RedisConfig()
 	rc.Timeout = max(rc.Timeout, 2*time.Second) // an operator can wait longer than the mail path
 	st, err := store.OpenRedis(rc)
 	if err != nil {
@@ -67,7 +68,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 		st.Close()
 		return nil, nil, nil, fmt.Errorf("cannot reach Redis at %s: %s", strings.Join(cfg.Redis.Addrs, ","), admin.OneLine(errors.Unwrap(err)))
 	}
-	api, err := admin.NewDirect(cfg.adminConfig(), st, func(e events.Event) string { return publishNow(cfg, st, e) }, nil)
+	api, err := admin.NewDirect(cfg.AdminConfig(), st, func(e events.Event) string { return publishNow(cfg, st, e) }, nil)
 	if err != nil {
 		cancel()
 		st.Close()
@@ -78,7 +79,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 
 // publishNow sends one event to Redis and the webhook, waiting a little for
 // delivery; a failure is a warning, not an error: the change is made.
-func publishNow(cfg *Config, st store.Store, e events.Event) (warning string) {
+func publishNow(cfg *config.Config, st store.Store, e events.Event) (warning string) {
 	n, err := newNotifier(cfg, st, discardLogger(), false)
 	if err != nil {
 		return "the event was not sent: " + admin.OneLine(err)

@@ -315,39 +315,3 @@ func TestAdminAPIExposure(t *testing.T) {
 		}
 	})
 }
-
-func TestHTTPAdminSetting(t *testing.T) {
-	for _, tc := range []struct { // the environment case last: it stays set
-		yaml, env string
-		want      adminSetting
-		err       string
-	}{
-		{yaml: "", want: adminAuto},
-		{yaml: "http:\n  admin: true\n", want: adminTrue},
-		{yaml: "http:\n  admin: false\n", want: adminFalse},
-		{yaml: "http:\n  admin: \"auto\"\n", want: adminAuto},
-		{yaml: "http:\n  admin: maybe\n", err: `http.admin: "maybe" is not auto, true or false`},
-		{yaml: "http:\n  admin: false\n", env: "TRUE", want: adminTrue},
-	} {
-		if tc.env != "" {
-			t.Setenv("STORMGUARD_HTTP_ADMIN", tc.env)
-		}
-		cfg, _, err := loadConfig(writeConfig(t, tc.yaml), true, nil)
-		switch {
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.err)
-		case tc.err == "" && err != nil:
-			t.Errorf("%q: %v", tc.yaml, err)
-		case tc.err == "" && cfg.HTTP.Admin != tc.want:
-			t.Errorf("%q env %q: http.admin %q, want %q", tc.yaml, tc.env, cfg.HTTP.Admin, tc.want)
-		}
-	}
-	for listen, want := range map[string]string{"127.0.0.1:9357": "http://127.0.0.1:9357", "0.0.0.0:1": "http://127.0.0.1:1",
-		":2": "http://127.0.0.1:2", "[::]:3": "http://[::1]:3", "[::1]:4": "http://[::1]:4"} {
-		c := &Config{}
-		c.HTTP.Listen = listen
-		if got := c.adminBaseURL(); got != want {
-			t.Errorf("adminBaseURL(%q) = %q, want %q", listen, got, want)
-		}
-	}
-}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
@@ -59,7 +60,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().String("config", "", "config file (default "+defaultConfigFile+" if present)")
+	root.PersistentFlags().String("config", "", "config file (default "+config.DefaultFile+" if present)")
 	root.AddCommand(newServeCmd(stderr), newCheckCmd(stdout),
 		newStormsCmd(stdout), newShowCmd(stdout),
 		newOverrideCmd(stdout, "allow"), newOverrideCmd(stdout, "block"), newOverrideCmd(stdout, "reset"),
@@ -68,10 +69,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 }
 
 // configFrom loads the configuration named by the command's --config flag.
-func configFrom(cmd *cobra.Command) (*Config, error) {
+func configFrom(cmd *cobra.Command) (*config.Config, error) {
 	path, _ := cmd.Flags().GetString("config")
-	cfg, _, err := loadConfig(path, path != "", cmd.Flags())
-	return cfg, err
+	return config.Load(path, cmd.Flags())
 }
 
 func newServeCmd(logOut io.Writer) *cobra.Command {
@@ -87,13 +87,13 @@ func newServeCmd(logOut io.Writer) *cobra.Command {
 			return serve(cmd.Context(), cfg, newLogger(cfg, logOut))
 		},
 	}
-	addConfigFlags(cmd.Flags()) // --listen, --log-level, --backend
+	config.AddFlags(cmd.Flags()) // --listen, --log-level, --backend
 	return cmd
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -105,16 +105,16 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 
 // openStore returns the configured store and, for Redis, the memory store
 // this node falls back to.
-func openStore(cfg *Config) (st, fallback store.Store, err error) {
+func openStore(cfg *config.Config) (st, fallback store.Store, err error) {
 	switch cfg.Store.Backend {
 	case "redis":
-		r, err := store.OpenRedis(cfg.redisConfig())
+		r, err := store.OpenRedis(cfg.RedisConfig())
 		if err != nil {
 			return nil, nil, err
 		}
-		return r, store.NewMemoryWith(cfg.memoryConfig()), nil
+		return r, store.NewMemoryWith(cfg.MemoryConfig()), nil
 	default:
-		return store.NewMemoryWith(cfg.memoryConfig()), nil, nil
+		return store.NewMemoryWith(cfg.MemoryConfig()), nil, nil
 	}
 }
 
@@ -124,15 +124,17 @@ func userAgent() string { return "stormguard/" + version }
 // newNotifier starts the notifier for cfg: Redis pub/sub (or the log with
 // the memory store) plus the webhook if configured; with enrich, storm
 // events get their thread's original sender from the store.
-func newNotifier(cfg *Config, st store.Store, log *slog.Logger, enrich bool) (*events.Notifier, error) {
-	return events.NewNotifier(withStore(cfg.eventsConfig(), st, enrich), log)
+func newNotifier(cfg *config.Config, st store.Store, log *slog.Logger, enrich bool) (*events.Notifier, error) {
+	c := cfg.EventsConfig()
+	c.UserAgent = userAgent()
+	return events.NewNotifier(withStore(c, st, enrich), log)
 }
 
 // daemonAdmin is the admin API's work on the daemon's own store: events go
 // out through the daemon's notifier, and a changed site setting is re-read
 // at once, so the very next message sees it.
-func daemonAdmin(cfg *Config, st admin.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
-	return admin.NewDirect(cfg.adminConfig(), st,
+func daemonAdmin(cfg *config.Config, st admin.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
+	return admin.NewDirect(cfg.AdminConfig(), st,
 		func(e events.Event) string { n.Emit(e); return "" },
 		func(ctx context.Context) {
 			if err := f.RefreshGlobals(ctx); err != nil {
@@ -143,13 +145,13 @@ func daemonAdmin(cfg *Config, st admin.Store, f *milter.Filter, n *events.Notifi
 
 // serve runs the daemon until ctx ends (SIGTERM, SIGINT), then shuts down
 // gracefully.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st, fallback, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	f, err := milter.NewFilter(cfg.filterConfig(), st, fallback, log, nil)
+	f, err := milter.NewFilter(cfg.FilterConfig(), st, fallback, log, nil)
 	if err != nil {
 		return err
 	}
@@ -170,10 +172,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	met := newMetrics(f, notifier, lister)
 	sum := events.NewSummarizer()
 	f.SetObserver(&observer{m: met, n: notifier, sum: sum, blockFor: cfg.Policy.BlockFor})
-	srv := milter.NewServerWith(f, cfg.serverLimits())
+	srv := milter.NewServerWith(f, cfg.ServerLimits())
 	var httpConns netlimit.Stats
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
-	adminOn, adminWhy := cfg.adminServed()
+	adminOn, adminWhy := cfg.AdminServed()
 	if cfg.HTTP.Listen != "" {
 		adminH := admin.Off(adminWhy)
 		if ast, ok := st.(admin.Store); ok && adminOn {
@@ -199,7 +201,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := f.RefreshGlobals(ctx); err != nil {
 		log.Warn("cannot read site settings from the store yet; using the config file's", "err", err)
 	}
-	mode, _ := cfg.socketMode()
+	mode, _ := cfg.SocketMode()
 	ln, err := milter.Listen(cfg.Listen, mode)
 	if err != nil {
 		return err

@@ -28,9 +28,9 @@ func newSimulateCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c.Filter = cfg.filterConfig()
+			c.Filter = cfg.FilterConfig()
 			if cfg.Store.Backend == "redis" {
-				rc := cfg.redisConfig()
+				rc := cfg.RedisConfig()
 				c.Redis = &rc
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))

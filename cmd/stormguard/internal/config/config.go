@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/tls"
@@ -16,18 +16,17 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/milter"
-	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
 
-// defaultConfigFile is read when --config is not given and the file exists.
-const defaultConfigFile = "/etc/stormguard/stormguard.yaml"
+// DefaultFile is read when --config is not given and the file exists.
+const DefaultFile = "/etc/stormguard/stormguard.yaml"
 
 // Config is the whole configuration and the one declaration of every key.
 // Each field's tags say all there is to say about its key; everything else
 // (viper's defaults, the STORMGUARD_* environment variables, serve's flags,
 // the packages' configs, check, the README's table, the sample config's
-// test) is derived from them by configkeys.go:
+// test) is derived from them by keys.go:
 //
 //   - mapstructure: the key, after its sections' names and a dot;
 //   - help: what it means (the README's table, the flag's help);
@@ -41,7 +40,8 @@ const defaultConfigFile = "/etc/stormguard/stormguard.yaml"
 //   - secret: check prints it masked.
 //
 // A key's other checks are in the Validate of the package it goes to, or in
-// validate for the keys only this command reads.
+// validate for the keys only this command reads (http.admin and alerts in
+// ops.go).
 type Config struct {
 	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
 	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
@@ -144,25 +144,44 @@ func (c *Config) plain() plain {
 	if c.Redis.TLS.Enabled {
 		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
 	}
-	p.Events.UserAgent = userAgent()
 	p.Events.PublishTimeout = max(c.Redis.Timeout, time.Second)
 	return p
 }
 
-func (c *Config) policyConfig() policy.Config      { return c.plain().Filter.Policy }
-func (c *Config) filterConfig() milter.Config      { return c.plain().Filter }
-func (c *Config) redisConfig() store.RedisConfig   { return c.plain().Redis }
-func (c *Config) eventsConfig() events.Config      { return c.plain().Events }
-func (c *Config) adminConfig() admin.Config        { return c.plain().Admin }
-func (c *Config) memoryConfig() store.MemoryConfig { return c.plain().Memory }
-func (c *Config) serverLimits() milter.Limits      { return c.plain().Server }
+// FilterConfig is the milter filter's config.
+func (c *Config) FilterConfig() milter.Config { return c.plain().Filter }
 
-// loadConfig reads defaults, the config file, STORMGUARD_* environment
-// variables and flags, in viper's order (flags win), and validates the result.
+// MemoryConfig is the memory store's config (its caps).
+func (c *Config) MemoryConfig() store.MemoryConfig { return c.plain().Memory }
+
+// ServerLimits are the milter server's connection limits.
+func (c *Config) ServerLimits() milter.Limits { return c.plain().Server }
+
+// RedisConfig is the Redis store's config.
+func (c *Config) RedisConfig() store.RedisConfig { return c.plain().Redis }
+
+// EventsConfig is the notifier's config, without what the caller wires in:
+// its UserAgent and outlets (Publish, Origins).
+func (c *Config) EventsConfig() events.Config { return c.plain().Events }
+
+// AdminConfig is the admin operations' config.
+func (c *Config) AdminConfig() admin.Config { return c.plain().Admin }
+
+// Load reads defaults, the config file at path (DefaultFile if path is
+// empty and that file exists), STORMGUARD_* environment variables and the
+// flags AddFlags declared on flags (nil for none), in viper's order (flags
+// win), and validates the result. Its errors are one line naming the key.
+func Load(path string, flags *pflag.FlagSet) (*Config, error) {
+	cfg, _, err := loadConfig(path, path != "", flags)
+	return cfg, err
+}
+
+// loadConfig is Load, also returning the viper it read with; with explicit
+// false, a missing file at path is no error.
 func loadConfig(path string, explicit bool, flags *pflag.FlagSet) (*Config, *viper.Viper, error) {
 	v := newViper()
 	if path == "" {
-		path = defaultConfigFile
+		path = DefaultFile
 	}
 	if _, err := os.Stat(path); err == nil || explicit {
 		v.SetConfigFile(path)
@@ -193,14 +212,14 @@ func (c *Config) validate() error {
 	if _, _, err := milter.ParseListen(c.Listen); err != nil {
 		return err
 	}
-	if _, err := c.socketMode(); err != nil {
+	if _, err := c.SocketMode(); err != nil {
 		return err
 	}
-	if err := c.memoryConfig().Validate(); err != nil {
+	if err := c.MemoryConfig().Validate(); err != nil {
 		return err
 	}
 	if c.Store.Backend == "redis" {
-		if err := c.redisConfig().Validate(); err != nil {
+		if err := c.RedisConfig().Validate(); err != nil {
 			return err
 		}
 	}
@@ -212,25 +231,23 @@ func (c *Config) validate() error {
 	if err := c.validateOps(); err != nil {
 		return err
 	}
-	if err := c.serverLimits().Validate(); err != nil {
+	if err := c.ServerLimits().Validate(); err != nil {
 		return err
 	}
 	if c.Policy.Header == "" || strings.ContainsAny(c.Policy.Header, ": \t\r\n") {
 		return fmt.Errorf("policy.header: %q is not a header name", c.Policy.Header)
 	}
-	return c.filterConfig().Validate()
+	return c.FilterConfig().Validate()
 }
 
-func (c *Config) socketMode() (os.FileMode, error) {
+// SocketMode is listen_mode, the permissions of a unix listen socket.
+func (c *Config) SocketMode() (os.FileMode, error) {
 	m, err := strconv.ParseUint(c.ListenMode, 8, 32)
 	if err != nil || m > 0o777 {
 		return 0, fmt.Errorf("listen_mode: %q is not an octal file mode like 0660", c.ListenMode)
 	}
 	return os.FileMode(m), nil
 }
-
-// adminSetting is http.admin: auto, true or false.
-type adminSetting string
 
 func (c *Config) tlsConfig() (*tls.Config, error) {
 	t := c.Redis.TLS

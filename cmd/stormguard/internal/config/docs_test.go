@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"flag"
@@ -37,14 +37,14 @@ func formatDefault(v any) string {
 }
 
 const (
-	tableBegin = "<!-- config-table:begin (generated from cmd/stormguard/config.go: go test ./cmd/stormguard -run TestREADMEConfigTable -update) -->\n"
+	tableBegin = "<!-- config-table:begin (generated from cmd/stormguard/internal/config/config.go: go test ./cmd/stormguard/internal/config -run TestREADMEConfigTable -update) -->\n"
 	tableEnd   = "<!-- config-table:end -->"
 )
 
 // TestREADMEConfigTable keeps the README's config table identical to the
 // defaults the daemon really uses.
 func TestREADMEConfigTable(t *testing.T) {
-	path := "../../README.md"
+	path := "../../../../README.md"
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +67,13 @@ func TestREADMEConfigTable(t *testing.T) {
 		}
 		return
 	}
-	t.Errorf("README config table is stale; run: go test ./cmd/stormguard -run TestREADMEConfigTable -update\nwant:\n%s", want)
+	t.Errorf("README config table is stale; run: go test ./cmd/stormguard/internal/config -run TestREADMEConfigTable -update\nwant:\n%s", want)
 }
 
 // TestSampleConfigMatchesDefaults proves deploy/stormguard.yaml names every
 // key and holds exactly the defaults.
 func TestSampleConfigMatchesDefaults(t *testing.T) {
-	sample, v, err := loadConfig("../../deploy/stormguard.yaml", true, nil)
+	sample, v, err := loadConfig("../../../../deploy/stormguard.yaml", true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

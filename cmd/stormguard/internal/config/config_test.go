@@ -1,12 +1,9 @@
-package main
+package config
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -122,34 +119,6 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 	}
 }
 
-func TestServeRejectsInvalidConfigWithExitCode(t *testing.T) {
-	path := writeConfig(t, "policy:\n  max_replies: lots\n")
-	var out, errb bytes.Buffer
-	code := execute(context.Background(), []string{"serve", "--config", path}, &out, &errb)
-	if code == 0 || !strings.Contains(errb.String(), "max_replies") {
-		t.Fatalf("exit %d, stderr %q", code, errb.String())
-	}
-}
-
-func TestCheckPrintsSources(t *testing.T) {
-	path := writeConfig(t, "policy:\n  max_replies: 5\n")
-	t.Setenv("STORMGUARD_POLICY_WINDOW", "15m")
-	t.Setenv("STORMGUARD_REDIS_PASSWORD", "hunter2")
-	var out, errb bytes.Buffer
-	if code := execute(context.Background(), []string{"check", "--config", path}, &out, &errb); code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	for _, want := range []string{`(?m)^policy\.max_replies\s+5\s+file$`, `(?m)^policy\.window\s+15m\s+env STORMGUARD_POLICY_WINDOW$`, `(?m)^policy\.block_for\s+6h0m0s\s+default$`,
-		`(?m)^redis\.password\s+\*{8}\s+env STORMGUARD_REDIS_PASSWORD$`} {
-		if !regexp.MustCompile(want).MatchString(out.String()) {
-			t.Errorf("check output does not match %s:\n%s", want, out.String())
-		}
-	}
-	if strings.Contains(out.String(), "hunter2") {
-		t.Errorf("check prints the Redis password:\n%s", out.String())
-	}
-}
-
 // TestConfigDeclaration checks what Config's tags declare against the
 // packages: a key's default is what every package it goes to says, a oneof
 // list holds its default, and every field of the packages' configs is set
@@ -233,7 +202,7 @@ alerts: {queue: 9, summary_every: 2m}
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, r, e, a := cfg.filterConfig(), cfg.redisConfig(), cfg.eventsConfig(), cfg.adminConfig()
+	f, r, e, a := cfg.FilterConfig(), cfg.RedisConfig(), cfg.EventsConfig(), cfg.AdminConfig()
 	switch {
 	case f.Mode != policy.ModeMonitor || a.Mode != "monitor":
 		t.Errorf("mode: filter %q admin %q", f.Mode, a.Mode)
@@ -252,7 +221,7 @@ alerts: {queue: 9, summary_every: 2m}
 
 func TestConfigFlagsWin(t *testing.T) {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-	addConfigFlags(fs)
+	AddFlags(fs)
 	if err := fs.Parse([]string{"--log-level", "debug", "--backend", "redis"}); err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +232,41 @@ func TestConfigFlagsWin(t *testing.T) {
 	}
 	if cfg.Log.Level != "debug" || cfg.Store.Backend != "redis" || cfg.Listen != "unix:/tmp/x.sock" {
 		t.Errorf("flags set log.level %q store.backend %q; listen %q from the file", cfg.Log.Level, cfg.Store.Backend, cfg.Listen)
+	}
+}
+
+func TestHTTPAdminSetting(t *testing.T) {
+	for _, tc := range []struct { // the environment case last: it stays set
+		yaml, env string
+		want      adminSetting
+		err       string
+	}{
+		{yaml: "", want: adminAuto},
+		{yaml: "http:\n  admin: true\n", want: adminTrue},
+		{yaml: "http:\n  admin: false\n", want: adminFalse},
+		{yaml: "http:\n  admin: \"auto\"\n", want: adminAuto},
+		{yaml: "http:\n  admin: maybe\n", err: `http.admin: "maybe" is not auto, true or false`},
+		{yaml: "http:\n  admin: false\n", env: "TRUE", want: adminTrue},
+	} {
+		if tc.env != "" {
+			t.Setenv("STORMGUARD_HTTP_ADMIN", tc.env)
+		}
+		cfg, _, err := loadConfig(writeConfig(t, tc.yaml), true, nil)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case tc.err == "" && cfg.HTTP.Admin != tc.want:
+			t.Errorf("%q env %q: http.admin %q, want %q", tc.yaml, tc.env, cfg.HTTP.Admin, tc.want)
+		}
+	}
+	for listen, want := range map[string]string{"127.0.0.1:9357": "http://127.0.0.1:9357", "0.0.0.0:1": "http://127.0.0.1:1",
+		":2": "http://127.0.0.1:2", "[::]:3": "http://[::1]:3", "[::1]:4": "http://[::1]:4"} {
+		c := &Config{}
+		c.HTTP.Listen = listen
+		if got := c.AdminBaseURL(); got != want {
+			t.Errorf("AdminBaseURL(%q) = %q, want %q", listen, got, want)
+		}
 	}
 }

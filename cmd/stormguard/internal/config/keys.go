@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -174,8 +174,9 @@ func newViper() *viper.Viper {
 	return v
 }
 
-// addConfigFlags declares the flags that set keys (their flag tags).
-func addConfigFlags(fs *pflag.FlagSet) {
+// AddFlags declares on fs the flags that set keys (their flag tags), for
+// Load to read.
+func AddFlags(fs *pflag.FlagSet) {
 	for _, s := range settings {
 		if s.Flag != "" {
 			fs.String(s.Flag, "", s.Help)
@@ -183,7 +184,7 @@ func addConfigFlags(fs *pflag.FlagSet) {
 	}
 }
 
-// bindFlags lets the flags addConfigFlags declared on flags, where set,
+// bindFlags lets the flags AddFlags declared on flags, where set,
 // win over every other source.
 func bindFlags(v *viper.Viper, flags *pflag.FlagSet) error {
 	if flags == nil {
