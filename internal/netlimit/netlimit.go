@@ -100,12 +100,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 			select {
 			case l.slots <- struct{}{}:
 			default:
-				_ = c.Close()
+				// Counted and logged before the close, so whoever sees
+				// the connection closed also sees it counted.
 				l.stats.Refused.Add(1)
 				if l.every(&l.lastRefusedLog) {
 					l.log.Warn("too many connections; closing new ones", "listener", l.name, "limit", l.max,
 						"remote", c.RemoteAddr().String(), "refused", l.stats.Refused.Load())
 				}
+				_ = c.Close()
 				continue
 			}
 		}
@@ -155,12 +157,13 @@ type conn struct {
 }
 
 func (c *conn) Close() error {
-	err := c.Conn.Close()
+	// The slot is given back before the close, so whoever sees the
+	// connection closed also sees it gone from Open.
 	c.once.Do(func() {
 		c.l.stats.Open.Add(-1)
 		if c.l.slots != nil {
 			<-c.l.slots
 		}
 	})
-	return err
+	return c.Conn.Close()
 }
