@@ -72,29 +72,13 @@ func TestBinaryRunsWithoutConfigAndStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("default store is not memory: %s", log[len(log)-1])
 	}
 	// One message through the real binary, as an MTA would send it.
-	sess, err := gomilter.NewClient("tcp", addr).Session(gomilter.NewMacroBag())
+	act, err := decide(addr)
 	if err != nil {
 		t.Fatal(err)
-	}
-	steps := []func() (*gomilter.Action, error){
-		func() (*gomilter.Action, error) { return sess.Conn("client", gomilter.FamilyInet, 25, "192.0.2.1") },
-		func() (*gomilter.Action, error) { return sess.Helo("client") },
-		func() (*gomilter.Action, error) { return sess.Mail("a@example.org", "") },
-		func() (*gomilter.Action, error) { return sess.Rcpt("b@example.org", "") },
-		func() (*gomilter.Action, error) { return sess.DataStart() },
-		func() (*gomilter.Action, error) { return sess.HeaderField("Subject", "hello", nil) },
-		func() (*gomilter.Action, error) { return sess.HeaderEnd() },
-	}
-	var act *gomilter.Action
-	for _, step := range steps {
-		if act, err = step(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if act.Type != gomilter.ActionAccept {
 		t.Errorf("small message: got %v, want accept at end of headers", act)
 	}
-	_ = sess.Close()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
