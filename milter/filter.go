@@ -48,21 +48,27 @@ type Config struct {
 	Lists        map[string]int
 	Exempt       []string
 	Mode         policy.Mode // used when the store has no mode set
+	// The sender gate (policy.Config.Gate): who may post to the
+	// audiences it guards, besides the store's set (stormguard:posters),
+	// and its refusals' texts, "{list}" replaced by the list.
+	Posters        []string // senders, @domains or SASL logins
+	GateRejectText string   // 550 text ("": Defaults'); the 451's is the same with 4.x.x for 5.x.x
 }
 
 // Defaults is the filter's configuration when nothing is configured: the
 // one statement of these defaults (cmd/stormguard's config table reads it).
 func Defaults() Config {
 	return Config{
-		Policy:       policy.Defaults(),
-		RejectText:   "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
-		TempfailText: "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
-		Header:       "X-Stormguard",
-		OnError:      OnErrorAccept,
-		StoreTimeout: 200 * time.Millisecond,
-		Retention:    24 * time.Hour,
-		Refresh:      5 * time.Second,
-		Mode:         policy.ModeEnforce,
+		Policy:         policy.Defaults(),
+		RejectText:     "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
+		TempfailText:   "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
+		Header:         "X-Stormguard",
+		GateRejectText: "5.7.1 Only authorized senders may post to {list}; ask your mail administrator for permission",
+		OnError:        OnErrorAccept,
+		StoreTimeout:   200 * time.Millisecond,
+		Retention:      24 * time.Hour,
+		Refresh:        5 * time.Second,
+		Mode:           policy.ModeEnforce,
 	}
 }
 
@@ -84,6 +90,17 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.RejectText+c.TempfailText, "\r\n") {
 		return errors.New("policy.reject_text/tempfail_text: must be one line")
+	}
+	if c.GateRejectText != "" && !strings.HasPrefix(c.GateRejectText, "5.") {
+		return fmt.Errorf("gate.reject_text: must start with an enhanced status code 5.x.x, got %q", c.GateRejectText)
+	}
+	if strings.ContainsAny(c.GateRejectText, "\r\n") {
+		return errors.New("gate.reject_text: must be one line")
+	}
+	for _, p := range c.Posters {
+		if p = strings.TrimSpace(p); p == "" || strings.ContainsAny(p, " \t\r\n") {
+			return fmt.Errorf("gate.posters: %q is not a sender, @domain or SASL login", p)
+		}
 	}
 	if c.StoreTimeout <= 0 {
 		return fmt.Errorf("redis.timeout: must be positive, got %s", c.StoreTimeout)
@@ -185,6 +202,7 @@ type Decision struct {
 	Subject   string // the subject as written (decoded, one line), for reports and events
 	Fallback  bool   // decided by the local memory store because the shared store failed
 	Stored    bool   // the message went to a store
+	List      string // with rule gate: the largest registered list the message was sent to
 }
 
 // Decide works out the verdict for one message. It is called once per
@@ -205,12 +223,17 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	facts := policy.Facts{
 		Mode:      g.mode,
 		Exempt:    g.exempt.match(m.Sender),
+		Poster:    g.posters.match(m.Sender) || g.posters.login(m.AuthUser),
 		AutoReply: policy.IsAutoReply(pm),
 		Audience:  audience,
 	}
 	d := Decision{Audience: audience}
 	if !policy.NeedsStore(f.cfg.Policy, facts) {
 		d.Verdict = policy.Decide(f.cfg.Policy, facts, nil)
+		if d.Rule == policy.RuleGate {
+			d.List = largestList(m.Rcpts, large, g.lists)
+			d.Subject = pm.Subject.Display
+		}
 		f.Stats.StoreSkipped.Add(1)
 		return d
 	}
@@ -344,6 +367,42 @@ func (f *Filter) ReplyText(a policy.Action, t policy.ThreadID) string {
 		t = "unknown"
 	}
 	return strings.ReplaceAll(text, "{thread}", string(t))
+}
+
+// GateText is the SMTP text for a refusal by the sender gate, with the
+// list filled in: gate.reject_text, whose enhanced code 5.x.x becomes
+// 4.x.x for a tempfail.
+func (f *Filter) GateText(a policy.Action, list string) string {
+	text := f.cfg.GateRejectText
+	if text == "" {
+		text = Defaults().GateRejectText
+	}
+	if a == policy.ActionTempfail {
+		text = "4" + text[1:] // Validate: it starts with "5."
+	}
+	if list == "" {
+		list = "this list"
+	}
+	return strings.ReplaceAll(text, "{list}", list)
+}
+
+// largestList is the registered list with the most members among the
+// envelope recipients, or else among large (the header's).
+func largestList(rcpts, large []string, lists map[string]int) string {
+	best, n := "", 0
+	pick := func(addrs []string) {
+		for _, a := range addrs {
+			a = strings.Trim(a, "<> ")
+			if m, ok := lists[a]; ok && (m > n || best == "") {
+				best, n = a, m
+			}
+		}
+	}
+	pick(rcpts)
+	if best == "" {
+		pick(large)
+	}
+	return best
 }
 
 func randomThread() policy.ThreadID {

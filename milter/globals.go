@@ -15,9 +15,10 @@ import (
 // exempt senders and the mode. It is replaced whole, never mutated, so
 // readers need no lock.
 type globals struct {
-	lists  map[string]int
-	exempt exemptSet
-	mode   policy.Mode
+	lists   map[string]int
+	exempt  exemptSet
+	posters exemptSet // who may pass the sender gate: senders, @domains, SASL logins
+	mode    policy.Mode
 
 	loaded   bool           // read from the store at least once (else: the config file's only)
 	err      string         // why the store could not be read, while never loaded
@@ -43,11 +44,26 @@ func (e exemptSet) match(sender string) bool {
 	return false
 }
 
+// login reports whether a SASL login ({auth_authen}) is in the set, as
+// written (lower case): an entry "jdoe" or "jdoe@example.org" names the
+// login jdoe or jdoe@example.org; an @domain entry names senders only.
+func (e exemptSet) login(user string) bool {
+	if len(e) == 0 || user == "" {
+		return false
+	}
+	user = strings.ToLower(strings.TrimSpace(user))
+	if strings.HasPrefix(user, "@") {
+		return false
+	}
+	_, ok := e[user]
+	return ok
+}
+
 // mergeGlobals combines the config file's lists and exempt senders with the
 // store's; the store wins for a list both name. The store's mode wins over
 // the configured one.
 func mergeGlobals(cfg Config, sg store.Globals) *globals {
-	g := &globals{lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, mode: cfg.Mode}
+	g := &globals{lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, posters: exemptSet{}, mode: cfg.Mode}
 	for addr, n := range cfg.Lists {
 		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
@@ -60,6 +76,12 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 	}
 	for _, s := range sg.Exempt {
 		g.exempt[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
+	}
+	for _, s := range cfg.Posters {
+		g.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
+	}
+	for _, s := range sg.Posters {
+		g.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
 	}
 	switch sg.Mode {
 	case policy.ModeEnforce, policy.ModeMonitor, policy.ModeOff:
@@ -99,13 +121,13 @@ func (f *Filter) RefreshGlobals(ctx context.Context) error {
 	next := mergeGlobals(f.cfg, sg)
 	next.loaded = true
 	prev := f.globals.Swap(next)
-	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) {
+	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) || !maps.Equal(prev.posters, next.posters) {
 		exempt := slices.Sorted(maps.Keys(next.exempt))
 		if len(exempt) > 20 {
 			exempt = append(exempt[:20], "…")
 		}
 		f.log.Info("site settings loaded", "mode", next.mode, "lists", len(next.lists),
-			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt)
+			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt, "posters", len(next.posters))
 	}
 	bad := 0
 	for _, n := range sg.Invalid {

@@ -16,6 +16,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/stormguard/stormguard/internal/netlimit"
+	"github.com/stormguard/stormguard/policy"
 )
 
 // Server is the milter daemon: go-milter's server with stormguard's guard
@@ -123,7 +124,13 @@ func NewServer(f *Filter) *Server { return NewServerWith(f, DefaultLimits()) }
 // lim (validated by the caller).
 func NewServerWith(f *Filter, lim Limits) *Server {
 	libLog.Store(f.log)
-	srv := gomilter.NewServer(append(Negotiation(Protocols),
+	opts := Negotiation(Protocols)
+	if g := f.cfg.Policy.Gate; g.MinAudience > 0 && g.Action == policy.ConfigHold {
+		// Holding needs the quarantine action; asked for only then, since
+		// go-milter refuses an MTA that does not offer what is asked.
+		opts = append(opts, gomilter.WithAction(gomilter.OptQuarantine))
+	}
+	srv := gomilter.NewServer(append(opts,
 		gomilter.WithReadTimeout(lim.IdleTimeout),
 		gomilter.WithMilter(func() gomilter.Milter { return &session{f: f} }))...)
 	return &Server{f: f, srv: srv, log: f.log, lim: lim}

@@ -45,6 +45,7 @@ type session struct {
 	msg      Message
 	addrSize int
 	tag      string // X-Stormguard value to add at end of message (monitor)
+	hold     string // quarantine reason to give at end of message (gate.action hold)
 }
 
 // reset forgets the current message; the connection stays.
@@ -52,6 +53,7 @@ func (s *session) reset() {
 	s.msg = Message{}
 	s.addrSize = 0
 	s.tag = ""
+	s.hold = ""
 }
 
 // guard turns a panic in a callback into the failure policy's answer, so one
@@ -134,6 +136,14 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 	switch {
 	case d.Rule == policy.RuleStoreError && d.Action == policy.ActionTempfail:
 		return gomilter.RespTempFail, nil // the MTA's own "try again later"
+	case d.Rule == policy.RuleGate && d.Action == policy.ActionReject:
+		return reply(550, s.f.GateText(d.Action, d.List), gomilter.RespReject)
+	case d.Rule == policy.RuleGate && d.Action == policy.ActionTempfail:
+		return reply(451, s.f.GateText(d.Action, d.List), gomilter.RespTempFail)
+	case d.Action == policy.ActionHold:
+		// The quarantine action is only allowed at end of message.
+		s.hold = fmt.Sprintf("stormguard: sender gate: %s may not post to %s", s.msg.Sender, d.List)
+		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionReject:
 		return reply(550, s.f.ReplyText(d.Action, d.Thread), gomilter.RespReject)
 	case d.Action == policy.ActionTempfail:
@@ -141,6 +151,9 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 	case d.Action == policy.ActionTag:
 		// Headers can only be added at end of message: go on until then.
 		s.tag = fmt.Sprintf("would-refuse; thread=%s; rule=%s; audience=%d; count=%d", d.Thread, d.Rule, d.Audience, d.Count)
+		if d.List != "" {
+			s.tag += "; list=" + d.List
+		}
 		return gomilter.RespContinue, nil
 	default:
 		return gomilter.RespAccept, nil
@@ -149,6 +162,17 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 
 func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("eom", &resp, &err)
+	if s.hold != "" {
+		hold, qid := s.hold, s.msg.QueueID
+		s.reset()
+		if err := m.Quarantine(hold); err != nil {
+			// Not negotiated (an MTA without the quarantine action):
+			// never let the post through unmoderated.
+			s.f.log.Error("cannot hold message (quarantine refused by the MTA); tempfailing it", "queue_id", qid, "err", err)
+			return reply(451, s.f.GateText(policy.ActionTempfail, ""), gomilter.RespTempFail)
+		}
+		return gomilter.RespAccept, nil
+	}
 	if s.tag != "" {
 		if err := m.AddHeader(s.f.cfg.Header, s.tag); err != nil {
 			s.f.log.Warn("cannot add monitor header", "queue_id", s.msg.QueueID, "err", err)
@@ -191,6 +215,9 @@ func (s *session) logDecision(d Decision) {
 	}
 	if d.Fallback {
 		attrs = append(attrs, slog.Bool("fallback", true))
+	}
+	if d.List != "" {
+		attrs = append(attrs, slog.String("list", d.List))
 	}
 	s.f.log.LogAttrs(context.Background(), level, "decision", attrs...)
 }

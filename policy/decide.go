@@ -16,6 +16,15 @@ type Config struct {
 	// transactions of a few recipients each (policy.split_envelopes), so
 	// that the header's audience counts too (AudienceOf).
 	SplitEnvelopes bool
+	// Gate is the sender gate (the gate.* keys).
+	Gate Gate
+}
+
+// Gate is the sender gate: a message to at least MinAudience mailboxes is
+// accepted only from an allowed poster (Facts.Poster); others get Action.
+type Gate struct {
+	MinAudience int          // gate.min_audience; 0: no gate
+	Action      ConfigAction // gate.action: reject ("" too), tempfail or hold
 }
 
 // Defaults returns the documented defaults, those of Exchange Online's
@@ -25,6 +34,7 @@ func Defaults() Config {
 		MinAudience:          2500,
 		AutoReplyMaxAudience: 100,
 		Action:               ConfigReject,
+		Gate:                 Gate{Action: ConfigReject},
 		Limits: Limits{
 			MaxReplies:     10,
 			DeliveryBudget: 1000000,
@@ -59,6 +69,14 @@ func (c Config) Validate() error {
 			bad(r.Key, "must be at most 2^53 (9007199254740992)")
 		}
 	}
+	if c.Gate.MinAudience < 0 {
+		errs = append(errs, errors.New("gate.min_audience: must not be negative (0: no gate)"))
+	}
+	switch c.Gate.Action {
+	case "", ConfigReject, ConfigTempfail, ConfigHold: // "": reject
+	default:
+		errs = append(errs, errors.New("gate.action: must be reject, tempfail or hold"))
+	}
 	if c.Limits.Window <= 0 {
 		bad("window", "must be longer than 0")
 	}
@@ -70,8 +88,12 @@ func (c Config) Validate() error {
 
 // Facts are what the milter knows about a message before the store is asked.
 type Facts struct {
-	Mode      Mode // "" means enforce
-	Exempt    bool // the sender is exempt (policy.exempt_senders, stormguard:exempt)
+	Mode   Mode // "" means enforce
+	Exempt bool // the sender is exempt (policy.exempt_senders, stormguard:exempt)
+	// Poster says the message may pass the sender gate: its envelope
+	// sender, the sender's @domain or its SASL login ({auth_authen}) is
+	// an allowed poster (gate.posters, stormguard:posters).
+	Poster    bool
 	AutoReply bool // IsAutoReply
 	Reply     bool // Identity.Reply
 	Audience  int  // Audience
@@ -89,9 +111,12 @@ type Verdict struct {
 // not an auto-reply and reaches fewer than MinAudience mailboxes, the
 // verdict is known without it. Auto-replies go to the store when they reach
 // at least MinAudience or more than AutoReplyMaxAudience mailboxes (their
-// thread's override may still allow them).
+// thread's override may still allow them). A message the sender gate stops
+// (Gated) does not go either: it is decided without the store, and, not
+// being delivered, it counts toward no thread, so that refused posts cannot
+// block a thread for everyone else.
 func NeedsStore(c Config, f Facts) bool {
-	if f.Mode == ModeOff || f.Exempt {
+	if f.Mode == ModeOff || f.Exempt || Gated(c, f) {
 		return false
 	}
 	if f.Audience >= c.MinAudience {
@@ -117,23 +142,29 @@ func KindOf(_ Config, f Facts) Kind {
 //
 //  1. mode off: accept (mode_off);
 //  2. exempt sender: accept (exempt);
-//  3. no store needed (small audience): accept (small_audience);
-//  4. thread override allow: accept (override_allow), even if blocked;
-//  5. thread override block: refuse (override_block);
-//  6. auto-reply over AutoReplyMaxAudience: refuse (auto_reply);
+//  3. the sender gate (Gated: an audience of at least Gate.MinAudience,
+//     and the sender is no allowed poster): Gate.Action (gate), or tag in
+//     monitor mode. It comes before everything the store says, so that the
+//     first message to a huge list is stopped, not only its replies, and no
+//     override or count can let an unlisted sender through; only mode off
+//     and exempt senders come first;
+//  4. no store needed (small audience): accept (small_audience);
+//  5. thread override allow: accept (override_allow), even if blocked;
+//  6. thread override block: refuse (override_block);
+//  7. auto-reply over AutoReplyMaxAudience: refuse (auto_reply);
 //     other auto-replies: accept (auto_reply);
-//  7. noted by the store (an original): accept (original);
-//  8. the same message counted again (StatusDuplicate: its message-id
+//  8. noted by the store (an original): accept (original);
+//  9. the same message counted again (StatusDuplicate: its message-id
 //     was counted in the window from the same envelope sender to the
 //     same audience, and has passed again at most MaxDuplicates times):
 //     accept (duplicate), even on a blocked thread, so that an MTA's
 //     retry or the relay hop of an admitted reply never bounces. Any
 //     other reuse of a counted message-id (another sender or audience, or
 //     more passes) is a reply like any other: the rules below apply;
-//  9. the thread is blocked: refuse (blocked);
-//  10. this reply crossed a limit: refuse (its LimitRules rule:
+//  10. the thread is blocked: refuse (blocked);
+//  11. this reply crossed a limit: refuse (its LimitRules rule:
 //     max_replies or delivery_budget);
-//  11. counted within the limits: accept (counted).
+//  12. counted within the limits: accept (counted).
 //
 // To refuse is to reject, tempfail or tag, as Config.Action says, and
 // always to tag in monitor mode. t may be nil only when !NeedsStore; a nil
@@ -145,6 +176,8 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 		return accept(RuleModeOff)
 	case f.Exempt:
 		return accept(RuleExempt)
+	case Gated(c, f):
+		return gate(c, f)
 	case !NeedsStore(c, f):
 		return accept(RuleSmallAudience)
 	case t == nil:
@@ -218,6 +251,30 @@ func OnStoreError(c Config, f Facts) Verdict {
 		return accept(RuleStoreError)
 	}
 	return Verdict{Action: ActionTempfail, Rule: RuleStoreError}
+}
+
+// Gated reports whether the sender gate stops a message: the gate is on
+// (Gate.MinAudience > 0), the message reaches at least Gate.MinAudience
+// mailboxes, and its sender is neither an allowed poster nor exempt, with
+// mode not off.
+func Gated(c Config, f Facts) bool {
+	return c.Gate.MinAudience > 0 && f.Audience >= c.Gate.MinAudience &&
+		!f.Poster && !f.Exempt && f.Mode != ModeOff
+}
+
+// gate is the gate's verdict: Gate.Action, or tag in monitor mode.
+// policy.action (the storm response) does not apply.
+func gate(c Config, f Facts) Verdict {
+	a := ActionReject
+	switch {
+	case f.Mode == ModeMonitor:
+		a = ActionTag
+	case c.Gate.Action == ConfigTempfail:
+		a = ActionTempfail
+	case c.Gate.Action == ConfigHold:
+		a = ActionHold
+	}
+	return Verdict{Action: a, Rule: RuleGate}
 }
 
 func accept(r Rule) Verdict { return Verdict{Action: ActionAccept, Rule: r} }

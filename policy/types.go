@@ -79,15 +79,18 @@ const (
 	ActionReject   Action = "reject"   // 550 5.7.1
 	ActionTempfail Action = "tempfail" // 451 4.7.1
 	ActionTag      Action = "tag"      // accept and add an X-Stormguard header (monitor)
+	ActionHold     Action = "hold"     // accept into the MTA's hold queue (milter quarantine), for a moderator to release (gate.action)
 )
 
-// ConfigAction is the configured response to a storm (policy.action).
+// ConfigAction is the configured response to a storm (policy.action) or
+// to a message the sender gate stops (gate.action).
 type ConfigAction string
 
 const (
 	ConfigReject   ConfigAction = "reject"
 	ConfigTempfail ConfigAction = "tempfail"
 	ConfigMonitor  ConfigAction = "monitor"
+	ConfigHold     ConfigAction = "hold" // gate.action only: the MTA's hold queue
 )
 
 // Rule names the rule that decided a verdict. Logged and counted, never sent
@@ -97,6 +100,7 @@ type Rule string
 const (
 	RuleModeOff        Rule = "mode_off"
 	RuleExempt         Rule = "exempt"
+	RuleGate           Rule = "gate" // a large-audience message from a sender who may not post to it (Gate)
 	RuleSmallAudience  Rule = "small_audience"
 	RuleOverrideAllow  Rule = "override_allow"
 	RuleOverrideBlock  Rule = "override_block"

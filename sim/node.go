@@ -97,6 +97,7 @@ const (
 	verdictTagged     verdict = "tagged" // accepted with the monitor header
 	verdictRejected   verdict = "rejected"
 	verdictTempfailed verdict = "tempfailed"
+	verdictHeld       verdict = "held" // quarantined (the sender gate's hold): not delivered until released
 )
 
 // message is one message of the storm as the MTA hands it over.
@@ -237,10 +238,17 @@ func (n *node) send(m message, queueID, header string) (verdict, error) {
 	if act.Type != gomilter.ActionAccept && act.Type != gomilter.ActionContinue {
 		return "", fmt.Errorf("%w at end of message: %v", errUnexpected, act.Type)
 	}
+	tagged := false
 	for _, mod := range mods {
-		if mod.Type == gomilter.ActionAddHeader && strings.EqualFold(mod.HeaderName, header) {
-			return verdictTagged, nil
+		switch {
+		case mod.Type == gomilter.ActionQuarantine:
+			return verdictHeld, nil
+		case mod.Type == gomilter.ActionAddHeader && strings.EqualFold(mod.HeaderName, header):
+			tagged = true
 		}
+	}
+	if tagged {
+		return verdictTagged, nil
 	}
 	return verdictAccepted, nil
 }

@@ -331,3 +331,17 @@ func TestArrivals(t *testing.T) {
 		t.Errorf("no replies: %v", got)
 	}
 }
+
+// TestGateHold: with the sender gate on and action hold, nobody in the
+// simulated storm is an allowed poster: the original and every reply are
+// held (the quarantine action), so nothing is delivered — a held message
+// must not count as delivered.
+func TestGateHold(t *testing.T) {
+	c := Defaults()
+	c.Filter.Policy.Gate = policy.Gate{MinAudience: 5000, Action: policy.ConfigHold}
+	s := run(t, c).scenario(t, "stormguard")
+	if s.Accepted != 0 || s.Refused != 80 || s.Deliveries != 0 || s.FirstRefusalRule != string(policy.RuleGate) {
+		t.Errorf("gate hold: accepted %d, refused %d, deliveries %d, first refusal rule %q; want 0, 80, 0, gate",
+			s.Accepted, s.Refused, s.Deliveries, s.FirstRefusalRule)
+	}
+}

@@ -45,7 +45,7 @@ func IsDataError(err error) bool {
 // Problem is one site setting in the store left out or changed because it
 // is not usable as written.
 type Problem struct {
-	Key   string // the Redis key (stormguard:lists, stormguard:exempt, stormguard:mode)
+	Key   string // the Redis key (stormguard:lists, stormguard:exempt, stormguard:posters, stormguard:mode)
 	Field string // the hash field or set member; "" for a string key
 	Value string // as stored, cut to 64 characters
 	Why   string // what is wrong and what the daemon does instead
@@ -94,8 +94,8 @@ func parseListSize(v string) (n int, ok bool, why string) {
 	return n, true, ""
 }
 
-// Globals implements Store. It reads the lists hash and the exempt set in
-// chunks (HSCAN, SSCAN: each chunk one call with its own deadline, so any
+// Globals implements Store. It reads the lists hash, the exempt set and
+// the posters set in chunks (HSCAN, SSCAN: each chunk one call with its own deadline, so any
 // size loads), then the mode. A value an operator mistyped (a list size
 // that is not a positive number, an address without @, an unknown mode)
 // is left out or capped and described in Globals.Problems; a key of the
@@ -104,8 +104,8 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 	if err := ctx.Err(); err != nil {
 		return Globals{}, fmt.Errorf("store: globals: %w", err)
 	}
-	lk, ek, mk := s.keys.Lists(), s.keys.Exempt(), s.keys.Mode()
-	p := newProblems(lk, ek, mk)
+	lk, ek, pk, mk := s.keys.Lists(), s.keys.Exempt(), s.keys.Posters(), s.keys.Mode()
+	p := newProblems(lk, ek, pk, mk)
 
 	rawLists := map[string]string{} // HSCAN may return a field twice
 	if err := s.scan(ctx, lk, true, p, func(kv []string) {
@@ -119,6 +119,14 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 	if err := s.scan(ctx, ek, false, p, func(members []string) {
 		for _, m := range members {
 			rawExempt[m] = struct{}{}
+		}
+	}); err != nil {
+		return Globals{}, err
+	}
+	rawPosters := map[string]struct{}{}
+	if err := s.scan(ctx, pk, false, p, func(members []string) {
+		for _, m := range members {
+			rawPosters[m] = struct{}{}
 		}
 	}); err != nil {
 		return Globals{}, err
@@ -155,6 +163,16 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 	}
 	slices.Sort(g.Exempt)
 	g.Exempt = slices.Compact(g.Exempt)
+	for m := range rawPosters {
+		a, err := normAddr("poster", m)
+		if err != nil {
+			p.add(pk, m, "", "not a sender, @domain or SASL login (empty or with spaces): left out")
+			continue
+		}
+		g.Posters = append(g.Posters, a)
+	}
+	slices.Sort(g.Posters)
+	g.Posters = slices.Compact(g.Posters)
 	if mv != "" && g.Mode == "" {
 		p.add(mk, "", mv, "not enforce, monitor or off: the configured mode applies")
 	}

@@ -21,6 +21,7 @@ import (
 //	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
 //	stormguard:lists         hash    list address -> members (operators)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
+//	stormguard:posters       set     senders, @domains and SASL logins allowed past the sender gate (operators)
 //	stormguard:mode          string  site mode (operators)
 //	stormguard:events        pub/sub channel of events
 //
@@ -141,6 +142,10 @@ func (k Keys) Lists() string { return k.prefix + "lists" }
 // Exempt is the set of exempt senders and @domains.
 func (k Keys) Exempt() string { return k.prefix + "exempt" }
 
+// Posters is the set of senders, @domains and SASL logins allowed to post
+// to the audiences the sender gate guards (gate.min_audience).
+func (k Keys) Posters() string { return k.prefix + "posters" }
+
 // Mode is the site-wide mode.
 func (k Keys) Mode() string { return k.prefix + "mode" }
 
@@ -150,7 +155,7 @@ func (k Keys) Events() string { return k.prefix + "events" }
 // Unexpiring are the keys written without a TTL: the ones left behind
 // until someone deletes them.
 func (k Keys) Unexpiring() []string {
-	return append(k.ThreadIndex(), k.Storms(), k.Lists(), k.Exempt(), k.Mode())
+	return append(k.ThreadIndex(), k.Storms(), k.Lists(), k.Exempt(), k.Posters(), k.Mode())
 }
 
 // Pattern is a SCAN MATCH pattern for every key under the prefix (glob

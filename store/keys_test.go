@@ -27,6 +27,7 @@ func TestKeys(t *testing.T) {
 		k.Storms():     "acme:sg:storms",
 		k.Lists():      "acme:sg:lists",
 		k.Exempt():     "acme:sg:exempt",
+		k.Posters():    "acme:sg:posters",
 		k.Mode():       "acme:sg:mode",
 		k.Events():     "acme:sg:events",
 		k.Prefix():     "acme:sg:",
@@ -44,7 +45,7 @@ func TestKeys(t *testing.T) {
 	if got := store.NewKeys(`a*b?[c]\:`).Pattern(); got != `a\*b\?\[c\]\\:*` {
 		t.Errorf("Pattern = %q", got)
 	}
-	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:lists", "acme:sg:exempt", "acme:sg:mode"); !slices.Equal(got, want) {
+	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:lists", "acme:sg:exempt", "acme:sg:posters", "acme:sg:mode"); !slices.Equal(got, want) {
 		t.Errorf("Unexpiring = %q, want %q", got, want)
 	}
 	if n := len(k.ThreadIndex()); n != store.ThreadShards {

@@ -33,6 +33,7 @@ type Memory struct {
 	links   map[policy.Key]memLink
 	lists   map[string]int
 	exempt  map[string]struct{}
+	posters map[string]struct{}
 	mode    policy.Mode
 
 	peakThreads, peakLinks int // high-water marks since the maps were last rebuilt
@@ -124,6 +125,7 @@ func NewMemory() *Memory {
 		links:   make(map[policy.Key]memLink),
 		lists:   make(map[string]int),
 		exempt:  make(map[string]struct{}),
+		posters: make(map[string]struct{}),
 		stormy:  make(map[policy.ThreadID]struct{}),
 		cfg:     MemoryDefaults(),
 	}
@@ -389,9 +391,10 @@ func (m *Memory) Globals(ctx context.Context) (Globals, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return Globals{
-		Lists:  maps.Clone(m.lists),
-		Exempt: slices.Sorted(maps.Keys(m.exempt)),
-		Mode:   m.mode,
+		Lists:   maps.Clone(m.lists),
+		Exempt:  slices.Sorted(maps.Keys(m.exempt)),
+		Posters: slices.Sorted(maps.Keys(m.posters)),
+		Mode:    m.mode,
 	}, nil
 }
 
@@ -508,6 +511,21 @@ func (m *Memory) AddExempt(ctx context.Context, sender string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.exempt[s] = struct{}{}
+	return nil
+}
+
+// AddPoster implements Admin.
+func (m *Memory) AddPoster(ctx context.Context, poster string) error {
+	s, err := normAddr("poster", poster)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("store: add poster %s: %w", poster, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.posters[s] = struct{}{}
 	return nil
 }
 

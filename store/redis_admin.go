@@ -112,6 +112,18 @@ func (s *Redis) AddExempt(ctx context.Context, sender string) error {
 	return nil
 }
 
+// AddPoster implements Admin.
+func (s *Redis) AddPoster(ctx context.Context, poster string) error {
+	a, err := normAddr("poster", poster)
+	if err == nil {
+		err = s.client.SAdd(ctx, s.keys.Posters(), a).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("store: add poster %s: %w", poster, err)
+	}
+	return nil
+}
+
 // Thread implements Admin: one pipeline over the thread's keys. TTLs are
 // Redis' own; now places the window.
 func (s *Redis) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (ThreadInfo, error) {

@@ -59,7 +59,10 @@ type Record struct {
 type Globals struct {
 	Lists  map[string]int // list address (lower case) -> member count
 	Exempt []string       // senders or @domains, lower case
-	Mode   policy.Mode    // "" when unset (the configured default applies)
+	// Posters may post past the sender gate: senders, @domains or SASL
+	// logins, lower case.
+	Posters []string
+	Mode    policy.Mode // "" when unset (the configured default applies)
 
 	// Problems are values left out or capped because they are not usable
 	// as written (store/globals.go), the first few; Invalid counts all of
@@ -127,6 +130,9 @@ type Admin interface {
 	SetMode(ctx context.Context, m policy.Mode) error
 	// AddExempt adds a sender or @domain to the exempt set.
 	AddExempt(ctx context.Context, sender string) error
+	// AddPoster adds a sender, @domain or SASL login to the gate's
+	// allowed posters.
+	AddPoster(ctx context.Context, poster string) error
 	// Thread reports one thread, its window as of now. ErrNotFound if
 	// unknown. Block and override TTLs are the store's own: Redis' clock
 	// for Redis, now for the memory store.

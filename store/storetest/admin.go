@@ -211,7 +211,7 @@ func testGlobals(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Lists) != 0 || len(g.Exempt) != 0 || g.Mode != "" {
+	if len(g.Lists) != 0 || len(g.Exempt) != 0 || len(g.Posters) != 0 || g.Mode != "" {
 		t.Errorf("a new store's globals: %+v, want none", g)
 	}
 	for _, err := range []error{
@@ -222,6 +222,10 @@ func testGlobals(t *testing.T, s Store) {
 		s.AddExempt(c, "Boss@Example.org"),
 		s.AddExempt(c, "@helpdesk.example.org"),
 		s.AddExempt(c, "boss@example.org"),
+		s.AddPoster(c, "Comms@Example.org"),
+		s.AddPoster(c, "@hr.example.org"),
+		s.AddPoster(c, "jdoe"),
+		s.AddPoster(c, "comms@example.org"),
 		s.SetMode(c, policy.ModeMonitor),
 	} {
 		if err != nil {
@@ -238,6 +242,9 @@ func testGlobals(t *testing.T, s Store) {
 	if w := []string{"@helpdesk.example.org", "boss@example.org"}; !slices.Equal(g.Exempt, w) {
 		t.Errorf("Exempt = %q, want %q", g.Exempt, w)
 	}
+	if w := []string{"@hr.example.org", "comms@example.org", "jdoe"}; !slices.Equal(g.Posters, w) {
+		t.Errorf("Posters = %q, want %q", g.Posters, w)
+	}
 	if g.Mode != policy.ModeMonitor {
 		t.Errorf("Mode = %q", g.Mode)
 	}
@@ -248,9 +255,10 @@ func testGlobals(t *testing.T, s Store) {
 		t.Errorf("Mode after deleting it = %q, %v", g.Mode, err)
 	}
 	for name, err := range map[string]error{
-		"SetMode(bogus)":  s.SetMode(c, "bogus"),
-		"SetList(\"\")":   s.SetList(c, " ", 5),
-		"AddExempt(\"\")": s.AddExempt(c, ""),
+		"SetMode(bogus)":     s.SetMode(c, "bogus"),
+		"SetList(\"\")":      s.SetList(c, " ", 5),
+		"AddExempt(\"\")":    s.AddExempt(c, ""),
+		"AddPoster(\"a b\")": s.AddPoster(c, "a b"),
 	} {
 		if !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%s = %v, want ErrInvalid", name, err)
