@@ -34,18 +34,7 @@ func gateSession(t *testing.T, addr, login string) *gomilter.ClientSession {
 	if login != "" {
 		macros.Set(gomilter.MacroAuthAuthen, login)
 	}
-	s, err := gomilter.NewClient("tcp", addr).Session(macros)
-	if err != nil {
-		t.Fatalf("milter session: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if _, err := s.Conn("client.example.net", gomilter.FamilyInet, 25000, "192.0.2.1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Helo("client.example.net"); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return newSessionWith(t, addr, macros)
 }
 
 func from(m mail, sender string) mail {

@@ -127,8 +127,13 @@ func (r result) header(name string) string {
 
 func newSession(t *testing.T, addr string) *gomilter.ClientSession {
 	t.Helper()
-	c := gomilter.NewClient("tcp", addr)
-	s, err := c.Session(gomilter.NewMacroBag())
+	return newSessionWith(t, addr, gomilter.NewMacroBag())
+}
+
+// newSessionWith is newSession with the MTA's macros (e.g. {auth_authen}).
+func newSessionWith(t *testing.T, addr string, macros *gomilter.MacroBag) *gomilter.ClientSession {
+	t.Helper()
+	s, err := gomilter.NewClient("tcp", addr).Session(macros)
 	if err != nil {
 		t.Fatalf("milter session: %v", err)
 	}

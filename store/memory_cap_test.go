@@ -243,16 +243,7 @@ func benchListWhilePacedRecording(b *testing.B, list bool) {
 				return
 			case <-every.C:
 			}
-			var err error
-			switch {
-			case !list:
-				_, err = m.Resolve(ctx, []policy.Key{storetest.NewKey()})
-			case i%2 == 0:
-				_, err = m.Threads(ctx, time.Now(), store.MaxListLimit)
-			default:
-				_, err = m.Storms(ctx, time.Now(), store.MaxListLimit)
-			}
-			if err != nil {
+			if err := listOnce(ctx, m, list, i); err != nil {
 				b.Error(err)
 				return
 			}
@@ -327,17 +318,8 @@ func benchListWhileRecording(b *testing.B, list bool) {
 	var slowest time.Duration
 	ops := 0
 	for i := 0; i < b.N || records.Load() < 50_000; i++ { // as many records either way
-		var err error
 		start := time.Now()
-		switch {
-		case !list:
-			_, err = m.Resolve(ctx, []policy.Key{storetest.NewKey()})
-		case i%2 == 0:
-			_, err = m.Threads(ctx, time.Now(), store.MaxListLimit)
-		default:
-			_, err = m.Storms(ctx, time.Now(), store.MaxListLimit)
-		}
-		if err != nil {
+		if err := listOnce(ctx, m, list, i); err != nil {
 			b.Fatal(err)
 		}
 		slowest, ops = max(slowest, time.Since(start)), ops+1
@@ -349,4 +331,19 @@ func benchListWhileRecording(b *testing.B, list bool) {
 	b.ReportMetric(float64(ops), "calls")
 	b.ReportMetric(float64(worst.Load())/1e6, "worst-record-ms")
 	b.ReportMetric(float64(records.Load()), "records")
+}
+
+// listOnce is call i of the listing goroutine: Threads and Storms in turn,
+// or, for the baseline, a one-key Resolve in their place.
+func listOnce(ctx context.Context, m *store.Memory, list bool, i int) error {
+	var err error
+	switch {
+	case !list:
+		_, err = m.Resolve(ctx, []policy.Key{storetest.NewKey()})
+	case i%2 == 0:
+		_, err = m.Threads(ctx, time.Now(), store.MaxListLimit)
+	default:
+		_, err = m.Storms(ctx, time.Now(), store.MaxListLimit)
+	}
+	return err
 }
