@@ -251,17 +251,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 			d.Verdict = policy.OnStoreError(f.cfg.Policy, facts)
 			d.Thread = thread
 			return d
-		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in, fail open
+		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in
 			f.warnStore(err, "accept")
-			d.Verdict = policy.Decide(f.cfg.Policy, facts, nil) // accept, rule store_error
-			d.Thread = thread
-			return d
+		default:
+			f.warnStore(err, "accept, counting on this node only")
+			f.Stats.Fallbacks.Add(1)
+			d.Fallback = true
+			tally, thread, source, err = f.record(ctx, f.fallback, m, id, facts)
 		}
-		f.warnStore(err, "accept, counting on this node only")
-		f.Stats.Fallbacks.Add(1)
-		d.Fallback = true
-		tally, thread, source, err = f.record(ctx, f.fallback, m, id, facts)
-		if err != nil { // the fallback failed too (its deadline passed): fail open
+		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
 			d.Verdict = policy.Decide(f.cfg.Policy, facts, nil) // accept, rule store_error
 			d.Thread = thread
 			return d

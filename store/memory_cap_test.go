@@ -221,15 +221,7 @@ func BenchmarkMemoryListWhileRecording(b *testing.B) {
 // Record's latency is taken from its own start; the worst and the 99.9th
 // percentile of 20,000 are reported.
 func benchListWhilePacedRecording(b *testing.B, list bool) {
-	const n = 200_000
-	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
-	ctx, base := context.Background(), time.Now()
-	for i := range n {
-		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
-		if _, err := m.Record(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-	}
+	m, ctx, base := filledMemory(b, 200_000)
 	stop := make(chan struct{})
 	listed := make(chan int)
 	go func() {
@@ -274,15 +266,7 @@ func benchListWhilePacedRecording(b *testing.B, list bool) {
 }
 
 func benchListWhileRecording(b *testing.B, list bool) {
-	const n = 200_000
-	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
-	ctx, base := context.Background(), time.Now()
-	for i := range n {
-		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
-		if _, err := m.Record(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-	}
+	m, ctx, base := filledMemory(b, 200_000)
 	var worst atomic.Int64
 	var records atomic.Int64
 	stop := make(chan struct{})
@@ -346,4 +330,19 @@ func listOnce(ctx context.Context, m *store.Memory, list bool, i int) error {
 		_, err = m.Storms(ctx, time.Now(), store.MaxListLimit)
 	}
 	return err
+}
+
+// filledMemory is a memory store holding n threads of one message each,
+// recorded a microsecond apart from base, with room for as many more.
+func filledMemory(b *testing.B, n int) (*store.Memory, context.Context, time.Time) {
+	b.Helper()
+	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
+	ctx, base := context.Background(), time.Now()
+	for i := range n {
+		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
+		if _, err := m.Record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m, ctx, base
 }

@@ -3,23 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/testenv"
 )
 
 // writeConfig writes body to a stormguard.yaml in a temporary directory
 // and returns its path.
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "stormguard.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func writeConfig(t *testing.T, body string) string { return testenv.ConfigFile(t, body) }
 
 func TestServeRejectsInvalidConfigWithExitCode(t *testing.T) {
 	path := writeConfig(t, "policy:\n  max_replies: lots\n")

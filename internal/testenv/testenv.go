@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -72,4 +73,15 @@ func LookPath(t testing.TB, name, hint string) string {
 	}
 	Require(t, name, hint)
 	return ""
+}
+
+// ConfigFile writes body to a stormguard.yaml in a temporary directory
+// removed when the test ends, and returns its path.
+func ConfigFile(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stormguard.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -11,17 +10,13 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/policy"
 )
 
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "stormguard.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// writeConfig writes body to a stormguard.yaml in a temporary directory
+// and returns its path.
+func writeConfig(t *testing.T, body string) string { return testenv.ConfigFile(t, body) }
 
 func TestDefaultsNeedNoConfig(t *testing.T) {
 	cfg, _, err := loadConfig(filepath.Join(t.TempDir(), "absent.yaml"), false, nil)
