@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// History keeps what the report page, `stormguard storms --since` and
+// `stormguard queue` need after a thread's live records (store.retention)
+// are gone: every storm and near miss for report.history, and the MTA
+// queue ids of the messages each node let through in a large-audience
+// thread, so that an operator can trace and clear them.
+//
+// Both backends have it; storetest checks them against one contract. Every
+// value is bounded: MaxQueueRefs per thread, MaxHistorySenders senders per
+// entry, HistoryTextMax runes of subject and sender, and the index keeps at
+// most the max entries SaveHistory is given.
+type History interface {
+	// AddQueued appends refs to thread t's queue ids and keeps them for
+	// retention from now. At most MaxQueueRefs are kept per thread: the
+	// first ones (the original comes first), later ones are dropped.
+	AddQueued(ctx context.Context, t policy.ThreadID, refs []QueueRef, retention time.Duration) error
+	// Queued returns thread t's queue ids, oldest first; none is not an error.
+	Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, error)
+	// SaveHistory writes e as thread e.Thread's entry (replacing the one
+	// before) and keeps it for keep from e.LastSeen. The index keeps at
+	// most max entries (the oldest LastSeen leaves first; max <= 0: no
+	// bound) and drops those older than keep.
+	SaveHistory(ctx context.Context, e HistoryEntry, keep time.Duration, max int) error
+	// History lists the entries whose LastSeen is at or after since, the
+	// most recent LastSeen first, at most limit (1 to MaxHistoryLimit;
+	// <= 0: MaxHistoryLimit).
+	History(ctx context.Context, since time.Time, limit int) ([]HistoryEntry, error)
+	// HistoryOf returns thread t's entry; ErrNotFound if there is none.
+	HistoryOf(ctx context.Context, t policy.ThreadID) (HistoryEntry, error)
+}
+
+// Bounds of what History keeps.
+const (
+	MaxQueueRefs      = 1000  // queue ids per thread
+	MaxHistorySenders = 500   // reply senders per entry
+	HistoryTextMax    = 300   // runes of a subject or sender kept
+	MaxHistoryLimit   = 10000 // entries one History call returns at most
+)
+
+// Queue statuses of a QueueRef.
+const (
+	QueueAccepted = "accepted" // let through into the MTA's active queue
+	QueueHeld     = "held"     // put on hold (milter quarantine): in the MTA's hold queue
+)
+
+// QueueRef is one message a node handed back to its MTA in a thread: the
+// MTA's queue id ({i} macro) on that node.
+type QueueRef struct {
+	Node   string    `json:"node"`   // the node's name (config node; default the host name)
+	ID     string    `json:"id"`     // the MTA's queue id
+	Kind   string    `json:"kind"`   // policy.Kind: original or reply
+	Sender string    `json:"sender"` // envelope sender
+	Status string    `json:"status"` // QueueAccepted or QueueHeld
+	Time   time.Time `json:"time"`
+}
+
+// HistoryEntry is one storm or near miss as kept for report.history: the
+// thread's facts at its last update.
+type HistoryEntry struct {
+	Thread    policy.ThreadID `json:"thread"`
+	Subject   string          `json:"subject"`
+	Sender    string          `json:"original_sender"`
+	Lists     []string        `json:"lists,omitempty"` // the registered lists it went to
+	Audience  int             `json:"audience"`        // the largest audience of a message in it
+	FirstSeen time.Time       `json:"first_seen"`
+	LastSeen  time.Time       `json:"last_seen"`
+	// StormAt is when the thread first crossed a limit (its first block),
+	// StormRule the rule; zero for a near miss.
+	StormAt   time.Time `json:"storm_at"`
+	StormRule string    `json:"storm_rule,omitempty"`
+	// NearMissAt is when it first reached report.near_miss of a limit.
+	NearMissAt time.Time `json:"near_miss_at"`
+	Accepted   int       `json:"accepted"` // replies counted
+	Refused    int       `json:"refused"`  // replies refused (or held)
+	Allowed    int       `json:"allowed"`  // replies let through by an operator's allow
+	// Senders are the reply senders with the store's status of their
+	// last message (ThreadInfo.Senders), at most MaxHistorySenders.
+	Senders map[string]string `json:"senders,omitempty"`
+	// Queued are the queue ids of the messages let through or held, per
+	// node, at most MaxQueueRefs.
+	Queued []QueueRef `json:"queued,omitempty"`
+}
+
+// IsStorm says the entry is a storm, not a near miss.
+func (e HistoryEntry) IsStorm() bool { return !e.StormAt.IsZero() }
