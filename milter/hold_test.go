@@ -53,7 +53,7 @@ func TestHoldStorm(t *testing.T) {
 		m.headers[2] = [2]string{"Subject", " RE: <script>alert(1)</script>\x1b[31m red"}
 		r := send(t, s, m)
 		reason := quarantined(r)
-		want := "stormguard: reply-all storm in thread " + string(thread) + " (" + string(c.rule) + "); release with postsuper -H or stormguard queue " + string(thread) + " --release"
+		want := "stormguard: reply-all storm in thread " + string(thread) + " (" + string(c.rule) + "); release with stormguard queue " + string(thread) + " --release"
 		if r.act.Type != gomilter.ActionAccept || reason != want {
 			t.Fatalf("reply-all %d: got %v with %v, want accept with quarantine %q", c.n, r.act, r.mods, want)
 		}

@@ -196,12 +196,14 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 // line naming the thread and the rule and how to release it. It holds
 // nothing the sender wrote (the thread id is hex, the rule one of
 // policy's names), so no header text can reach the MTA's queue file or
-// an operator's terminal through it.
+// an operator's terminal through it. It names stormguard's command, not
+// an MTA's: Sendmail shows the reason (mailq -qQ), Postfix logs only
+// "milter triggers HOLD action" and drops it.
 func HoldReason(thread policy.ThreadID, rule policy.Rule) string {
 	if thread == "" {
 		thread = "unknown"
 	}
-	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with postsuper -H or stormguard queue %s --release",
+	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with stormguard queue %s --release",
 		thread, rule, thread)
 }
 
