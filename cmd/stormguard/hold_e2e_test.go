@@ -120,7 +120,8 @@ func TestHoldThroughPostfix(t *testing.T) {
 
 // TestHoldThroughSendmail: the same storm through a real Sendmail 8.17
 // with the README's milter line: the crossing reply is accepted and
-// quarantined; its queue file (hf…) carries the reason naming the thread.
+// quarantined; its queue file (hf…) carries the reason naming the thread,
+// mailq -qQ lists it, and sendmail -qQ -Q -qIID releases it to the sink.
 func TestHoldThroughSendmail(t *testing.T) {
 	line := readmeSendmailLine(t)
 	sink := testenv.StartSink(t)
@@ -182,5 +183,19 @@ func TestHoldThroughSendmail(t *testing.T) {
 		if strings.HasPrefix(m.Header("Message-ID"), fmt.Sprintf("<reply-%d-", maxReplies+1)) {
 			t.Errorf("held reply %s was delivered", m.Header("Message-ID"))
 		}
+	}
+
+	// mailq -qQ lists it with the reason; sendmail -qQ -Q -qIID releases
+	// it (as docs/operations.md says), and it reaches the sink.
+	if out := sm.Run("-bp", "-qQ"); !strings.Contains(out, qid) || !strings.Contains(out, string(thread)) {
+		t.Errorf("mailq -qQ does not list %s with the thread:\n%s", qid, out)
+	}
+	out := sm.Run("-qQ", "-Q", "-qI"+qid)
+	t.Logf("sendmail -qQ -Q -qI%s: %q", qid, out)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	heldID := fmt.Sprintf("<reply-%d-%s>", maxReplies+1, root)
+	if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == heldID }); err != nil {
+		t.Fatalf("released %s never delivered: %v; mqueue: %s", heldID, err, sm.QueueFiles())
 	}
 }

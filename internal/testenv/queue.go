@@ -2,11 +2,14 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -109,4 +112,23 @@ func (p *Postfix) Postsuper(args ...string) {
 	if err != nil {
 		p.t.Fatalf("testenv: postsuper %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// Run runs Sendmail's own binary with -C its sendmail.cf and args (e.g.
+// "-qQ", "-Q", "-qIID" to release a quarantined message) inside the
+// daemon's mount and UTS namespaces, where its host name and files are,
+// as an operator would run it on the host; it returns the output.
+func (s *Sendmail) Run(args ...string) string {
+	s.t.Helper()
+	nsenter := LookPath(s.t, "nsenter", "install util-linux")
+	sendmail := filepath.Join(sendmailTree(s.t), "usr/libexec/sendmail/sendmail")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nsenter, append([]string{"-t", strconv.Itoa(s.leader), "-m", "-u", "--", sendmail, "-C", s.CF}, args...)...)
+	cmd.Dir = s.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("testenv: sendmail %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
