@@ -191,11 +191,14 @@ func Plan(current, fresh map[string]int) (changes []Change, unchanged int) {
 }
 
 // normAddr is an address as lists are keyed: trimmed, lower case; ok is
-// false for what cannot be an address (empty, spaces or control
-// characters inside).
+// false for what cannot be an address (empty, control characters inside,
+// spaces outside a quoted local part).
 func normAddr(s string) (string, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", false
+	}
+	if strings.ContainsAny(s, " \t") && !strings.HasPrefix(s, `"`) {
 		return "", false
 	}
 	return s, true

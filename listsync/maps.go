@@ -158,7 +158,13 @@ func (g *mapGraph) read(dump []byte, alias bool) {
 			g.skipped++
 			continue
 		}
-		g.nodes[node] = append(g.nodes[node], g.targets(value)...)
+		kids := g.targets(value)
+		for i, k := range kids {
+			if k == node { // "ops: bob, ops" (or \ops, which -s prints so): ops's own mailbox
+				kids[i] = `\` + node
+			}
+		}
+		g.nodes[node] = append(g.nodes[node], kids...)
 		if alias {
 			local, _, _ := strings.Cut(node, "@")
 			for d := range g.locals {
@@ -187,8 +193,12 @@ func (g *mapGraph) canon(a string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	local, domain, at := strings.Cut(a, "@")
-	if local == "" || (at && domain == "") {
+	i := strings.LastIndexByte(a, '@') // a quoted local part may hold one
+	local, domain, at := a, "", i >= 0
+	if at {
+		local, domain = a[:i], a[i+1:]
+	}
+	if local == "" || (at && domain == "") || strings.HasSuffix(local, "@") {
 		return "", false
 	}
 	if g.domain != "" && (!at || g.locals[domain]) {
@@ -225,8 +235,8 @@ func (g *mapGraph) targets(value string) []string {
 	return out
 }
 
-// splitTargets splits on commas and white space outside double quotes,
-// and drops the quotes.
+// splitTargets splits on commas and white space outside double quotes;
+// a target quoted whole ("|cmd arg") loses its quotes.
 func splitTargets(v string) []string {
 	var out []string
 	var cur strings.Builder
@@ -235,6 +245,7 @@ func splitTargets(v string) []string {
 		switch {
 		case r == '"':
 			quoted = !quoted
+			cur.WriteRune(r)
 		case !quoted && (r == ',' || r == ' ' || r == '\t' || r == '\r' || r == '\n'):
 			if cur.Len() > 0 {
 				out = append(out, cur.String())
@@ -246,6 +257,11 @@ func splitTargets(v string) []string {
 	}
 	if cur.Len() > 0 {
 		out = append(out, cur.String())
+	}
+	for i, t := range out {
+		if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
+			out[i] = t[1 : len(t)-1]
+		}
 	}
 	return out
 }
