@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Config says where the lists live. A Source is made for the LDAP
@@ -195,7 +196,7 @@ func Plan(current, fresh map[string]int) (changes []Change, unchanged int) {
 // spaces outside a quoted local part).
 func normAddr(s string) (string, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if s == "" || strings.ContainsFunc(s, unicode.IsControl) {
 		return "", false
 	}
 	if strings.ContainsAny(s, " \t") && !strings.HasPrefix(s, `"`) {

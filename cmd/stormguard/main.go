@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := f.RefreshGlobals(ctx); err != nil {
 		log.Warn("cannot read site settings from the store yet; using the config file's", "err", err)
 	}
+	defer startListSync(cfg, st, f, met.reg, log)() // listsync.every; listsync.go
 	mode, _ := cfg.SocketMode()
 	ln, err := milter.Listen(cfg.Listen, mode)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
 )
@@ -97,7 +98,28 @@ type Config struct {
 		Posters     []string `mapstructure:"posters" to:"Filter.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
 		RejectText  string   `mapstructure:"reject_text" to:"Filter.GateRejectText" help:"550 text ({list}: the list); 451: 4.x.x"`
 	} `mapstructure:"gate"`
-	Lists  map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	Lists    map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	ListSync struct {       // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
+		Every            time.Duration `mapstructure:"every" help:"serve syncs list sizes from LDAP and the Postfix maps this often (as stormguard lists sync does); 0: never"`
+		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one whole sync; past it nothing is written"`
+		MinMembers       int           `mapstructure:"min_members" to:"ListSync.MinMembers" help:"a synced list with fewer members is not written (one-member aliases are no lists)"`
+		AliasMaps        []string      `mapstructure:"alias_maps" to:"ListSync.AliasMaps" help:"Postfix alias maps to count (type:path, e.g. hash:/etc/aliases), read with postalias -s"`
+		AliasDomains     []string      `mapstructure:"alias_domains" to:"ListSync.AliasDomains" help:"the domains an alias is a list of (alias keys are local parts), e.g. [example.org]"`
+		VirtualMaps      []string      `mapstructure:"virtual_maps" to:"ListSync.VirtualMaps" help:"Postfix virtual alias maps to count (type:path), read with postmap -s"`
+		PostfixConfigDir string        `mapstructure:"postfix_config_dir" to:"ListSync.PostfixConfigDir" help:"postmap/postalias -c directory; empty: /etc/postfix"`
+		LDAP             struct {
+			URL          string `mapstructure:"url" to:"ListSync.LDAP.URL" help:"ldap://HOST[:PORT] or ldaps://HOST[:PORT] to read groups from; empty: no LDAP"`
+			StartTLS     bool   `mapstructure:"starttls" to:"ListSync.LDAP.StartTLS" help:"upgrade an ldap:// connection with StartTLS"`
+			CAFile       string `mapstructure:"ca_file" to:"ListSync.LDAP.CAFile" help:"PEM CA bundle to verify the directory with (system roots when empty)"`
+			BindDN       string `mapstructure:"bind_dn" to:"ListSync.LDAP.BindDN" help:"DN to bind as; empty: anonymous"`
+			Password     string `mapstructure:"password" to:"ListSync.LDAP.Password" secret:"true" help:"bind password (or password_file)"`
+			PasswordFile string `mapstructure:"password_file" to:"ListSync.LDAP.PasswordFile" help:"file holding the bind password, read at each sync"`
+			BaseDN       string `mapstructure:"base_dn" to:"ListSync.LDAP.BaseDN" help:"subtree the groups are searched in"`
+			Filter       string `mapstructure:"filter" to:"ListSync.LDAP.Filter" help:"LDAP filter selecting the groups; each with a mail_attribute is a list, nested groups are expanded"`
+			MailAttr     string `mapstructure:"mail_attribute" to:"ListSync.LDAP.MailAttr" help:"a group's attribute holding its list address"`
+			PageSize     int    `mapstructure:"page_size" to:"ListSync.LDAP.PageSize" help:"entries per page of the paged search (RFC 2696)"`
+		} `mapstructure:"ldap"`
+	} `mapstructure:"listsync"`
 	Milter struct {
 		MaxSessions int           `mapstructure:"max_sessions" to:"Server.MaxSessions" help:"open milter connections at most (one per SMTP session); beyond it a new one is closed unanswered, logged and counted, and the MTA applies its default action"`
 		IdleTimeout time.Duration `mapstructure:"idle_timeout" to:"Server.IdleTimeout" help:"a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"`
@@ -127,6 +149,7 @@ type plain struct {
 	Memory       store.MemoryConfig
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
+	ListSync     listsync.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured: the
@@ -139,6 +162,7 @@ func defaultPlain() plain {
 		Events:       events.Defaults(),
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
+		ListSync:     listsync.Defaults(),
 	}
 }
 
@@ -169,6 +193,9 @@ func (c *Config) RedisConfig() store.RedisConfig { return c.plain().Redis }
 // EventsConfig is the notifier's config, without what the caller wires in:
 // its UserAgent and outlets (Publish, Origins).
 func (c *Config) EventsConfig() events.Config { return c.plain().Events }
+
+// ListSyncConfig is the list sync's config (stormguard lists sync).
+func (c *Config) ListSyncConfig() listsync.Config { return c.plain().ListSync }
 
 // AdminConfig is the admin operations' config.
 func (c *Config) AdminConfig() admin.Config { return c.plain().Admin }
@@ -238,6 +265,12 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.ServerLimits().Validate(); err != nil {
+		return err
+	}
+	if c.ListSync.Every < 0 {
+		return fmt.Errorf("listsync.every: must be 0 (never) or positive, got %s", c.ListSync.Every)
+	}
+	if err := c.ListSyncConfig().Validate(); err != nil {
 		return err
 	}
 	if c.Policy.Header == "" || strings.ContainsAny(c.Policy.Header, ": \t\r\n") {
