@@ -20,16 +20,21 @@ type LDAPConfig struct {
 	URL          string // ldap://host[:port] or ldaps://host[:port]
 	StartTLS     bool   // upgrade an ldap:// connection with StartTLS
 	CAFile       string // PEM CA bundle for ldaps and StartTLS (system roots when empty)
-	BindDN       string // empty: anonymous
-	Password     string // the bind password, or
-	PasswordFile string // a file holding it (read at each sync, so it can rotate)
+	BindDN string // empty: anonymous
+	// PasswordFile holds the bind password (read at each sync, so it can
+	// rotate; never in the config file itself, which check prints).
+	PasswordFile string
 	BaseDN       string
 	// Filter selects the groups. Each group with a MailAttr value is a
 	// list; groups nested in it are expanded whether or not they have one.
 	Filter   string
 	MailAttr string
-	PageSize int // RFC 2696 paged results: entries per page
 }
+
+// pageSize is the entries per page of a paged search (RFC 2696): at or
+// below the usual size limits of service accounts (500 in OpenLDAP, 1000
+// in Active Directory).
+const pageSize = 500
 
 // DefaultLDAPFilter finds OpenLDAP's groupOfNames, groupOfUniqueNames and
 // posixGroup, and Active Directory's group.
@@ -37,7 +42,7 @@ const DefaultLDAPFilter = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqu
 
 // LDAPDefaults is the LDAPConfig with no directory.
 func LDAPDefaults() LDAPConfig {
-	return LDAPConfig{Filter: DefaultLDAPFilter, MailAttr: "mail", PageSize: 500}
+	return LDAPConfig{Filter: DefaultLDAPFilter, MailAttr: "mail"}
 }
 
 // Validate reports an LDAPConfig that cannot work, naming the key.
@@ -49,8 +54,8 @@ func (c LDAPConfig) Validate() error {
 	if c.StartTLS && u.Scheme == "ldaps" {
 		return errors.New("listsync.ldap.starttls: ldaps:// is TLS already; StartTLS is for ldap://")
 	}
-	if c.Password != "" && c.PasswordFile != "" {
-		return errors.New("listsync.ldap.password and listsync.ldap.password_file: set one, not both")
+	if c.BindDN != "" && c.PasswordFile == "" {
+		return errors.New("listsync.ldap.password_file: bind_dn is set but no password file")
 	}
 	if c.BaseDN == "" {
 		return errors.New("listsync.ldap.base_dn: empty; name the subtree the groups are in (e.g. dc=example,dc=org)")
@@ -63,9 +68,6 @@ func (c LDAPConfig) Validate() error {
 	}
 	if c.MailAttr == "" {
 		return errors.New("listsync.ldap.mail_attribute: empty")
-	}
-	if c.PageSize < 1 || c.PageSize > 10000 {
-		return fmt.Errorf("listsync.ldap.page_size: want 1 to 10000, got %d", c.PageSize)
 	}
 	return nil
 }
@@ -229,9 +231,6 @@ func (s *LDAP) connect(ctx context.Context) (*ldap.Conn, error) {
 }
 
 func (s *LDAP) password() (string, error) {
-	if s.cfg.PasswordFile == "" {
-		return s.cfg.Password, nil
-	}
 	b, err := os.ReadFile(s.cfg.PasswordFile)
 	if err != nil {
 		return "", fmt.Errorf("listsync.ldap.password_file: %w", err)
@@ -260,7 +259,7 @@ func (s *LDAP) tlsConfig() (*tls.Config, error) {
 func (s *LDAP) search(ctx context.Context, conn *ldap.Conn, filter string, attrs []string) ([]*ldap.Entry, error) {
 	req := ldap.NewSearchRequest(s.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
 		filter, attrs, nil)
-	res, err := conn.SearchWithPaging(req, uint32(s.cfg.PageSize))
+	res, err := conn.SearchWithPaging(req, pageSize)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

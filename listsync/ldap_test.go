@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -89,10 +91,20 @@ func want() map[string]int {
 	return w
 }
 
-func ldapCfg(s *testenv.Slapd) listsync.Config {
+// passwordFile writes pw to a file and returns its path.
+func passwordFile(t *testing.T, pw string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ldap.password")
+	if err := os.WriteFile(p, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ldapCfg(t *testing.T, s *testenv.Slapd) listsync.Config {
 	c := listsync.Defaults()
 	c.LDAP.URL = s.URL
-	c.LDAP.BindDN, c.LDAP.Password = s.ReaderDN, s.ReaderPW
+	c.LDAP.BindDN, c.LDAP.PasswordFile = s.ReaderDN, passwordFile(t, s.ReaderPW)
 	c.LDAP.BaseDN = s.BaseDN
 	c.Timeout = time.Minute
 	return c
@@ -125,7 +137,7 @@ func TestLDAP(t *testing.T) {
 
 	t.Run("exact counts", func(t *testing.T) {
 		start := time.Now()
-		res, err := collect(t, ldapCfg(s))
+		res, err := collect(t, ldapCfg(t, s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +167,7 @@ func TestLDAP(t *testing.T) {
 	})
 
 	t.Run("filter and mail attribute", func(t *testing.T) {
-		c := ldapCfg(s)
+		c := ldapCfg(t, s)
 		c.LDAP.Filter = "(objectClass=group)" // Active Directory's groups only
 		res, err := collect(t, c)
 		if err != nil {
@@ -166,8 +178,8 @@ func TestLDAP(t *testing.T) {
 	})
 
 	t.Run("bind refused", func(t *testing.T) {
-		c := ldapCfg(s)
-		c.LDAP.Password = "wrong"
+		c := ldapCfg(t, s)
+		c.LDAP.PasswordFile = passwordFile(t, "wrong")
 		_, err := collect(t, c)
 		if err == nil || !strings.Contains(err.Error(), "bind as "+s.ReaderDN+" refused: Invalid Credentials") ||
 			!strings.Contains(err.Error(), "ldap "+s.URL) {
@@ -206,7 +218,7 @@ func TestLDAPTLS(t *testing.T) {
 		{"starttls, unknown CA", s.URL, true, "", "StartTLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := ldapCfg(s)
+			c := ldapCfg(t, s)
 			c.LDAP.URL, c.LDAP.StartTLS, c.LDAP.CAFile = tc.url, tc.starttls, tc.ca
 			res, err := collect(t, c)
 			if tc.err != "" {

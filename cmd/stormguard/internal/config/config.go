@@ -100,24 +100,22 @@ type Config struct {
 	} `mapstructure:"gate"`
 	Lists    map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
 	ListSync struct {       // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
-		Every            time.Duration `mapstructure:"every" help:"serve syncs list sizes from LDAP and the Postfix maps this often (as stormguard lists sync does); 0: never"`
-		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one whole sync; past it nothing is written"`
-		MinMembers       int           `mapstructure:"min_members" to:"ListSync.MinMembers" help:"a synced list with fewer members is not written (one-member aliases are no lists)"`
-		AliasMaps        []string      `mapstructure:"alias_maps" to:"ListSync.AliasMaps" help:"Postfix alias maps to count (type:path, e.g. hash:/etc/aliases), read with postalias -s"`
-		AliasDomains     []string      `mapstructure:"alias_domains" to:"ListSync.AliasDomains" help:"the domains an alias is a list of (alias keys are local parts), e.g. [example.org]"`
-		VirtualMaps      []string      `mapstructure:"virtual_maps" to:"ListSync.VirtualMaps" help:"Postfix virtual alias maps to count (type:path), read with postmap -s"`
-		PostfixConfigDir string        `mapstructure:"postfix_config_dir" to:"ListSync.PostfixConfigDir" help:"postmap/postalias -c directory; empty: /etc/postfix"`
+		Every            time.Duration `mapstructure:"every" help:"serve runs lists sync this often; 0: never"`
+		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one sync; past it nothing is written"`
+		MinMembers       int           `mapstructure:"min_members" to:"ListSync.MinMembers" help:"smaller synced lists are not written"`
+		AliasMaps        []string      `mapstructure:"alias_maps" to:"ListSync.AliasMaps" help:"Postfix alias maps (type:path) to count"`
+		AliasDomains     []string      `mapstructure:"alias_domains" to:"ListSync.AliasDomains" help:"domains the aliases are lists of"`
+		VirtualMaps      []string      `mapstructure:"virtual_maps" to:"ListSync.VirtualMaps" help:"Postfix virtual alias maps (type:path) to count"`
+		PostfixConfigDir string        `mapstructure:"postfix_config_dir" to:"ListSync.PostfixConfigDir" help:"postmap -c directory; empty: /etc/postfix"`
 		LDAP             struct {
-			URL          string `mapstructure:"url" to:"ListSync.LDAP.URL" help:"ldap://HOST[:PORT] or ldaps://HOST[:PORT] to read groups from; empty: no LDAP"`
-			StartTLS     bool   `mapstructure:"starttls" to:"ListSync.LDAP.StartTLS" help:"upgrade an ldap:// connection with StartTLS"`
-			CAFile       string `mapstructure:"ca_file" to:"ListSync.LDAP.CAFile" help:"PEM CA bundle to verify the directory with (system roots when empty)"`
-			BindDN       string `mapstructure:"bind_dn" to:"ListSync.LDAP.BindDN" help:"DN to bind as; empty: anonymous"`
-			Password     string `mapstructure:"password" to:"ListSync.LDAP.Password" secret:"true" help:"bind password (or password_file)"`
-			PasswordFile string `mapstructure:"password_file" to:"ListSync.LDAP.PasswordFile" help:"file holding the bind password, read at each sync"`
-			BaseDN       string `mapstructure:"base_dn" to:"ListSync.LDAP.BaseDN" help:"subtree the groups are searched in"`
-			Filter       string `mapstructure:"filter" to:"ListSync.LDAP.Filter" help:"LDAP filter selecting the groups; each with a mail_attribute is a list, nested groups are expanded"`
-			MailAttr     string `mapstructure:"mail_attribute" to:"ListSync.LDAP.MailAttr" help:"a group's attribute holding its list address"`
-			PageSize     int    `mapstructure:"page_size" to:"ListSync.LDAP.PageSize" help:"entries per page of the paged search (RFC 2696)"`
+			URL          string `mapstructure:"url" to:"ListSync.LDAP.URL" help:"ldap:// or ldaps:// directory to count groups in"`
+			StartTLS     bool   `mapstructure:"starttls" to:"ListSync.LDAP.StartTLS" help:"StartTLS on ldap://"`
+			CAFile       string `mapstructure:"ca_file" to:"ListSync.LDAP.CAFile" help:"PEM CA bundle (empty: system roots)"`
+			BindDN       string `mapstructure:"bind_dn" to:"ListSync.LDAP.BindDN" help:"bind DN; empty: anonymous"`
+			PasswordFile string `mapstructure:"password_file" to:"ListSync.LDAP.PasswordFile" help:"file holding the bind password"`
+			BaseDN       string `mapstructure:"base_dn" to:"ListSync.LDAP.BaseDN" help:"subtree to search"`
+			Filter       string `mapstructure:"filter" to:"ListSync.LDAP.Filter" help:"filter selecting the groups"`
+			MailAttr     string `mapstructure:"mail_attribute" to:"ListSync.LDAP.MailAttr" help:"a group's list address attribute"`
 		} `mapstructure:"ldap"`
 	} `mapstructure:"listsync"`
 	Milter struct {
