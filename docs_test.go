@@ -10,7 +10,7 @@ import (
 
 // maxREADME keeps the README a page: everything longer belongs in docs/.
 // (22 KiB: the generated config table holds every key, listsync.* too.)
-const maxREADME = 22 * 1024 + 512
+const maxREADME = 22*1024 + 512
 
 func TestREADMEIsAPage(t *testing.T) {
 	fi, err := os.Stat("README.md")

@@ -17,10 +17,10 @@ import (
 
 // LDAPConfig is where and how to read groups from a directory.
 type LDAPConfig struct {
-	URL          string // ldap://host[:port] or ldaps://host[:port]
-	StartTLS     bool   // upgrade an ldap:// connection with StartTLS
-	CAFile       string // PEM CA bundle for ldaps and StartTLS (system roots when empty)
-	BindDN string // empty: anonymous
+	URL      string // ldap://host[:port] or ldaps://host[:port]
+	StartTLS bool   // upgrade an ldap:// connection with StartTLS
+	CAFile   string // PEM CA bundle for ldaps and StartTLS (system roots when empty)
+	BindDN   string // empty: anonymous
 	// PasswordFile holds the bind password (read at each sync, so it can
 	// rotate; never in the config file itself, which check prints).
 	PasswordFile string
