@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,7 +77,9 @@ func (c LDAPConfig) Validate() error {
 // that has a mail address is a list; its members are the DNs in member
 // and uniqueMember (a DN that is itself a group found by the filter is
 // expanded) and the uids in memberUid (resolved to their entries' DNs, so
-// a person in a posixGroup and a groupOfNames is one mailbox).
+// a person in a posixGroup and a groupOfNames is one mailbox). Active
+// Directory's ranged member values (member;range=0-1499) are read to
+// the last range.
 type LDAP struct {
 	cfg LDAPConfig
 }
@@ -132,8 +135,12 @@ func (s *LDAP) Sizes(ctx context.Context) (map[string]int, Stats, error) {
 				st.Skipped++
 			}
 		}
+		ranged, err := s.rangedMembers(ctx, conn, e)
+		if err != nil {
+			return nil, st, err
+		}
 		for _, attr := range []string{"member", "uniqueMember"} {
-			for _, v := range e.GetEqualFoldAttributeValues(attr) {
+			for _, v := range append(e.GetEqualFoldAttributeValues(attr), ranged[strings.ToLower(attr)]...) {
 				if attr == "uniqueMember" { // nameAndOptionalUID: "dn#'0101'B"
 					if i := strings.LastIndex(v, "#'"); i > 0 && strings.HasSuffix(v, "'B") {
 						v = v[:i]
@@ -267,6 +274,80 @@ func (s *LDAP) search(ctx context.Context, conn *ldap.Conn, filter string, attrs
 		return nil, unwrapLDAP(err)
 	}
 	return res.Entries, nil
+}
+
+// rangedMembers reads the rest of member values that Active Directory
+// sent in ranges: a group with more values than its MaxValRange (1,500)
+// comes back as "member;range=0-1499" and is read on, one base search
+// per range ("member;range=1500-*", ...), until a range ends in "*".
+// It returns attribute (lower case) -> every ranged value.
+func (s *LDAP) rangedMembers(ctx context.Context, conn *ldap.Conn, e *ldap.Entry) (map[string][]string, error) {
+	var out map[string][]string
+	for _, a := range e.Attributes {
+		attr, _, hi, ok := parseRange(a.Name)
+		if !ok || (attr != "member" && attr != "uniquemember") {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[attr] = append(out[attr], a.Values...)
+		for next := 0; hi >= 0; next++ {
+			if next > 100000 {
+				return nil, fmt.Errorf("%s of %s: ranges do not end", attr, e.DN)
+			}
+			want := fmt.Sprintf("%s;range=%d-*", attr, hi+1)
+			req := ldap.NewSearchRequest(e.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+				"(objectClass=*)", []string{want}, nil)
+			res, err := conn.Search(req)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read %s of %s: %w", want, e.DN, unwrapLDAP(err))
+			}
+			prev := hi
+			hi = -1
+			for _, re := range res.Entries {
+				for _, ra := range re.Attributes {
+					if rattr, rlo, rhi, ok := parseRange(ra.Name); ok && rattr == attr {
+						if rlo <= prev {
+							return nil, fmt.Errorf("%s of %s: range %d- after %d does not move on", attr, e.DN, rlo, prev)
+						}
+						out[attr] = append(out[attr], ra.Values...)
+						hi = rhi
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// parseRange reads an attribute description with a range option,
+// "member;range=0-1499" (hi 1499) or "member;range=1500-*" (hi -1: the
+// last); attr is lower case.
+func parseRange(name string) (attr string, lo, hi int, ok bool) {
+	attr, opt, found := strings.Cut(strings.ToLower(name), ";range=")
+	if !found {
+		return "", 0, 0, false
+	}
+	l, h, found := strings.Cut(opt, "-")
+	if !found {
+		return "", 0, 0, false
+	}
+	lo, err := strconv.Atoi(l)
+	if err != nil || lo < 0 {
+		return "", 0, 0, false
+	}
+	if h == "*" {
+		return attr, lo, -1, true
+	}
+	hi, err = strconv.Atoi(h)
+	if err != nil || hi < lo {
+		return "", 0, 0, false
+	}
+	return attr, lo, hi, true
 }
 
 // uidBatch is how many uids one search resolves.
