@@ -132,3 +132,45 @@ func TestServeSyncsLists(t *testing.T) {
 		t.Errorf("last success not set after a sync")
 	}
 }
+
+// TestListsSyncFromLDAP: lists sync through the config keys against a
+// real slapd over StartTLS, as a reader with a password file, into Redis.
+func TestListsSyncFromLDAP(t *testing.T) {
+	const g = "ou=groups,dc=example,dc=org"
+	var ldif strings.Builder
+	ldif.WriteString("dn: " + g + "\nobjectClass: organizationalUnit\nou: groups\n\n")
+	for i := range 1200 {
+		fmt.Fprintf(&ldif, "dn: uid=u%d,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: u%d\ncn: u%d\nsn: u%d\n\n", i, i, i, i)
+	}
+	member := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, "member: uid=u%d,dc=example,dc=org\n", i)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&ldif, "dn: cn=eng,%s\nobjectClass: groupOfNames\ncn: eng\n%s\n", g, member(0, 700))
+	fmt.Fprintf(&ldif, "dn: cn=sales,%s\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: sales\nmail: sales@example.org\n%s\n", g, member(600, 1000))
+	fmt.Fprintf(&ldif, "dn: cn=all,%s\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: all\nmail: All@Example.org\nmember: cn=eng,%s\nmember: cn=sales,%s\n%s\n", g, g, g, member(1100, 1200))
+	s := testenv.StartSlapd(t, testenv.SlapdOptions{TLS: true, LDIF: ldif.String()})
+	pw := filepath.Join(t.TempDir(), "ldap.password")
+	if err := os.WriteFile(pw, []byte(s.ReaderPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd := testenv.StartRedis(t)
+	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\nlistsync:\n  ldap:\n    url: %s\n    starttls: true\n    ca_file: %s\n    bind_dn: %s\n    password_file: %s\n    base_dn: %s\n",
+		rd, s.URL, s.TLS.CAFile, s.ReaderDN, pw, s.BaseDN))
+	out := mustRun(t, "lists", "sync", "--config", cfg)
+	if !strings.Contains(out, "2 written") {
+		t.Errorf("lists sync:\n%s", out)
+	}
+	// all: eng (0-699) and sales (600-999) overlap by 100: 1,000, and 100 more.
+	for l, want := range map[string]string{"all@example.org": "1100", "sales@example.org": "400"} {
+		if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:lists", l); got != want {
+			t.Errorf("%s = %q, want %s", l, got, want)
+		}
+	}
+	if got := testenv.RedisCLI(t, rd, "HLEN", "stormguard:lists"); got != "2" {
+		t.Errorf("HLEN = %s, want 2 (eng has no address)", got)
+	}
+}
