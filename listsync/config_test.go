@@ -1,8 +1,11 @@
 package listsync_test
 
 import (
+	"context"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stormguard/stormguard/listsync"
 )
@@ -41,5 +44,35 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestTimeout: a directory that accepts and never answers is given up at
+// listsync.timeout, with nothing read.
+func TestTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent
+		}
+	}()
+	c := listsync.Defaults()
+	c.LDAP.URL, c.LDAP.BaseDN = "ldap://"+ln.Addr().String(), "dc=example,dc=org"
+	c.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	res, err := listsync.Collect(context.Background(), c, c.Sources())
+	if err == nil || res.Sizes != nil || !strings.Contains(err.Error(), "not done within listsync.timeout 300ms") {
+		t.Errorf("Collect = %v, %v", res.Sizes, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %s", d)
 	}
 }

@@ -148,8 +148,10 @@ func Collect(ctx context.Context, cfg Config, sources []Source) (Result, error) 
 	res := Result{Sizes: map[string]int{}, Stats: map[string]Stats{}}
 	for _, s := range sources {
 		sizes, st, err := s.Sizes(ctx)
-		if err == nil && ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("not done within listsync.timeout %s", cfg.Timeout)
+		} else if err == nil && ctx.Err() != nil {
+			err = ctx.Err() // the caller stopped it: nothing is used
 		}
 		if err != nil {
 			return Result{}, &SourceError{Source: s.Name(), Err: err}
