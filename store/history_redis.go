@@ -170,7 +170,10 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 }
 
 // dropEntries deletes the entries of threads the index no longer lists,
-// one DEL each (each in its own slot), in one pipeline.
+// one DEL each (each in its own slot), in one pipeline. A thread saved
+// again by another node between the index's MULTI and this DEL loses its
+// new entry too (the index then finds it gone and drops it): only at the
+// max, only for the oldest entry, and its next save restores it.
 func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 	pipe := s.client.Pipeline()
 	for _, t := range threads {
