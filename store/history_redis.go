@@ -116,7 +116,7 @@ func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, erro
 			s.histProblems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
 			continue
 		}
-		out = append(out, cleanRefs([]QueueRef{r.ref()}, 1)...)
+		out = append(out, cleanRef(r.ref()))
 	}
 	return out, nil
 }
@@ -304,7 +304,7 @@ func (s *Redis) readEntry(t policy.ThreadID, get *redis.StringCmd) (HistoryEntry
 	}
 	e := w.entry()
 	e.Thread = t // the key says whose it is, whatever the value claims
-	return cleanEntry(e), nil
+	return ownedEntry(e), nil
 }
 
 // The JSON the Redis store writes: HistoryEntry's and QueueRef's fields
