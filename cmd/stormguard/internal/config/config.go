@@ -16,6 +16,7 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -46,6 +47,7 @@ type Config struct {
 	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
 	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
 	Mode       string `mapstructure:"mode" to:"Filter.Mode,Admin.Mode" help:"default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"`
+	Node       string `mapstructure:"node" to:"Report.Node,Events.Node" help:"this node's name in events and in the queue ids the history keeps (stormguard queue acts on its own); empty: the host name"`
 	Log        struct {
 		Level  string `mapstructure:"level" default:"info" oneof:"debug,info,warn,error" flag:"log-level" help:"debug, info, warn or error; small-audience decisions are logged at debug"`
 		Format string `mapstructure:"format" default:"text" oneof:"text,json" help:"text or json"`
@@ -115,6 +117,11 @@ type Config struct {
 		SummaryEvery   time.Duration `mapstructure:"summary_every" to:"SummaryEvery" help:"blocked replies are reported in one summary event per thread this often"`
 		Queue          int           `mapstructure:"queue" to:"Events.Queue" help:"events waiting for Redis or the webhook; when full, new events are dropped and counted"`
 	} `mapstructure:"alerts"`
+	Report struct {
+		History   time.Duration `mapstructure:"history" to:"Report.History" help:"how long storms and near misses are kept for the report page and stormguard storms --since"`
+		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"a thread that reaches this share of max_replies or delivery_budget without being blocked is kept as a near miss (more than 0, at most 1)"`
+		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"storms and near misses kept at most, the least recently active dropped first"`
+	} `mapstructure:"report"`
 }
 
 // plain holds the plain configs the packages take. Config.plain fills it
@@ -127,6 +134,7 @@ type plain struct {
 	Memory       store.MemoryConfig
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
+	Report       report.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured: the
@@ -139,6 +147,7 @@ func defaultPlain() plain {
 		Events:       events.Defaults(),
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
+		Report:       report.Defaults(),
 	}
 }
 
@@ -151,6 +160,13 @@ func (c *Config) plain() plain {
 		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
 	}
 	p.Events.PublishTimeout = max(c.Redis.Timeout, time.Second)
+	if p.Report.Node == "" {
+		p.Report.Node = hostname()
+	}
+	p.Events.Node = p.Report.Node // one name for the node everywhere
+	p.Report.Retention = p.Filter.Retention
+	p.Report.Limits = p.Filter.Policy.Limits
+	p.Report.Timeout = max(c.Redis.Timeout, time.Second) // off the mail path
 	return p
 }
 
@@ -169,6 +185,18 @@ func (c *Config) RedisConfig() store.RedisConfig { return c.plain().Redis }
 // EventsConfig is the notifier's config, without what the caller wires in:
 // its UserAgent and outlets (Publish, Origins).
 func (c *Config) EventsConfig() events.Config { return c.plain().Events }
+
+// ReportConfig is the history recorder's config.
+func (c *Config) ReportConfig() report.Config { return c.plain().Report }
+
+// hostname is the node's name when node is not set.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
 
 // AdminConfig is the admin operations' config.
 func (c *Config) AdminConfig() admin.Config { return c.plain().Admin }
@@ -235,6 +263,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validateOps(); err != nil {
+		return err
+	}
+	if err := c.ReportConfig().Validate(); err != nil {
 		return err
 	}
 	if err := c.ServerLimits().Validate(); err != nil {
