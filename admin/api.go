@@ -55,6 +55,8 @@ type API interface {
 	// SetMode sets the site mode ("default" or "": the config's) and emits
 	// a mode event.
 	SetMode(ctx context.Context, mode, by string) (ModeView, error)
+	// HistoryAPI: storms and near misses from the history.
+	HistoryAPI
 }
 
 // Override verbs besides policy's allow and block.
