@@ -77,7 +77,7 @@ func TestNoteRacesClose(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				r.Note(Note{Thread: policy.ThreadID("00000000000000" + string(rune('a'+g)) + "0"), Rule: policy.RuleCounted,
-					Action: policy.ActionAccept, Kind: policy.KindReply, QueueID: string(rune('A'+i%26)), Count: i, Time: time.Now()})
+					Action: policy.ActionAccept, Kind: policy.KindReply, QueueID: string(rune('A' + i%26)), Count: i, Time: time.Now()})
 			}
 		}()
 	}
