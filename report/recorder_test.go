@@ -140,7 +140,7 @@ func TestStormIsRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !e.IsStorm() || e.StormRule != string(policy.RuleMaxReplies) || e.Accepted != 3 || e.Refused != 2 ||
-				e.Accepted != info.Accepted || e.Refused != info.Refused || e.Audience != 3000 {
+				e.Accepted != info.Accepted || e.Refused != info.Refused || e.Audience != info.Audience || e.Audience < 3000 {
 				t.Errorf("entry %+v; the store says accepted %d refused %d", e, info.Accepted, info.Refused)
 			}
 			if e.Subject != "Budget <b>2027</b>" || e.Sender != "boss@example.org" || !slices.Equal(e.Lists, []string{listAddr}) {
