@@ -101,6 +101,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 		"/admin/storms/zz", "/admin/threads/zz/queued"} {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Host = "127.0.0.1:9357"
 		rec := httptest.NewRecorder()
 		NewHandler(d, true, token).ServeHTTP(rec, req)
 		if rec.Code != http.StatusBadRequest {
@@ -108,6 +109,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 		}
 	}
 	req := httptest.NewRequest(http.MethodGet, "/admin/storms?since=2026-12-01T00:00:00Z", nil)
+	req.Host = "127.0.0.1:9357"
 	rec := httptest.NewRecorder()
 	NewHandler(d, true, token).ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
