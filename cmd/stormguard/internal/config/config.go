@@ -47,7 +47,7 @@ type Config struct {
 	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
 	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
 	Mode       string `mapstructure:"mode" to:"Filter.Mode,Admin.Mode" help:"default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"`
-	Node       string `mapstructure:"node" to:"Report.Node,Events.Node" help:"this node's name in events and in the queue ids the history keeps (stormguard queue acts on its own); empty: the host name"`
+	Node       string `mapstructure:"node" to:"Report.Node,Events.Node" help:"node name in events and queue ids; empty: hostname"`
 	Log        struct {
 		Level  string `mapstructure:"level" default:"info" oneof:"debug,info,warn,error" flag:"log-level" help:"debug, info, warn or error; small-audience decisions are logged at debug"`
 		Format string `mapstructure:"format" default:"text" oneof:"text,json" help:"text or json"`
@@ -118,9 +118,9 @@ type Config struct {
 		Queue          int           `mapstructure:"queue" to:"Events.Queue" help:"events waiting for Redis or the webhook; when full, new events are dropped and counted"`
 	} `mapstructure:"alerts"`
 	Report struct {
-		History   time.Duration `mapstructure:"history" to:"Report.History" help:"how long storms and near misses are kept for the report page and stormguard storms --since"`
-		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"a thread that reaches this share of max_replies or delivery_budget without being blocked is kept as a near miss (more than 0, at most 1)"`
-		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"storms and near misses kept at most, the least recently active dropped first"`
+		History   time.Duration `mapstructure:"history" to:"Report.History" help:"how long storms and near misses are kept"`
+		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"share of a limit that is a near miss, (0, 1]"`
+		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"history entries kept at most"`
 	} `mapstructure:"report"`
 }
 
