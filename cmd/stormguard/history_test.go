@@ -207,6 +207,13 @@ func TestHistoryExpires(t *testing.T) {
 	if !gone {
 		t.Fatalf("key %s: written %v, never expired within 20s", key, written)
 	}
+	m := scrape(t, n.daemon)
+	if m["stormguard_history_entries_saved_total"] < 1 || m["stormguard_history_queue_ids_total"] != 2 ||
+		m["stormguard_history_write_errors_total"] != 0 || m["stormguard_history_notes_dropped_total"] != 0 {
+		t.Errorf("history metrics: saved %v, queue ids %v (want the original and the reply), errors %v, dropped %v",
+			m["stormguard_history_entries_saved_total"], m["stormguard_history_queue_ids_total"],
+			m["stormguard_history_write_errors_total"], m["stormguard_history_notes_dropped_total"])
+	}
 	if _, err := hs.HistoryOf(context.Background(), thread); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("HistoryOf after expiry: %v", err)
 	}
