@@ -63,9 +63,14 @@ func (o noter) Decided(d milter.Decision, m *milter.Message) {
 func (noter) StoreCall(string, time.Duration, error) {}
 
 func newNode(t *testing.T, st store.Store, name string, maxReplies int) *node {
+	return newNodeWith(t, st, name, maxReplies, policy.ConfigReject)
+}
+
+func newNodeWith(t *testing.T, st store.Store, name string, maxReplies int, action policy.ConfigAction) *node {
 	t.Helper()
 	cfg := milter.Defaults()
 	cfg.Policy.Limits.MaxReplies = maxReplies
+	cfg.Policy.Action = action
 	cfg.Lists = map[string]int{listAddr: 3000}
 	f, err := milter.NewFilter(cfg, st, nil, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -212,5 +217,31 @@ func TestNearMissIsRecorded(t *testing.T) {
 				t.Errorf("History: %+v, %v: want the near miss only", all, err)
 			}
 		})
+	}
+}
+
+// TestHeldRepliesAreRecordedAsHeld: with policy.action hold, the replies
+// past the limit are in the MTA's hold queue: their queue ids are kept
+// with status held, beside the accepted ones.
+func TestHeldRepliesAreRecordedAsHeld(t *testing.T) {
+	st := store.NewMemory()
+	mx := newNodeWith(t, st, "mx1", 1, policy.ConfigHold)
+	ctx := context.Background()
+	root := fmt.Sprintf("hold.%d@example.org", time.Now().UnixNano())
+	orig := mx.f.Decide(ctx, original(root, "H0"))
+	for i := range 3 {
+		mx.f.Decide(ctx, reply(i, root, fmt.Sprintf("H%d", i+1)))
+	}
+	mx.close(t)
+	e, err := historyOf(t, st).HistoryOf(ctx, orig.Thread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range e.Queued {
+		got = append(got, r.ID+"/"+r.Status)
+	}
+	if w := []string{"H0/accepted", "H1/accepted", "H2/held", "H3/held"}; !slices.Equal(got, w) || !e.IsStorm() {
+		t.Errorf("queue ids %v, want %v; storm %v", got, w, e.IsStorm())
 	}
 }
