@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -290,5 +291,39 @@ func TestParseAge(t *testing.T) {
 	}
 	if code, _, errb := run(t, "storms", "--near-misses", "--config", writeConfig(t, "")); code == 0 || !strings.Contains(errb, "--since") {
 		t.Errorf("--near-misses without --since: exit %d %s", code, errb)
+	}
+}
+
+// TestHistoryOnMemoryStore: with the memory store the history lives in
+// the daemon, and `storms --since` reads it through the admin API, with
+// the same counts as `show`; the thread's queue ids come from
+// /admin/threads/T/queued.
+func TestHistoryOnMemoryStore(t *testing.T) {
+	sink := testenv.StartSink(t)
+	n := startNode(t, "node: mx-mem\nstore:\n  backend: memory\nlists:\n  "+staffList+": 3000\npolicy:\n  max_replies: 2\n", sink)
+	n.log.wait(t, 0, "stormguard started", "admin_api=true")
+	config := writeConfig(t, "store:\n  backend: memory\nhttp:\n  listen: "+n.http+"\n")
+	root := "mem-hist@example.org"
+	thread := threadOf(root)
+	if r := send(t, n, boss, []string{staffList}, originalMail(root, staffList, "Lunch")); !r.OK() {
+		t.Fatalf("original: %v", r)
+	}
+	for i := 1; i <= 3; i++ {
+		if r := replyAll(t, n, i, root, staffList, "Lunch"); r.OK() != (i <= 2) {
+			t.Fatalf("reply-all %d: %v", i, r)
+		}
+	}
+	v := pollStorm(t, config, thread, func(v admin.StormView) bool { return v.Refused == 1 })
+	var shown admin.ThreadView
+	if err := json.Unmarshal([]byte(mustRun(t, "show", string(thread), "--json", "--config", config)), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if v.Kind != admin.KindStorm || v.Accepted != shown.Accepted || v.Refused != shown.Blocked || v.Audience != shown.Audience {
+		t.Errorf("storms --since: %+v\nshow: %+v", v, shown)
+	}
+	code, body := apiDo(t, http.MethodGet, "http://"+n.http+"/admin/threads/"+string(thread)+"/queued", "", bearer())
+	var refs []store.QueueRef
+	if err := json.Unmarshal([]byte(body), &refs); code != http.StatusOK || err != nil || len(refs) != 3 || refs[0].Node != "mx-mem" || refs[0].Kind != "original" {
+		t.Errorf("GET queued: %d %s", code, body)
 	}
 }
