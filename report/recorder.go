@@ -296,13 +296,10 @@ func (r *Recorder) flush(ctx context.Context, batch map[policy.ThreadID]*pending
 			}
 			r.Stats.Queued.Add(uint64(len(p.refs)))
 		}
-		if p.notable {
-			r.notable[t] = now
-		} else if _, ok := r.notable[t]; !ok {
-			continue
-		} else {
-			r.notable[t] = now
+		if _, known := r.notable[t]; !p.notable && !known {
+			continue // not notable, now or before: its queue ids are enough
 		}
+		r.notable[t] = now // a thread that was notable stays notable while it gets mail
 		r.failed("save the history entry", t, r.snapshot(ctx, t, p, now))
 	}
 	r.forget(now)

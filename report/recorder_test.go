@@ -245,3 +245,41 @@ func TestHeldRepliesAreRecordedAsHeld(t *testing.T) {
 		t.Errorf("queue ids %v, want %v; storm %v", got, w, e.IsStorm())
 	}
 }
+
+// TestNotableStaysNotable: a thread an operator allowed is kept; once the
+// override is gone its replies, below report.near_miss, still update its
+// entry.
+func TestNotableStaysNotable(t *testing.T) {
+	st := store.NewMemory()
+	mx := newNode(t, st, "mx1", 10)
+	defer mx.close(t)
+	hs := historyOf(t, st)
+	ctx := context.Background()
+	root := fmt.Sprintf("allow.%d@example.org", time.Now().UnixNano())
+	orig := mx.f.Decide(ctx, original(root, "A0"))
+	mx.f.Decide(ctx, reply(1, root, "A1"))
+	if err := st.SetOverride(ctx, orig.Thread, policy.OverrideAllow, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := mx.f.Decide(ctx, reply(2, root, "A2")); d.Rule != policy.RuleOverrideAllow {
+		t.Fatalf("reply 2: %s", d.Rule)
+	}
+	wait := func(what string, ok func(store.HistoryEntry) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if e, err := hs.HistoryOf(ctx, orig.Thread); err == nil && ok(e) {
+				return
+			}
+		}
+		e, err := hs.HistoryOf(ctx, orig.Thread)
+		t.Fatalf("%s: entry %+v, %v", what, e, err)
+	}
+	wait("after the allow", func(e store.HistoryEntry) bool { return e.Allowed == 1 && e.Accepted == 1 })
+	if err := st.SetOverride(ctx, orig.Thread, policy.OverrideNone, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := mx.f.Decide(ctx, reply(3, root, "A3")); d.Rule != policy.RuleCounted || d.Count != 2 {
+		t.Fatalf("reply 3: %s count %d", d.Rule, d.Count)
+	}
+	wait("a counted reply after the override", func(e store.HistoryEntry) bool { return e.Accepted == 2 && len(e.Queued) == 4 })
+}
