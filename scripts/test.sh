@@ -40,9 +40,10 @@ declare -A pkg_of=(
 	[unshare]=util-linux
 	[mount]=mount
 	[hostname]=hostname
+	[chromium]=chromium
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname chromium; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -58,7 +59,8 @@ if ((${#missing_pkgs[@]} > 0)); then
 Install them as root, e.g.:
   echo 'postfix postfix/main_mailer_type select No configuration' | sudo debconf-set-selections
   sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}
-(The Postfix tests also need to run as root.)"
+(The Postfix tests also need to run as root; chromium is Debian's headless
+browser for the report page's test.)"
 	fi
 	command -v apt-get >/dev/null 2>&1 || fail "missing packages: ${missing_pkgs[*]}, and no apt-get to install them"
 	step "installing ${missing_pkgs[*]}"
@@ -66,7 +68,7 @@ Install them as root, e.g.:
 	# "No configuration": the package installs Postfix without configuring or
 	# starting a system mail server. The tests run private instances.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname chromium
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done
