@@ -61,12 +61,19 @@ type Overview struct {
 	From, To   time.Time
 	PerHour    bool
 	Buckets    []Bucket
-	Rows       []admin.StormView
+	Rows       []admin.StormView // the table: the most recent TableRows, or all with All
+	Total      int               // rows in the range
+	All        bool              // the table shows every row of the range
 	Storms     int
 	NearMisses int
 	Refused    int
 	Saved      int64
 }
+
+// TableRows is how many rows the table shows unless asked for all: a
+// browser lays out a table of thousands of rows for seconds, and the
+// charts and totals count every row anyway.
+const TableRows = 200
 
 // Series is the charts' data, read by static/report.js from a JSON block.
 type Series struct {
@@ -122,7 +129,16 @@ func Summarize(rows []admin.StormView, r Range, now time.Time) Overview {
 			b.NearMisses++
 		}
 	}
+	o.Total = len(rows)
 	return o
+}
+
+// table cuts the table to TableRows unless all.
+func (o *Overview) table(all bool) {
+	o.All = all || len(o.Rows) <= TableRows
+	if !o.All {
+		o.Rows = o.Rows[:TableRows]
+	}
 }
 
 func (s *server) load(r *http.Request) (Overview, int, error) {
@@ -135,7 +151,9 @@ func (s *server) load(r *http.Request) (Overview, int, error) {
 	if err != nil {
 		return Overview{}, http.StatusInternalServerError, fmt.Errorf("cannot read the history: %s", admin.OneLine(err))
 	}
-	return Summarize(rows, rg, now), http.StatusOK, nil
+	o := Summarize(rows, rg, now)
+	o.table(r.URL.Query().Get("rows") == "all")
+	return o, http.StatusOK, nil
 }
 
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {
