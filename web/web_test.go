@@ -126,7 +126,7 @@ func TestOverviewShowsRangeEscaped(t *testing.T) {
 		`data-thread="00000000000000a1" data-kind="storm"`, `data-thread="00000000000000b2" data-kind="near_miss"`,
 		`&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;b&gt;Q4&lt;/b&gt;\r\nBcc: x@y\x1b[31m\u202e`,
 		`<b id="total-storms">1</b>`, `<b id="total-near-misses">1</b>`, `<b id="total-refused">4</b>`, `<b id="total-saved">12000</b>`,
-		`href="/report.csv?range=24h"`, `<script src="/static/chart.umd.min.js"></script>`,
+		`href="/report.csv?range=24h&amp;rows=all"`, `<script src="/static/chart.umd.min.js"></script>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("overview lacks %s", want)
