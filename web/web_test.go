@@ -388,7 +388,7 @@ func BenchmarkOverview1000(b *testing.B) {
 	}
 	for b.Loop() {
 		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, httptest.NewRequest("GET", "/?range=90d", nil))
+		handler.ServeHTTP(w, httptest.NewRequest("GET", "/?range=90d&rows=all", nil))
 		if w.Code != 200 || strings.Count(w.Body.String(), "<tr data-thread") != 1000 {
 			b.Fatalf("%d, %d rows", w.Code, strings.Count(w.Body.String(), "<tr data-thread"))
 		}
