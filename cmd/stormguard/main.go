@@ -27,6 +27,7 @@ import (
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
+	"github.com/stormguard/stormguard/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -203,7 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
 	adminOn, adminWhy := cfg.AdminServed()
 	if cfg.HTTP.Listen != "" {
-		adminH := admin.Off(adminWhy)
+		adminH, pageH := admin.Off(adminWhy), web.Off(adminWhy)
 		if ast, ok := st.(admin.Store); ok && adminOn {
 			api, err := daemonAdmin(cfg, ast, f, notifier, log)
 			if err != nil {
@@ -212,8 +213,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			if adminH, err = newAdminHandler(cfg, api); err != nil {
 				return err
 			}
+			if pageH, err = newReportPage(cfg, api, log); err != nil {
+				return err
+			}
 		}
-		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH),
+		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
 			cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, &httpConns, log)
 		if err != nil {
 			return err

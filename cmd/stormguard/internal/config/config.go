@@ -125,10 +125,10 @@ type Config struct {
 		IdleTimeout time.Duration `mapstructure:"idle_timeout" to:"Server.IdleTimeout" help:"a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"`
 	} `mapstructure:"milter"`
 	HTTP struct {
-		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
+		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz, the admin API /admin/ and the report page /; empty disables it"`
 		MaxConnections int           `mapstructure:"max_connections" default:"64" help:"open HTTP connections at most; beyond it a new one is closed"`
 		IdleTimeout    time.Duration `mapstructure:"idle_timeout" default:"60s" help:"an idle HTTP keep-alive connection is closed after this long"`
-		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
+		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token) and the report page / (it shows subjects and senders; its actions need the token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
 		AdminTokenFile string        `mapstructure:"admin_token_file" default:"/var/lib/stormguard/admin.token" help:"the admin API's token: created (mode 0600) by the daemon at its first start with the admin API on; the subcommands read it, so run them as root or the daemon's user"`
 	} `mapstructure:"http"`
 	Alerts struct {
