@@ -55,7 +55,9 @@ func TestQueueActsOnThisNodesIDs(t *testing.T) {
 		ids = append(ids, queueMail(t, pf, "someone@example.com", []string{"rcpt@example.org"}, plainMail(fmt.Sprintf("queued %d", i))))
 	}
 	unrelated := ids[3]
-	pf.WaitQueue("all deferred", func(q map[string]string) bool { return len(q) == 4 && q[ids[0]] == "deferred" && q[unrelated] == "deferred" })
+	pf.WaitQueue("all deferred", func(q map[string]string) bool {
+		return len(q) == 4 && q[ids[0]] == "deferred" && q[unrelated] == "deferred"
+	})
 
 	const evil = "\x1b]0;pwned\x07<script>x</script>\r\n\u009b31m\u202eevil@example.org"
 	now := time.Now().UTC().Truncate(time.Second)
