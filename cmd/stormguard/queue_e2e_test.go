@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/mtaqueue"
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// queuedStorm sends through pf an original to staffList and replies until
+// one is refused (max_replies 3), and returns the queue ids Postfix gave
+// the original and the accepted replies.
+func queuedStorm(t *testing.T, pf *testenv.Postfix, root, subject string) []string {
+	t.Helper()
+	ids := []string{queueMail(t, pf, boss, []string{staffList}, originalMail(root, staffList, subject))}
+	for i := 1; ; i++ {
+		r, err := testenv.Send(pf.Addr, fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, subject))
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if r.Code == 550 {
+			if i != 4 {
+				t.Fatalf("reply %d refused, want the 4th (max_replies 3)", i)
+			}
+			return ids
+		}
+		ids = append(ids, testenv.QueueID(t, r))
+		if i > 4 {
+			t.Fatalf("reply %d accepted: no storm", i)
+		}
+	}
+}
+
+// queueJSON runs stormguard queue with --json and decodes what it prints.
+func queueJSON(t *testing.T, args ...string) queueResult {
+	t.Helper()
+	out := mustRun(t, append([]string{"queue", "--json"}, args...)...)
+	var res queueResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("stormguard queue %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return res
+}
+
+// waitQueued polls stormguard queue THREAD until it lists n queue ids: the
+// daemon records them off the mail path.
+func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []store.QueueRef {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res := queueJSON(t, "--config", cfg, string(thread))
+		if len(res.Queued) >= n {
+			return res.Queued
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %s: %d queue ids recorded after 30s, want %d: %+v", thread, len(res.Queued), n, res.Queued)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestQueueThroughPostfix: a storm through the real Postfix, whose
+// destination keeps every message queued; stormguard queue lists the
+// original and the accepted replies with their Postfix queue ids, --delete
+// removes exactly them, and --hold / --release move a second storm's
+// messages to the hold queue and back.
+func TestQueueThroughPostfix(t *testing.T) {
+	if _, ok := any((*admin.Direct)(nil)).(admin.HistoryAPI); !ok {
+		t.Skip("needs admin.Direct to implement admin.HistoryAPI (Queued) and the daemon's recorder of queue ids (branch p5-report), not merged yet")
+	}
+	rd := testenv.StartRedis(t)
+	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	const nodeName = "mx-queue-test"
+	yaml := fmt.Sprintf("node: %s\nstore:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 3\n", nodeName, rd)
+	d := startDaemon(t, yaml)
+	d.log.wait(t, 0, "site settings loaded", "lists=1")
+	pf := deferringPostfix(t, "inet:"+d.addr)
+	cfg := writeConfig(t, yaml)
+	pfFlag := "--postfix-config=" + pf.ConfigDir
+
+	var unrelated []string
+	for i := range 2 {
+		unrelated = append(unrelated, queueMail(t, pf, "someone@example.com", []string{"rcpt@example.org"}, plainMail(fmt.Sprintf("unrelated %d", i))))
+	}
+	root := "queue-storm-1@example.org"
+	thread := threadOf(root)
+	stormIDs := queuedStorm(t, pf, root, "Queue test <b>one</b>")
+	all := append(slices.Clone(unrelated), stormIDs...)
+	pf.WaitQueue("every message queued", func(q map[string]string) bool {
+		for _, id := range all {
+			if q[id] == "" {
+				return false
+			}
+		}
+		return len(q) == len(all)
+	})
+
+	refs := waitQueued(t, cfg, thread, len(stormIDs))
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.ID)
+		if r.Node != nodeName || r.Status != store.QueueAccepted {
+			t.Errorf("queue id %+v: want node %s, status accepted", r, nodeName)
+		}
+	}
+	if !slices.Equal(got, stormIDs) {
+		t.Fatalf("stormguard queue lists %v, want the original and accepted replies, oldest first: %v", got, stormIDs)
+	}
+	if refs[0].Kind != "original" || refs[1].Kind != "reply" {
+		t.Errorf("kinds: %+v", refs)
+	}
+	table := mustRun(t, "queue", "--config", cfg, string(thread))
+	for _, id := range stormIDs {
+		if !strings.Contains(table, nodeName+"  "+id) {
+			t.Errorf("the table lacks %s on %s:\n%s", id, nodeName, table)
+		}
+	}
+	t.Logf("stormguard queue %s:\n%s", thread, table)
+
+	out := mustRun(t, "queue", "--config", cfg, pfFlag, "--delete", string(thread))
+	t.Logf("stormguard queue %s --delete:\n%s", thread, out)
+	if n := strings.Count(out, "deleted (was in "); n != len(stormIDs) {
+		t.Errorf("--delete: %d deleted, want %d:\n%s", n, len(stormIDs), out)
+	}
+	q := pf.Queue()
+	if want := map[string]string{unrelated[0]: q[unrelated[0]], unrelated[1]: q[unrelated[1]]}; !maps.Equal(q, want) || q[unrelated[0]] == "" || q[unrelated[1]] == "" {
+		t.Fatalf("after --delete: queue %v, want only the unrelated %v", q, unrelated)
+	}
+	out = mustRun(t, "queue", "--config", cfg, pfFlag, "--delete", string(thread))
+	if n := strings.Count(out, "already gone"); n != len(stormIDs) {
+		t.Errorf("second --delete: %d already gone, want %d:\n%s", n, len(stormIDs), out)
+	}
+
+	// Hold, then release, a second storm.
+	root = "queue-storm-2@example.org"
+	thread = threadOf(root)
+	stormIDs = queuedStorm(t, pf, root, "Queue test two")
+	waitQueued(t, cfg, thread, len(stormIDs))
+	res := queueJSON(t, "--config", cfg, pfFlag, "--hold", string(thread))
+	if len(res.Results) != len(stormIDs) || res.Node != nodeName {
+		t.Fatalf("--hold: %+v", res)
+	}
+	for _, r := range res.Results {
+		if r.Outcome != mtaqueue.Held {
+			t.Errorf("--hold: %+v", r)
+		}
+	}
+	q = pf.Queue()
+	for _, id := range stormIDs {
+		if q[id] != "hold" {
+			t.Errorf("after --hold: %s in %q, want hold", id, q[id])
+		}
+	}
+	for _, id := range unrelated {
+		if q[id] == "hold" || q[id] == "" {
+			t.Errorf("after --hold: unrelated %s in %q", id, q[id])
+		}
+	}
+	out = mustRun(t, "queue", "--config", cfg, pfFlag, "--release", string(thread))
+	if n := strings.Count(out, "released (was in hold)"); n != len(stormIDs) {
+		t.Errorf("--release: %d released, want %d:\n%s", n, len(stormIDs), out)
+	}
+	q = pf.Queue()
+	for _, id := range stormIDs {
+		if q[id] == "hold" || q[id] == "" {
+			t.Errorf("after --release: %s in %q, want back in the queue", id, q[id])
+		}
+	}
+}
