@@ -16,8 +16,8 @@ import (
 //   - list: its queue directory, where qfID is a queued message and hfID
 //     a quarantined one (the held state, as Postfix's hold queue);
 //   - hold: sendmail -C CF -Q<reason> -qI<id> quarantines;
-//   - release: sendmail -C CF -qQ -qI<id> -Q "" takes it out of
-//     quarantine (an empty reason);
+//   - release: sendmail -C CF -qQ -qI<id> -Q takes it out of
+//     quarantine (-Q without a reason);
 //   - delete: what Sendmail's operations guide tells operators to do,
 //     remove the message's control file (qf or hf) and then its data
 //     (df) and transcript (xf) files, each only while no queue runner
@@ -146,7 +146,9 @@ func (s *Sendmail) apply(ctx context.Context, a Action, ids []string) error {
 		case Hold:
 			_, err = run(ctx, "", s.sendmail, "-C", s.CF, "-Q"+s.reason(), "-qI"+id)
 		case Release:
-			_, err = run(ctx, "", s.sendmail, "-C", s.CF, "-qQ", "-qI"+id, "-Q", "")
+			// A bare -Q, last: "-Q ''" is taken as a reason and does
+			// nothing to a quarantined message [seen, 8.17].
+			_, err = run(ctx, "", s.sendmail, "-C", s.CF, "-qQ", "-qI"+id, "-Q")
 		case Delete:
 			err = s.remove(id)
 		}
