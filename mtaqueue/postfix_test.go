@@ -90,7 +90,7 @@ func TestPostfixActsOnChosenIDsOnly(t *testing.T) {
 	if res[0].Queue != "deferred" || res[3].Queue != "" {
 		t.Errorf("delete: where they were: %+v", res)
 	}
-	q := pf.Queue()
+	q := pf.QueueNames()
 	if want := map[string]string{ids[2]: "deferred", ids[3]: "deferred", ids[4]: "deferred"}; !maps.Equal(q, want) {
 		t.Fatalf("after delete: queue %v, want %v", q, want)
 	}
@@ -100,8 +100,8 @@ func TestPostfixActsOnChosenIDsOnly(t *testing.T) {
 	if err != nil || len(res) != 1 || res[0].Outcome != mtaqueue.Held {
 		t.Fatalf("hold: %+v, %v", res, err)
 	}
-	if want := map[string]string{ids[2]: "hold", ids[3]: "deferred", ids[4]: "deferred"}; !maps.Equal(pf.Queue(), want) {
-		t.Fatalf("after hold: queue %v, want %v", pf.Queue(), want)
+	if want := map[string]string{ids[2]: "hold", ids[3]: "deferred", ids[4]: "deferred"}; !maps.Equal(pf.QueueNames(), want) {
+		t.Fatalf("after hold: queue %v, want %v", pf.QueueNames(), want)
 	}
 	res, err = mtaqueue.Act(ctx, mta, mtaqueue.Hold, []string{ids[2], ids[3]})
 	if got, want := outcomes(res), map[string]mtaqueue.Outcome{ids[2]: mtaqueue.AlreadyHeld, ids[3]: mtaqueue.Held}; err != nil || !maps.Equal(got, want) {
@@ -112,7 +112,7 @@ func TestPostfixActsOnChosenIDsOnly(t *testing.T) {
 	if got := outcomes(res); err != nil || !maps.Equal(got, want) {
 		t.Fatalf("release: %+v, %v; want %v", res, err, want)
 	}
-	q = pf.Queue()
+	q = pf.QueueNames()
 	if q[ids[2]] == "hold" || q[ids[2]] == "" || q[ids[3]] != "hold" || q[ids[4]] != "deferred" || len(q) != 3 {
 		t.Fatalf("after release: queue %v: want %s out of hold, %s held, %s deferred", q, ids[2], ids[3], ids[4])
 	}
@@ -126,7 +126,7 @@ func TestPostfixActsOnChosenIDsOnly(t *testing.T) {
 	if err != nil || res[0].Outcome != mtaqueue.Gone {
 		t.Fatalf("delete again: %+v, %v", res, err)
 	}
-	if q := pf.Queue(); len(q) != 2 || q[ids[2]] == "" || q[ids[4]] == "" {
+	if q := pf.QueueNames(); len(q) != 2 || q[ids[2]] == "" || q[ids[4]] == "" {
 		t.Fatalf("at the end: queue %v, want %s and %s", q, ids[2], ids[4])
 	}
 }

@@ -131,7 +131,7 @@ func TestQueueThroughPostfix(t *testing.T) {
 	if n := strings.Count(out, "deleted (was in "); n != len(stormIDs) {
 		t.Errorf("--delete: %d deleted, want %d:\n%s", n, len(stormIDs), out)
 	}
-	q := pf.Queue()
+	q := pf.QueueNames()
 	if want := map[string]string{unrelated[0]: q[unrelated[0]], unrelated[1]: q[unrelated[1]]}; !maps.Equal(q, want) || q[unrelated[0]] == "" || q[unrelated[1]] == "" {
 		t.Fatalf("after --delete: queue %v, want only the unrelated %v", q, unrelated)
 	}
@@ -154,7 +154,7 @@ func TestQueueThroughPostfix(t *testing.T) {
 			t.Errorf("--hold: %+v", r)
 		}
 	}
-	q = pf.Queue()
+	q = pf.QueueNames()
 	for _, id := range stormIDs {
 		if q[id] != "hold" {
 			t.Errorf("after --hold: %s in %q, want hold", id, q[id])
@@ -169,7 +169,7 @@ func TestQueueThroughPostfix(t *testing.T) {
 	if n := strings.Count(out, "released (was in hold)"); n != len(stormIDs) {
 		t.Errorf("--release: %d released, want %d:\n%s", n, len(stormIDs), out)
 	}
-	q = pf.Queue()
+	q = pf.QueueNames()
 	for _, id := range stormIDs {
 		if q[id] == "hold" || q[id] == "" {
 			t.Errorf("after --release: %s in %q, want back in the queue", id, q[id])

@@ -111,7 +111,7 @@ func TestQueueActsOnThisNodesIDs(t *testing.T) {
 			t.Errorf("delete prints no %q:\n%s", want, out.String())
 		}
 	}
-	if q, want := pf.Queue(), map[string]string{ids[2]: "deferred", unrelated: "deferred"}; !maps.Equal(q, want) {
+	if q, want := pf.QueueNames(), map[string]string{ids[2]: "deferred", unrelated: "deferred"}; !maps.Equal(q, want) {
 		t.Fatalf("after delete: queue %v, want only %v", q, want)
 	}
 
@@ -148,7 +148,7 @@ func TestQueueActsOnThisNodesIDs(t *testing.T) {
 		if len(res.Results) != 1 || res.Results[0].Outcome != step.outcome || res.Node != "mx1" || res.Action != string(step.act) {
 			t.Errorf("%s: %s", step.act, out.String())
 		}
-		if q := pf.Queue()[unrelated]; !step.queue(q) {
+		if q := pf.QueueNames()[unrelated]; !step.queue(q) {
 			t.Errorf("after %s (%s): %s is in queue %q", step.act, step.outcome, unrelated, q)
 		}
 	}

@@ -25,11 +25,11 @@ func QueueID(t testing.TB, r Reply) string {
 	return id
 }
 
-// Queue returns the instance's queue as postqueue -j lists it: queue id
+// QueueNames returns the instance's queue as postqueue -j lists it: queue id
 // to queue_name (incoming, active, deferred, hold, ...). It reads the
 // listing itself, so tests of code that lists the queue have an
 // independent witness.
-func (p *Postfix) Queue() map[string]string {
+func (p *Postfix) QueueNames() map[string]string {
 	p.t.Helper()
 	out, err := p.run(30*time.Second, p.postqueueCmd(), "-c", p.ConfigDir, "-j")
 	if err != nil {
@@ -51,13 +51,13 @@ func (p *Postfix) Queue() map[string]string {
 	}
 }
 
-// WaitQueue polls Queue until ok accepts it, for up to 30 s, and returns
+// WaitQueue polls QueueNames until ok accepts it, for up to 30 s, and returns
 // it; it fails the test at the deadline with the last listing.
 func (p *Postfix) WaitQueue(what string, ok func(map[string]string) bool) map[string]string {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		q := p.Queue()
+		q := p.QueueNames()
 		if ok(q) {
 			return q
 		}
