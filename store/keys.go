@@ -16,9 +16,12 @@ import (
 //	stormguard:{T}:override  string  "allow" or "block", set by operators
 //	stormguard:{T}:senders   hash    sender -> the status of its last message
 //	stormguard:{M}:alias     string  the thread the message whose own id starts M was counted in
+//	stormguard:{T}:queued    list    JSON queue ids (store.QueueRef) of the messages let through or held, for store.retention
+//	stormguard:{T}:history   string  JSON history entry (store.HistoryEntry) of a storm or near miss, until last seen + report.history
 //	stormguard:link:{I}      string  identity hash I -> its thread
 //	stormguard:threads:{S}   zset    thread -> last seen (ms), for listings: shard S of ThreadShards
 //	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
+//	stormguard:history       zset    thread -> last seen (ms) of its history entry: the report's index (store/history_redis.go)
 //	stormguard:lists         hash    list address -> members (operators)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
 //	stormguard:posters       set     senders, @domains and SASL logins allowed past the sender gate (operators)
@@ -136,6 +139,17 @@ func (k Keys) ThreadIndex() []string {
 // crosses a limit or an operator overrides it: rare, so one key.
 func (k Keys) Storms() string { return k.prefix + "storms" }
 
+// Queued lists the queue ids (JSON store.QueueRef, oldest first) of the
+// messages the nodes let through or held in thread t.
+func (k Keys) Queued(t policy.ThreadID) string { return k.tag(t) + "queued" }
+
+// HistoryEntry is thread t's history entry (JSON store.HistoryEntry).
+func (k Keys) HistoryEntry(t policy.ThreadID) string { return k.tag(t) + "history" }
+
+// History is the index of the history entries, scored by their last seen
+// (ms). Written when a storm or near miss is saved: rare, so one key.
+func (k Keys) History() string { return k.prefix + "history" }
+
 // Lists maps list addresses to their member counts.
 func (k Keys) Lists() string { return k.prefix + "lists" }
 
@@ -155,7 +169,7 @@ func (k Keys) Events() string { return k.prefix + "events" }
 // Unexpiring are the keys written without a TTL: the ones left behind
 // until someone deletes them.
 func (k Keys) Unexpiring() []string {
-	return append(k.ThreadIndex(), k.Storms(), k.Lists(), k.Exempt(), k.Posters(), k.Mode())
+	return append(k.ThreadIndex(), k.Storms(), k.History(), k.Lists(), k.Exempt(), k.Posters(), k.Mode())
 }
 
 // Pattern is a SCAN MATCH pattern for every key under the prefix (glob

@@ -15,22 +15,25 @@ func TestKeys(t *testing.T) {
 	const th, id = policy.ThreadID("0123456789abcdef"), policy.Key("00112233445566778899aabbccddeeff")
 	k := store.NewKeys("acme:sg:")
 	for got, want := range map[string]string{
-		k.Replies(th):  "acme:sg:{0123456789abcdef}:replies",
-		k.Meta(th):     "acme:sg:{0123456789abcdef}:meta",
-		k.Block(th):    "acme:sg:{0123456789abcdef}:block",
-		k.Override(th): "acme:sg:{0123456789abcdef}:override",
-		k.Senders(th):  "acme:sg:{0123456789abcdef}:senders",
-		k.Alias(th):    "acme:sg:{0123456789abcdef}:alias",
-		k.Link(id):     "acme:sg:link:{00112233445566778899aabbccddeeff}",
-		k.Threads(0):   "acme:sg:threads:{0}",
-		k.Threads(15):  "acme:sg:threads:{15}",
-		k.Storms():     "acme:sg:storms",
-		k.Lists():      "acme:sg:lists",
-		k.Exempt():     "acme:sg:exempt",
-		k.Posters():    "acme:sg:posters",
-		k.Mode():       "acme:sg:mode",
-		k.Events():     "acme:sg:events",
-		k.Prefix():     "acme:sg:",
+		k.Replies(th):      "acme:sg:{0123456789abcdef}:replies",
+		k.Meta(th):         "acme:sg:{0123456789abcdef}:meta",
+		k.Block(th):        "acme:sg:{0123456789abcdef}:block",
+		k.Override(th):     "acme:sg:{0123456789abcdef}:override",
+		k.Senders(th):      "acme:sg:{0123456789abcdef}:senders",
+		k.Alias(th):        "acme:sg:{0123456789abcdef}:alias",
+		k.Link(id):         "acme:sg:link:{00112233445566778899aabbccddeeff}",
+		k.Threads(0):       "acme:sg:threads:{0}",
+		k.Threads(15):      "acme:sg:threads:{15}",
+		k.Storms():         "acme:sg:storms",
+		k.History():        "acme:sg:history",
+		k.Queued(th):       "acme:sg:{0123456789abcdef}:queued",
+		k.HistoryEntry(th): "acme:sg:{0123456789abcdef}:history",
+		k.Lists():          "acme:sg:lists",
+		k.Exempt():         "acme:sg:exempt",
+		k.Posters():        "acme:sg:posters",
+		k.Mode():           "acme:sg:mode",
+		k.Events():         "acme:sg:events",
+		k.Prefix():         "acme:sg:",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)
@@ -45,7 +48,7 @@ func TestKeys(t *testing.T) {
 	if got := store.NewKeys(`a*b?[c]\:`).Pattern(); got != `a\*b\?\[c\]\\:*` {
 		t.Errorf("Pattern = %q", got)
 	}
-	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:lists", "acme:sg:exempt", "acme:sg:posters", "acme:sg:mode"); !slices.Equal(got, want) {
+	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:history", "acme:sg:lists", "acme:sg:exempt", "acme:sg:posters", "acme:sg:mode"); !slices.Equal(got, want) {
 		t.Errorf("Unexpiring = %q, want %q", got, want)
 	}
 	if n := len(k.ThreadIndex()); n != store.ThreadShards {

@@ -18,10 +18,7 @@ func (h memoryHarness) SetRawOverride(t *testing.T, th policy.ThreadID, v string
 }
 
 func TestMemory(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) interface {
-		store.Store
-		store.Admin
-	} {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return memoryHarness{store.NewMemory()}
 	})
 }

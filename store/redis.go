@@ -82,6 +82,8 @@ type Redis struct {
 	keys     Keys
 	timeout  time.Duration // deadline of each call that Globals makes; 0: DefaultTimeout
 	refusing refusing      // threads this node saw refuse lately (store/links.go)
+
+	histProblems historyProblems // bad history values read (history_redis.go)
 }
 
 var (

@@ -53,10 +53,7 @@ func openRedis(t testing.TB, addr string, cluster bool) redisHarness {
 
 func TestRedis(t *testing.T) {
 	addr := testenv.StartRedis(t)
-	storetest.Run(t, func(t *testing.T) interface {
-		store.Store
-		store.Admin
-	} {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return openRedis(t, addr, false)
 	})
 }
@@ -69,10 +66,7 @@ func TestRedisCluster(t *testing.T) {
 	for _, nodes := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%dnodes", nodes), func(t *testing.T) {
 			addr := testenv.StartRedisClusterOf(t, nodes)[0]
-			storetest.Run(t, func(t *testing.T) interface {
-				store.Store
-				store.Admin
-			} {
+			storetest.Run(t, func(t *testing.T) storetest.Store {
 				return openRedis(t, addr, true)
 			})
 		})

@@ -58,10 +58,7 @@ func openShape(t *testing.T, cfg store.RedisConfig, base string) shapeHarness {
 
 func runShape(t *testing.T, cfg store.RedisConfig, base string) {
 	t.Helper()
-	storetest.Run(t, func(t *testing.T) interface {
-		store.Store
-		store.Admin
-	} {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return openShape(t, cfg, base)
 	})
 }

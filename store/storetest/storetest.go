@@ -21,10 +21,12 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// Store is what the suite tests: the hot path and the admin view.
+// Store is what the suite tests: the hot path, the admin view and the
+// history.
 type Store interface {
 	store.Store
 	store.Admin
+	store.History
 }
 
 // RawOverrider is implemented by test harnesses that can store an override
@@ -36,10 +38,7 @@ type RawOverrider interface {
 
 // Run runs the suite. newStore returns a fresh, empty store for one test;
 // the suite closes it when the test ends. Tests run in parallel.
-func Run(t *testing.T, newStore func(t *testing.T) interface {
-	store.Store
-	store.Admin
-}) {
+func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	for _, tc := range []struct {
 		name string
 		f    func(t *testing.T, s Store)
@@ -75,6 +74,13 @@ func Run(t *testing.T, newStore func(t *testing.T) interface {
 		{"Storms", testStorms},
 		{"Invalid", testInvalid},
 		{"CanceledContext", testCanceled},
+		{"Queued", testQueued},
+		{"HistoryReplace", testHistoryReplace},
+		{"HistoryListing", testHistoryListing},
+		{"HistoryMax", testHistoryMax},
+		{"HistoryExpiry", testHistoryExpiry},
+		{"HistoryBounds", testHistoryBounds},
+		{"HistoryInvalid", testHistoryInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

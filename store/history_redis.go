@@ -1,0 +1,285 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stormguard/stormguard/policy"
+)
+
+// The Redis store's history (store.History), in three kinds of key
+// (store/keys.go):
+//
+//   - stormguard:{T}:queued: a list of JSON QueueRefs in the thread's
+//     slot, appended and trimmed to the first MaxQueueRefs in one MULTI,
+//     expiring at retention after the last append.
+//   - stormguard:{T}:history: the thread's entry as JSON, expiring at
+//     LastSeen + keep (PEXPIREAT).
+//   - stormguard:history: the index, thread -> LastSeen (ms), trimmed to
+//     keep and to max on every save, in one MULTI on that key alone.
+//
+// No MULTI spans two slots: the entry and the index are written in two
+// transactions, one per slot, and the entries the index drops are deleted
+// after, in a pipeline the Cluster client routes. A value that is not what
+// stormguard writes (an operator's mistake with redis-cli, or hostile
+// data) is skipped when a listing reads it and noted (HistoryProblems);
+// HistoryOf fails with ErrData.
+
+var _ History = (*Redis)(nil)
+
+// historyProblems keeps the last maxProblems bad history values read, and
+// counts all of them.
+type historyProblems struct {
+	mu     sync.Mutex
+	recent []Problem
+	total  uint64
+}
+
+func (p *historyProblems) add(key, field, value, why string) {
+	if r := []rune(value); len(r) > 64 {
+		value = string(r[:63]) + "…"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total++
+	if len(p.recent) == maxProblems {
+		p.recent = append(p.recent[:0], p.recent[1:]...)
+	}
+	p.recent = append(p.recent, Problem{Key: key, Field: field, Value: value, Why: why})
+}
+
+// HistoryProblems reports the history values found unusable since the
+// store was opened: the last few, and how many in all. Each was skipped.
+func (s *Redis) HistoryProblems() (recent []Problem, total uint64) {
+	p := &s.histProblems
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Problem(nil), p.recent...), p.total
+}
+
+// AddQueued implements History: RPUSH, LTRIM to the first MaxQueueRefs and
+// PEXPIRE in one MULTI on the thread's slot.
+func (s *Redis) AddQueued(ctx context.Context, t policy.ThreadID, refs []QueueRef, retention time.Duration) error {
+	if err := checkQueued(t, retention); err != nil {
+		return fmt.Errorf("store: add queue ids of thread %s: %w", t, err)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	vals := make([]any, 0, min(len(refs), MaxQueueRefs))
+	for _, r := range cleanRefs(refs, MaxQueueRefs) {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("store: add queue ids of thread %s: %w", t, err)
+		}
+		vals = append(vals, b)
+	}
+	key := s.keys.Queued(t)
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.RPush(ctx, key, vals...)
+		p.LTrim(ctx, key, 0, MaxQueueRefs-1)
+		p.PExpire(ctx, key, retention)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: add queue ids of thread %s: %s: %w", t, key, err)
+	}
+	return nil
+}
+
+// Queued implements History. Values that are not JSON QueueRefs are
+// skipped and noted.
+func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, error) {
+	if err := checkAdmin(ctx, t); err != nil {
+		return nil, fmt.Errorf("store: queue ids of thread %s: %w", t, err)
+	}
+	key := s.keys.Queued(t)
+	raw, err := s.client.LRange(ctx, key, 0, MaxQueueRefs-1).Result()
+	if err != nil {
+		if IsDataError(err) {
+			return nil, fmt.Errorf("%w: queue ids of thread %s: %s: %w", ErrData, t, key, err)
+		}
+		return nil, fmt.Errorf("store: queue ids of thread %s: %s: %w", t, key, err)
+	}
+	var out []QueueRef
+	for i, v := range raw {
+		var r QueueRef
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			s.histProblems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
+			continue
+		}
+		out = append(out, cleanRefs([]QueueRef{r}, 1)...)
+	}
+	return out, nil
+}
+
+// SaveHistory implements History: the entry (SET, PEXPIREAT) in one MULTI
+// on the thread's slot; then, in one MULTI on the index, ZADD, the
+// entries older than keep and those beyond max read and removed; then the
+// removed ones' entries deleted.
+func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Duration, max int) error {
+	if err := checkHistory(e, keep); err != nil {
+		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+	}
+	e = cleanEntry(e)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+	}
+	key := s.keys.HistoryEntry(e.Thread)
+	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, key, b, 0)
+		p.PExpireAt(ctx, key, e.LastSeen.Add(keep)) // in the past: deleted at once
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: save history of thread %s: %s: %w", e.Thread, key, err)
+	}
+
+	idx := s.keys.History()
+	cutoff := "(" + strconv.FormatInt(time.Now().Add(-keep).UnixMilli(), 10)
+	var old, over *redis.StringSliceCmd
+	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, idx, redis.Z{Score: float64(e.LastSeen.UnixMilli()), Member: string(e.Thread)})
+		old = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: idx, Start: "-inf", Stop: cutoff, ByScore: true})
+		p.ZRemRangeByScore(ctx, idx, "-inf", cutoff)
+		if max > 0 {
+			// All but the max highest: the oldest, lowest id first.
+			over = p.ZRange(ctx, idx, 0, -int64(max)-1)
+			p.ZRemRangeByRank(ctx, idx, 0, -int64(max)-1)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: save history of thread %s: %s: %w", e.Thread, idx, err)
+	}
+	dropped := old.Val()
+	if over != nil {
+		dropped = append(dropped, over.Val()...)
+	}
+	if err := s.dropEntries(ctx, dropped); err != nil {
+		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+	}
+	return nil
+}
+
+// dropEntries deletes the entries of threads the index no longer lists,
+// one DEL each (each in its own slot), in one pipeline.
+func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
+	pipe := s.client.Pipeline()
+	for _, t := range threads {
+		if checkID("thread", t) == nil { // anything else has no entry key of ours
+			pipe.Del(ctx, s.keys.HistoryEntry(policy.ThreadID(t)))
+		}
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("drop history entries: %w", err)
+	}
+	return nil
+}
+
+// History implements History: the index read most recent first, then
+// the entries in one pipeline of GETs, page by page until limit entries
+// are found or the index ends. Entries gone (expired, or deleted by an
+// operator) are skipped and taken out of the index; values that are not
+// entries are skipped and noted.
+func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]HistoryEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: history: %w", err)
+	}
+	limit = historyLimit(limit)
+	from := since.UnixMilli() // to the millisecond, as entries are kept
+	idx := s.keys.History()
+	var out []HistoryEntry
+	var gone []any
+	for offset := int64(0); len(out) < limit; {
+		want := limit - len(out)
+		ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: idx, Start: "+inf", Stop: strconv.FormatInt(from, 10), ByScore: true, Rev: true,
+			Offset: offset, Count: int64(want),
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: history: %s: %w", idx, err)
+		}
+		offset += int64(len(ids))
+		pipe := s.client.Pipeline()
+		var threads []policy.ThreadID
+		var gets []*redis.StringCmd
+		for _, id := range ids {
+			if checkID("thread", id) != nil {
+				s.histProblems.add(idx, "", id, "not a thread id: skipped")
+				continue
+			}
+			threads = append(threads, policy.ThreadID(id))
+			gets = append(gets, pipe.Get(ctx, s.keys.HistoryEntry(policy.ThreadID(id))))
+		}
+		if len(gets) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !IsDataError(err) {
+				return nil, fmt.Errorf("store: history: %w", err)
+			}
+		}
+		for i, g := range gets {
+			e, err := s.readEntry(threads[i], g)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				gone = append(gone, string(threads[i]))
+			case errors.Is(err, ErrData):
+				// noted by readEntry; the rest of the history stands
+			case err != nil:
+				return nil, fmt.Errorf("store: history: %w", err)
+			case e.LastSeen.UnixMilli() >= from:
+				out = append(out, e)
+			}
+		}
+		if len(ids) < want {
+			break
+		}
+	}
+	if len(gone) > 0 {
+		_ = s.client.ZRem(ctx, idx, gone...).Err() // tidying only: the next save trims by time anyway
+	}
+	return out, nil
+}
+
+// HistoryOf implements History.
+func (s *Redis) HistoryOf(ctx context.Context, t policy.ThreadID) (HistoryEntry, error) {
+	if err := checkAdmin(ctx, t); err != nil {
+		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
+	}
+	e, err := s.readEntry(t, s.client.Get(ctx, s.keys.HistoryEntry(t)))
+	if err != nil {
+		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
+	}
+	return e, nil
+}
+
+// readEntry reads the reply of a GET of t's entry: ErrNotFound if there is
+// none, ErrData (and a note) if it is not an entry.
+func (s *Redis) readEntry(t policy.ThreadID, get *redis.StringCmd) (HistoryEntry, error) {
+	key := s.keys.HistoryEntry(t)
+	v, err := get.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return HistoryEntry{}, ErrNotFound
+	case IsDataError(err):
+		s.histProblems.add(key, "", "", "not a string: skipped")
+		return HistoryEntry{}, fmt.Errorf("%w: %s: %w", ErrData, key, err)
+	case err != nil:
+		return HistoryEntry{}, fmt.Errorf("%s: %w", key, err)
+	}
+	var e HistoryEntry
+	if err := json.Unmarshal([]byte(v), &e); err != nil {
+		s.histProblems.add(key, "", v, "not a JSON history entry: skipped")
+		return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history entry: %w", ErrData, key, err)
+	}
+	e.Thread = t // the key says whose it is, whatever the value claims
+	return cleanEntry(e), nil
+}

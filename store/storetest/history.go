@@ -1,0 +1,362 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
+)
+
+// The history cases (store.History): queue ids per thread, storms and
+// near misses kept for report.history.
+
+// hostile is text a sender controls: HTML, a script, CR/LF, a terminal
+// escape. The stores keep it as written; escaping is the display's job.
+const hostile = "<b>x</b><script>alert(1)</script>\r\nBcc: all@example.org\x1b[2J\x1b]0;pwned\x07"
+
+// Entry returns a storm's history entry for thread th, last seen at last.
+func Entry(th policy.ThreadID, last time.Time) store.HistoryEntry {
+	return store.HistoryEntry{
+		Thread: th, Subject: "All hands: Q3 " + hostile, Sender: "ceo@example.org",
+		Lists: []string{"all@example.org", "staff@example.org"}, Audience: 850_000,
+		FirstSeen: last.Add(-time.Hour), LastSeen: last,
+		StormAt: last.Add(-30 * time.Minute), StormRule: string(policy.RuleMaxReplies),
+		NearMissAt: last.Add(-40 * time.Minute),
+		Accepted:   10, Refused: 70, Allowed: 1,
+		Senders: map[string]string{"a@example.org": "counted", hostile: "blocked"},
+		Queued: []store.QueueRef{
+			{Node: "mx1", ID: "4ABCD1234", Kind: string(policy.KindOriginal), Sender: "ceo@example.org", Status: store.QueueAccepted, Time: last.Add(-time.Hour)},
+			{Node: "mx2", ID: "4XYZ", Kind: string(policy.KindReply), Sender: hostile, Status: store.QueueHeld, Time: last},
+		},
+	}
+}
+
+func ref(i int, now time.Time) store.QueueRef {
+	return store.QueueRef{
+		Node: fmt.Sprintf("mx%d", i%3), ID: fmt.Sprintf("Q%05d", i), Kind: string(policy.KindReply),
+		Sender: fmt.Sprintf("r%d@example.org", i), Status: store.QueueAccepted, Time: now.Add(time.Duration(i) * time.Millisecond),
+	}
+}
+
+// asJSON is what the suite compares entries and refs by: a store keeps
+// times to the millisecond in UTC, which JSON shows exactly.
+func asJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func msUTC(t time.Time) time.Time { return t.Truncate(time.Millisecond).UTC() }
+
+func threadsOf(es []store.HistoryEntry) []policy.ThreadID {
+	out := make([]policy.ThreadID, len(es))
+	for i, e := range es {
+		out[i] = e.Thread
+	}
+	return out
+}
+
+func save(t *testing.T, s Store, e store.HistoryEntry, keep time.Duration, max int) {
+	t.Helper()
+	if err := s.SaveHistory(ctx(t), e, keep, max); err != nil {
+		t.Fatalf("SaveHistory(%s): %v", e.Thread, err)
+	}
+}
+
+func history(t *testing.T, s Store, since time.Time, limit int) []store.HistoryEntry {
+	t.Helper()
+	es, err := s.History(ctx(t), since, limit)
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	return es
+}
+
+func queued(t *testing.T, s Store, th policy.ThreadID) []store.QueueRef {
+	t.Helper()
+	refs, err := s.Queued(ctx(t), th)
+	if err != nil {
+		t.Fatalf("Queued(%s): %v", th, err)
+	}
+	return refs
+}
+
+// testQueued: queue ids come back oldest first across calls, as written
+// (hostile sender included), and only the first MaxQueueRefs are kept.
+func testQueued(t *testing.T, s Store) {
+	th, now := NewThread(), time.Now()
+	if got := queued(t, s, th); len(got) != 0 {
+		t.Errorf("Queued of an unknown thread = %v, want none", got)
+	}
+	first := []store.QueueRef{ref(0, now), ref(1, now)}
+	first[1].Sender, first[1].Status = hostile, store.QueueHeld
+	if err := s.AddQueued(ctx(t), th, first, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddQueued(ctx(t), th, []store.QueueRef{ref(2, now)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	want := []store.QueueRef{first[0], first[1], ref(2, now)}
+	for i := range want {
+		want[i].Time = msUTC(want[i].Time)
+	}
+	if got := queued(t, s, th); asJSON(t, got) != asJSON(t, want) {
+		t.Errorf("Queued =\n%s\nwant\n%s", asJSON(t, got), asJSON(t, want))
+	}
+
+	// The cap: more than MaxQueueRefs in two calls; the first are kept.
+	th = NewThread()
+	var refs []store.QueueRef
+	for i := range store.MaxQueueRefs + 50 {
+		refs = append(refs, ref(i, now))
+	}
+	half := store.MaxQueueRefs / 2
+	for _, part := range [][]store.QueueRef{refs[:half], refs[half:]} {
+		if err := s.AddQueued(ctx(t), th, part, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := queued(t, s, th)
+	if len(got) != store.MaxQueueRefs {
+		t.Fatalf("Queued after %d refs: %d, want the cap %d", len(refs), len(got), store.MaxQueueRefs)
+	}
+	if got[0].ID != refs[0].ID || got[len(got)-1].ID != refs[store.MaxQueueRefs-1].ID {
+		t.Errorf("Queued kept %s..%s, want the first: %s..%s", got[0].ID, got[len(got)-1].ID, refs[0].ID, refs[store.MaxQueueRefs-1].ID)
+	}
+	// Full: another call keeps the first ones still.
+	if err := s.AddQueued(ctx(t), th, []store.QueueRef{ref(99999, now)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := queued(t, s, th); len(got) != store.MaxQueueRefs || got[len(got)-1].ID != refs[store.MaxQueueRefs-1].ID {
+		t.Errorf("a full thread took another ref: %d refs, last %s", len(got), got[len(got)-1].ID)
+	}
+}
+
+// testHistoryReplace: a second save of a thread replaces its entry, and
+// the history lists it once.
+func testHistoryReplace(t *testing.T, s Store) {
+	th, now := NewThread(), time.Now()
+	save(t, s, Entry(th, now), time.Hour, 0)
+	e := Entry(th, now.Add(time.Second))
+	e.Refused, e.Senders = 71, map[string]string{"b@example.org": "blocked"}
+	e.Queued = nil
+	save(t, s, e, time.Hour, 0)
+	got, err := s.HistoryOf(ctx(t), th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := e
+	want.FirstSeen, want.LastSeen, want.StormAt, want.NearMissAt = msUTC(e.FirstSeen), msUTC(e.LastSeen), msUTC(e.StormAt), msUTC(e.NearMissAt)
+	if asJSON(t, got) != asJSON(t, want) {
+		t.Errorf("HistoryOf =\n%s\nwant\n%s", asJSON(t, got), asJSON(t, want))
+	}
+	if !got.IsStorm() {
+		t.Error("a storm's entry is not IsStorm")
+	}
+	if all := history(t, s, now.Add(-time.Hour), 0); len(all) != 1 || all[0].Refused != 71 {
+		t.Errorf("History after two saves of one thread = %q, want it once, refused 71", threadsOf(all))
+	}
+	if _, err := s.HistoryOf(ctx(t), NewThread()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("HistoryOf an unknown thread: %v, want ErrNotFound", err)
+	}
+}
+
+// testHistoryListing: since, limit and order (most recent LastSeen first).
+func testHistoryListing(t *testing.T, s Store) {
+	base := time.Now().Add(-time.Minute)
+	ths := make([]policy.ThreadID, 5)
+	for _, i := range []int{2, 0, 4, 1, 3} { // saved out of order
+		ths[i] = NewThread()
+		e := Entry(ths[i], base.Add(time.Duration(i)*time.Second))
+		if i == 3 {
+			e.StormAt, e.StormRule = time.Time{}, "" // a near miss
+		}
+		save(t, s, e, time.Hour, 0)
+	}
+	for _, tc := range []struct {
+		name  string
+		since time.Time
+		limit int
+		want  []policy.ThreadID
+	}{
+		{"all", base.Add(-time.Hour), 0, []policy.ThreadID{ths[4], ths[3], ths[2], ths[1], ths[0]}},
+		{"since", base.Add(2 * time.Second), 0, []policy.ThreadID{ths[4], ths[3], ths[2]}},
+		{"since within the millisecond", msUTC(base.Add(2 * time.Second)).Add(999 * time.Microsecond), 0, []policy.ThreadID{ths[4], ths[3], ths[2]}},
+		{"since the millisecond after", msUTC(base.Add(2 * time.Second)).Add(time.Millisecond), 0, []policy.ThreadID{ths[4], ths[3]}},
+		{"limit", base.Add(-time.Hour), 2, []policy.ThreadID{ths[4], ths[3]}},
+		{"since and limit", base.Add(time.Second), 3, []policy.ThreadID{ths[4], ths[3], ths[2]}},
+		{"future", base.Add(time.Hour), 0, []policy.ThreadID{}},
+	} {
+		if got := threadsOf(history(t, s, tc.since, tc.limit)); asJSON(t, got) != asJSON(t, tc.want) {
+			t.Errorf("%s: History = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	all := history(t, s, base.Add(-time.Hour), 0)
+	if len(all) == 5 && (all[1].IsStorm() || !all[0].IsStorm()) {
+		t.Errorf("storm/near miss: %v %v, want the near miss second only", all[0].IsStorm(), all[1].IsStorm())
+	}
+}
+
+// testHistoryMax: the index keeps the max most recent entries; the oldest
+// LastSeen leaves first, whatever the order of the saves, and its entry
+// goes with it.
+func testHistoryMax(t *testing.T, s Store) {
+	base := time.Now().Add(-time.Minute)
+	ths := make([]policy.ThreadID, 5)
+	for _, i := range []int{1, 2, 3, 4, 0} { // the oldest saved last
+		ths[i] = NewThread()
+		save(t, s, Entry(ths[i], base.Add(time.Duration(i)*time.Second)), time.Hour, 3)
+	}
+	want := []policy.ThreadID{ths[4], ths[3], ths[2]}
+	if got := threadsOf(history(t, s, base.Add(-time.Hour), 0)); asJSON(t, got) != asJSON(t, want) {
+		t.Errorf("History with max 3 = %q, want %q", got, want)
+	}
+	for _, th := range ths[:2] {
+		if _, err := s.HistoryOf(ctx(t), th); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("HistoryOf a dropped entry: %v, want ErrNotFound", err)
+		}
+	}
+	// max <= 0: no bound.
+	for range 3 {
+		save(t, s, Entry(NewThread(), base.Add(10*time.Second)), time.Hour, 0)
+	}
+	if got := history(t, s, base.Add(-time.Hour), 0); len(got) != 6 {
+		t.Errorf("History after 3 more without a max: %d entries, want 6", len(got))
+	}
+}
+
+// testHistoryExpiry: an entry is gone at LastSeen+keep, queue ids at
+// retention after the last AddQueued; an entry already older than keep
+// is not kept at all.
+func testHistoryExpiry(t *testing.T, s Store) {
+	th, now := NewThread(), time.Now()
+	const keep = time.Second
+	save(t, s, Entry(th, now), keep, 0)
+	if err := s.AddQueued(ctx(t), th, []store.QueueRef{ref(0, now)}, keep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HistoryOf(ctx(t), th); err != nil {
+		t.Fatalf("HistoryOf right after the save: %v", err)
+	}
+	if got := queued(t, s, th); len(got) != 1 {
+		t.Fatalf("Queued right after AddQueued: %d refs", len(got))
+	}
+	eventually(t, "history entry expired", func() bool {
+		_, err := s.HistoryOf(ctx(t), th)
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if got := history(t, s, now.Add(-time.Hour), 0); len(got) != 0 {
+		t.Errorf("History lists %q after it expired", threadsOf(got))
+	}
+	eventually(t, "queue ids expired", func() bool { return len(queued(t, s, th)) == 0 })
+
+	old := NewThread()
+	save(t, s, Entry(old, now.Add(-2*time.Hour)), time.Hour, 0)
+	if _, err := s.HistoryOf(ctx(t), old); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("HistoryOf an entry older than keep: %v, want ErrNotFound", err)
+	}
+	if got := history(t, s, now.Add(-3*time.Hour), 0); len(got) != 0 {
+		t.Errorf("History lists %q, older than keep", threadsOf(got))
+	}
+}
+
+// testHistoryBounds: text cut to HistoryTextMax runes (never inside a
+// rune), kept as written otherwise; senders, lists and queue ids bounded;
+// invalid UTF-8 made valid as JSON would.
+func testHistoryBounds(t *testing.T, s Store) {
+	th, now := NewThread(), time.Now()
+	e := Entry(th, now)
+	e.Subject = strings.Repeat("é", store.HistoryTextMax+10)
+	e.Sender = hostile
+	e.Lists = nil
+	for i := range 60 {
+		e.Lists = append(e.Lists, fmt.Sprintf("list%d@example.org", i))
+	}
+	e.Senders = map[string]string{}
+	for i := range store.MaxHistorySenders + 20 {
+		e.Senders[fmt.Sprintf("s%04d@example.org", i)] = "counted"
+	}
+	e.Queued = nil
+	for i := range store.MaxQueueRefs + 5 {
+		e.Queued = append(e.Queued, ref(i, now))
+	}
+	e.Queued[0].Sender = "bad\xffutf8"
+	save(t, s, e, time.Hour, 0)
+	got, err := s.HistoryOf(ctx(t), th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat("é", store.HistoryTextMax); got.Subject != want {
+		t.Errorf("Subject: %d runes, want cut to %d", len([]rune(got.Subject)), store.HistoryTextMax)
+	}
+	if got.Sender != hostile {
+		t.Errorf("Sender = %q, want it as written: %q", got.Sender, hostile)
+	}
+	if len(got.Lists) != 50 || got.Lists[0] != "list0@example.org" {
+		t.Errorf("Lists: %d, first %q; want the first 50", len(got.Lists), got.Lists[0])
+	}
+	if len(got.Senders) != store.MaxHistorySenders {
+		t.Errorf("Senders: %d, want %d", len(got.Senders), store.MaxHistorySenders)
+	}
+	if _, ok := got.Senders["s0000@example.org"]; !ok {
+		t.Error("Senders lost the first sender")
+	}
+	if len(got.Queued) != store.MaxQueueRefs || got.Queued[0].ID != "Q00000" {
+		t.Errorf("Queued: %d, want the first %d", len(got.Queued), store.MaxQueueRefs)
+	}
+	if got.Queued[0].Sender != "bad\uFFFDutf8" {
+		t.Errorf("invalid UTF-8 kept as %q, want each bad byte as U+FFFD", got.Queued[0].Sender)
+	}
+	if listed := history(t, s, now.Add(-time.Hour), 0); len(listed) != 1 || asJSON(t, listed[0]) != asJSON(t, got) {
+		t.Error("History and HistoryOf differ on one entry")
+	}
+	// What a store returns is a copy: changing it changes nothing kept.
+	got.Senders["mallory@example.org"] = "allow"
+	got.Lists[0] = "changed"
+	again, err := s.HistoryOf(ctx(t), th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.Senders["mallory@example.org"]; ok || again.Lists[0] != "list0@example.org" {
+		t.Error("changing a returned entry changed the stored one")
+	}
+}
+
+// testHistoryInvalid: thread ids that cannot be a key, and arguments that
+// make no sense, are refused with ErrInvalid by every method.
+func testHistoryInvalid(t *testing.T, s Store) {
+	now := time.Now()
+	for _, th := range []policy.ThreadID{"", "a:b", "{x}", "a b", policy.ThreadID(strings.Repeat("a", 65))} {
+		for name, err := range map[string]error{
+			"AddQueued":   s.AddQueued(ctx(t), th, []store.QueueRef{ref(0, now)}, time.Hour),
+			"SaveHistory": s.SaveHistory(ctx(t), Entry(th, now), time.Hour, 0),
+			"Queued":      func() error { _, err := s.Queued(ctx(t), th); return err }(),
+			"HistoryOf":   func() error { _, err := s.HistoryOf(ctx(t), th); return err }(),
+		} {
+			if !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("%s(%q): %v, want ErrInvalid", name, th, err)
+			}
+		}
+	}
+	th := NewThread()
+	for name, err := range map[string]error{
+		"AddQueued with no retention": s.AddQueued(ctx(t), th, []store.QueueRef{ref(0, now)}, 0),
+		"SaveHistory with no keep":    s.SaveHistory(ctx(t), Entry(th, now), 0, 0),
+		"SaveHistory with no time":    s.SaveHistory(ctx(t), Entry(th, time.Time{}), time.Hour, 0),
+	} {
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if got := history(t, s, now.Add(-time.Hour), 0); len(got) != 0 {
+		t.Errorf("refused saves left %q", threadsOf(got))
+	}
+}
