@@ -72,19 +72,33 @@ func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []store
 // destination keeps every message queued; stormguard queue lists the
 // original and the accepted replies with their Postfix queue ids, --delete
 // removes exactly them, and --hold / --release move a second storm's
-// messages to the hold queue and back.
+// messages to the hold queue and back. On Redis (the command reads Redis)
+// and on the memory store (it asks the daemon's admin API).
 func TestQueueThroughPostfix(t *testing.T) {
 	if _, ok := any((*admin.Direct)(nil)).(admin.HistoryAPI); !ok {
 		t.Skip("needs admin.Direct to implement admin.HistoryAPI (Queued) and the daemon's recorder of queue ids (branch p5-report), not merged yet")
 	}
-	rd := testenv.StartRedis(t)
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
-	const nodeName = "mx-queue-test"
-	yaml := fmt.Sprintf("node: %s\nstore:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 3\n", nodeName, rd)
-	d := startDaemon(t, yaml)
+	const common = "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n"
+	t.Run("redis", func(t *testing.T) {
+		rd := testenv.StartRedis(t)
+		testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+		yaml := common + fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
+		d := startDaemon(t, yaml)
+		queueThroughPostfix(t, d, writeConfig(t, yaml))
+	})
+	t.Run("memory", func(t *testing.T) {
+		yaml := common + "store:\n  backend: memory\nlists:\n  " + staffList + ": 3000\n"
+		d := startDaemon(t, yaml)
+		queueThroughPostfix(t, d, writeConfig(t, yaml+"http:\n  listen: "+d.http+"\n"))
+	})
+}
+
+const queueTestNode = "mx-queue-test"
+
+func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
+	const nodeName = queueTestNode
 	d.log.wait(t, 0, "site settings loaded", "lists=1")
 	pf := deferringPostfix(t, "inet:"+d.addr)
-	cfg := writeConfig(t, yaml)
 	pfFlag := "--postfix-config=" + pf.ConfigDir
 
 	var unrelated []string
