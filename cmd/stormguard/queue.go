@@ -33,6 +33,7 @@ type queueFlags struct {
 	mta                           string
 	postfixConfig                 string
 	sendmailCF, sendmailQueue     string
+	sendmailBin                   string
 }
 
 // action is the one action asked for, "" for the listing.
@@ -113,6 +114,7 @@ to run the same command on. Acting on the queue needs root.`,
 	fl.StringVar(&f.postfixConfig, "postfix-config", "/etc/postfix", "Postfix's config_directory (postsuper -c)")
 	fl.StringVar(&f.sendmailCF, "sendmail-cf", "/etc/mail/sendmail.cf", "Sendmail's sendmail.cf (sendmail -C)")
 	fl.StringVar(&f.sendmailQueue, "sendmail-queue", "", "Sendmail's queue directory (default: QueueDirectory of --sendmail-cf)")
+	fl.StringVar(&f.sendmailBin, "sendmail-bin", "", "the sendmail binary (default: sendmail in PATH, /usr/sbin or /usr/lib)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -164,7 +166,7 @@ func (f *queueFlags) open(t policy.ThreadID) (mtaqueue.MTA, error) {
 	case "postfix":
 		return mtaqueue.NewPostfix(f.postfixConfig)
 	case "sendmail":
-		s, err := mtaqueue.NewSendmail(f.sendmailCF, f.sendmailQueue, "")
+		s, err := mtaqueue.NewSendmail(f.sendmailCF, f.sendmailQueue, f.sendmailBin)
 		if err != nil {
 			return nil, err
 		}
