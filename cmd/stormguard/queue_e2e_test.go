@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -188,5 +189,100 @@ func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
 		if q[id] == "hold" || q[id] == "" {
 			t.Errorf("after --release: %s in %q, want back in the queue", id, q[id])
 		}
+	}
+}
+
+// TestQueueThroughSendmail: the same through the real Sendmail, whose
+// relay refuses every connection (mail stays queued): --hold quarantines
+// the storm's messages, --release takes them out, --delete removes
+// exactly them.
+func TestQueueThroughSendmail(t *testing.T) {
+	if _, ok := any((*admin.Direct)(nil)).(admin.HistoryAPI); !ok {
+		t.Skip("needs admin.Direct to implement admin.HistoryAPI (Queued) and the daemon's recorder of queue ids (branch p5-report), not merged yet")
+	}
+	rd := testenv.StartRedis(t)
+	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	yaml := "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n" +
+		fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
+	d := startDaemon(t, yaml)
+	d.log.wait(t, 0, "site settings loaded", "lists=1")
+	cfg := writeConfig(t, yaml)
+	sm := testenv.StartSendmail(t, testenv.SendmailOptions{
+		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		Milter:  withPort(readmeSendmailLine(t), d.addr),
+	})
+	smFlags := []string{"--mta=sendmail", "--sendmail-cf=" + sm.CF, "--sendmail-bin=" + sm.Tool()}
+	files := func() map[string]string { // id -> qf (queued) or hf (quarantined)
+		ents, err := os.ReadDir(sm.QueueDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := map[string]string{}
+		for _, e := range ents {
+			if n := e.Name(); strings.HasPrefix(n, "qf") || strings.HasPrefix(n, "hf") {
+				q[n[2:]] = n[:2]
+			}
+		}
+		return q
+	}
+	sendID := func(from string, rcpts []string, data []byte) (string, int) {
+		t.Helper()
+		r, err := testenv.Send(sm.Addr, from, rcpts, data)
+		if err != nil {
+			t.Fatalf("smtp: %v", err)
+		}
+		if !r.OK() {
+			return "", r.Code
+		}
+		f := strings.Fields(r.Text) // 2.0.0 ID Message accepted for delivery
+		if len(f) < 2 {
+			t.Fatalf("no queue id in %v", r)
+		}
+		return f[1], r.Code
+	}
+	unrelated, _ := sendID("someone@example.com", []string{"rcpt@example.org"}, plainMail("unrelated sendmail"))
+	root := "queue-storm-sm@example.org"
+	thread := threadOf(root)
+	orig, _ := sendID(boss, []string{staffList}, originalMail(root, staffList, "Sendmail storm"))
+	stormIDs := []string{orig}
+	for i := 1; i <= 4; i++ {
+		id, code := sendID(fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, "Sendmail storm"))
+		if (i <= 3) != (code == 250) {
+			t.Fatalf("reply %d: %d; want 3 accepted, the 4th refused", i, code)
+		}
+		if id != "" {
+			stormIDs = append(stormIDs, id)
+		}
+	}
+	refs := waitQueued(t, cfg, thread, len(stormIDs))
+	var got []string
+	for _, r := range refs {
+		got = append(got, r.ID)
+	}
+	if !slices.Equal(got, stormIDs) {
+		t.Fatalf("stormguard queue lists %v, want Sendmail's ids %v", got, stormIDs)
+	}
+
+	for _, step := range []struct {
+		flag, result, file string
+	}{
+		{"--hold", "held (was in queue)", "hf"},
+		{"--release", "released (was in quarantine)", "qf"},
+		{"--delete", "deleted (was in queue)", ""},
+	} {
+		out := mustRun(t, append([]string{"queue", "--config", cfg, step.flag, string(thread)}, smFlags...)...)
+		if n := strings.Count(out, step.result); n != len(stormIDs) {
+			t.Errorf("%s: %d %q, want %d:\n%s", step.flag, n, step.result, len(stormIDs), out)
+		}
+		q := files()
+		for _, id := range stormIDs {
+			if q[id] != step.file {
+				t.Errorf("after %s: %s is %q, want %q", step.flag, id, q[id], step.file)
+			}
+		}
+		if q[unrelated] != "qf" {
+			t.Errorf("after %s: the unrelated %s is %q, want qf", step.flag, unrelated, q[unrelated])
+		}
+		t.Logf("stormguard queue %s %s --mta sendmail:\n%s", thread, step.flag, out)
 	}
 }
