@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Sendmail is a Sendmail instance's queue. Sendmail has no postsuper:
@@ -20,8 +21,8 @@ import (
 //     quarantine (-Q without a reason);
 //   - delete: what Sendmail's operations guide tells operators to do,
 //     remove the message's control file (qf or hf) and then its data
-//     (df) and transcript (xf) files, each only while no queue runner
-//     holds the control file's lock.
+//     (df) and transcript (xf) files, under the control file's lock
+//     (waiting up to lockWait for a queue runner delivering it).
 //
 // -qI selects by substring of the id: Act leaves an id that is part of
 // another queued message's id alone (Ambiguous).
@@ -150,7 +151,7 @@ func (s *Sendmail) apply(ctx context.Context, a Action, ids []string) error {
 			// nothing to a quarantined message [seen, 8.17].
 			_, err = run(ctx, "", s.sendmail, "-C", s.CF, "-qQ", "-qI"+id, "-Q")
 		case Delete:
-			err = s.remove(id)
+			err = s.remove(ctx, id)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -159,11 +160,35 @@ func (s *Sendmail) apply(ctx context.Context, a Action, ids []string) error {
 	return errors.Join(errs...)
 }
 
+// lockWait is how long remove waits for a queue runner to let go of a
+// message: one delivery attempt, usually well under a second.
+const lockWait = 10 * time.Second
+
 // remove deletes one message's files, control file first (so no queue
 // runner starts on it), under the control file's lock: a queue runner
-// delivering it holds that lock, and then the message is left alone.
-func (s *Sendmail) remove(id string) error {
+// delivering it holds that lock, and remove waits for it up to lockWait.
+func (s *Sendmail) remove(ctx context.Context, id string) error {
 	dir := s.qfDir()
+	deadline := time.Now().Add(lockWait)
+	for {
+		done, err := s.tryRemove(dir, id)
+		if done || err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sendmail: %s is being delivered (its control file stayed locked for %s); try again", id, lockWait)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sendmail: %s: %w", id, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tryRemove removes id's files if its control file can be locked now;
+// done is false when a queue runner holds it.
+func (s *Sendmail) tryRemove(dir, id string) (done bool, err error) {
 	var ctl string
 	for _, p := range []string{"qf", "hf"} {
 		if _, err := os.Stat(filepath.Join(dir, p+id)); err == nil {
@@ -172,30 +197,40 @@ func (s *Sendmail) remove(id string) error {
 		}
 	}
 	if ctl == "" {
-		return nil // gone meanwhile: Act sees it in the second listing
+		return true, nil // gone meanwhile: Act sees it in the second listing
 	}
 	f, err := os.OpenFile(ctl, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // renamed (quarantined, or rewritten) meanwhile: look again
+	}
 	if err != nil {
-		return fmt.Errorf("sendmail: %s: %w", id, err)
+		return false, fmt.Errorf("sendmail: %s: %w", id, err)
 	}
 	defer f.Close()
 	// Sendmail locks with flock or fcntl, as it was built; take both.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("sendmail: %s is being delivered (its control file is locked); try again", id)
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return false, nil
 	}
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
-		return fmt.Errorf("sendmail: %s is being delivered (its control file is locked); try again", id)
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+	if syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk) != nil {
+		return false, nil
+	}
+	// A queue runner rewrites the control file by renaming a new one
+	// over it: the lock must be on the file the name still points to.
+	held, err1 := f.Stat()
+	now, err2 := os.Stat(ctl)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		return false, nil
 	}
 	if err := os.Remove(ctl); err != nil {
-		return fmt.Errorf("sendmail: %s: %w", id, err)
+		return false, fmt.Errorf("sendmail: %s: %w", id, err)
 	}
 	for _, p := range []string{"df", "xf"} {
 		for _, d := range []string{s.QueueDir, filepath.Join(s.QueueDir, p)} {
 			if err := os.Remove(filepath.Join(d, p+id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("sendmail: %s: %w", id, err)
+				return true, fmt.Errorf("sendmail: %s: %w", id, err)
 			}
 		}
 	}
-	return nil
+	return true, nil
 }
