@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,5 +108,39 @@ func TestSendmailActsOnChosenIDsOnly(t *testing.T) {
 	res, err = mtaqueue.Act(ctx, mta, mtaqueue.Delete, []string{ids[2]})
 	if err != nil || res[0].Outcome != mtaqueue.Deleted || res[0].Queue != "quarantine" {
 		t.Fatalf("delete held: %+v, %v", res, err)
+	}
+
+	// While a queue runner holds a message's lock, delete waits for it.
+	qf := filepath.Join(sm.QueueDir(), "qf"+ids[3])
+	f, err := os.Open(qf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	type actResult struct {
+		res []mtaqueue.Result
+		err error
+	}
+	done := make(chan actResult, 1)
+	go func() {
+		res, err := mtaqueue.Act(ctx, mta, mtaqueue.Delete, []string{ids[3]})
+		done <- actResult{res, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("delete of a locked message returned at once: %+v, %v", r.res, r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := os.Stat(qf); err != nil {
+		t.Fatalf("locked message removed: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || r.res[0].Outcome != mtaqueue.Deleted {
+		t.Fatalf("delete after the lock was let go: %+v, %v", r.res, r.err)
 	}
 }
