@@ -116,6 +116,21 @@ func Negotiation(protocols gomilter.OptProtocol) []gomilter.Option {
 	}
 }
 
+// quarantineIfOffered negotiates as go-milter does by default (the MTA's
+// protocol version; every protocol option and action asked for must be
+// offered), except that the quarantine action is taken only if offered.
+func quarantineIfOffered(mtaVersion, _ uint32, mtaActions, milterActions gomilter.OptAction,
+	mtaProtocol, milterProtocol gomilter.OptProtocol, offered gomilter.DataSize,
+) (uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize, error) {
+	if need := milterActions &^ gomilter.OptQuarantine; mtaActions&need != need {
+		return 0, 0, 0, 0, fmt.Errorf("milter: negotiate: MTA does not offer required actions. offered: %q requested: %q", mtaActions, need)
+	}
+	if mtaProtocol&milterProtocol != milterProtocol {
+		return 0, 0, 0, 0, fmt.Errorf("milter: negotiate: MTA does not offer required protocol options. offered: %q requested: %q", mtaProtocol, milterProtocol)
+	}
+	return mtaVersion, milterActions & mtaActions, milterProtocol, offered, nil
+}
+
 // NewServer makes a server whose connections are answered by f, with the
 // default limits.
 func NewServer(f *Filter) *Server { return NewServerWith(f, DefaultLimits()) }
@@ -125,10 +140,14 @@ func NewServer(f *Filter) *Server { return NewServerWith(f, DefaultLimits()) }
 func NewServerWith(f *Filter, lim Limits) *Server {
 	libLog.Store(f.log)
 	opts := Negotiation(Protocols)
-	if g := f.cfg.Policy.Gate; g.MinAudience > 0 && g.Action == policy.ConfigHold {
-		// Holding needs the quarantine action; asked for only then, since
-		// go-milter refuses an MTA that does not offer what is asked.
-		opts = append(opts, gomilter.WithAction(gomilter.OptQuarantine))
+	if f.cfg.Policy.Action == policy.ConfigHold || f.cfg.Policy.Gate.MinAudience > 0 && f.cfg.Policy.Gate.Action == policy.ConfigHold {
+		// Holding needs the quarantine action. It is asked for, not
+		// required: an MTA that does not offer it still gets every other
+		// verdict, and a message to hold is tempfailed instead
+		// (session.EndOfMessage), where a failed negotiation would leave
+		// all its mail to the MTA's default action.
+		opts = append(opts, gomilter.WithAction(gomilter.OptQuarantine),
+			gomilter.WithNegotiationCallback(quarantineIfOffered))
 	}
 	srv := gomilter.NewServer(append(opts,
 		gomilter.WithReadTimeout(lim.IdleTimeout),

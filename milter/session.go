@@ -45,7 +45,10 @@ type session struct {
 	msg      Message
 	addrSize int
 	tag      string // X-Stormguard value to add at end of message (monitor)
-	hold     string // quarantine reason to give at end of message (gate.action hold)
+	hold     string // quarantine reason to give at end of message (action hold)
+	// unheld is the 451 text sent instead of holding when the MTA did
+	// not negotiate the quarantine action.
+	unheld string
 }
 
 // reset forgets the current message; the connection stays.
@@ -54,6 +57,7 @@ func (s *session) reset() {
 	s.addrSize = 0
 	s.tag = ""
 	s.hold = ""
+	s.unheld = ""
 }
 
 // guard turns a panic in a callback into the failure policy's answer, so one
@@ -140,9 +144,14 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 		return reply(550, s.f.GateText(d.Action, d.List), gomilter.RespReject)
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionTempfail:
 		return reply(451, s.f.GateText(d.Action, d.List), gomilter.RespTempFail)
-	case d.Action == policy.ActionHold:
+	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
 		// The quarantine action is only allowed at end of message.
 		s.hold = fmt.Sprintf("stormguard: sender gate: %s may not post to %s", s.msg.Sender, d.List)
+		s.unheld = s.f.GateText(policy.ActionTempfail, "")
+		return gomilter.RespContinue, nil
+	case d.Action == policy.ActionHold:
+		s.hold = HoldReason(d.Thread, d.Rule)
+		s.unheld = s.f.ReplyText(policy.ActionTempfail, d.Thread)
 		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionReject:
 		return reply(550, s.f.ReplyText(d.Action, d.Thread), gomilter.RespReject)
@@ -163,13 +172,14 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("eom", &resp, &err)
 	if s.hold != "" {
-		hold, qid := s.hold, s.msg.QueueID
+		hold, unheld, qid := s.hold, s.unheld, s.msg.QueueID
 		s.reset()
 		if err := m.Quarantine(hold); err != nil {
 			// Not negotiated (an MTA without the quarantine action):
-			// never let the post through unmoderated.
+			// never let the message through unheld; the sender's MTA
+			// retries a tempfail.
 			s.f.log.Error("cannot hold message (quarantine refused by the MTA); tempfailing it", "queue_id", qid, "err", err)
-			return reply(451, s.f.GateText(policy.ActionTempfail, ""), gomilter.RespTempFail)
+			return reply(451, unheld, gomilter.RespTempFail)
 		}
 		return gomilter.RespAccept, nil
 	}
@@ -180,6 +190,21 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 	}
 	s.reset()
 	return gomilter.RespAccept, nil
+}
+
+// HoldReason is the quarantine reason of a reply held for a storm: one
+// line naming the thread and the rule and how to release it. It holds
+// nothing the sender wrote (the thread id is hex, the rule one of
+// policy's names), so no header text can reach the MTA's queue file or
+// an operator's terminal through it. It names stormguard's command, not
+// an MTA's: Sendmail shows the reason (mailq -qQ), Postfix logs only
+// "milter triggers HOLD action" and drops it.
+func HoldReason(thread policy.ThreadID, rule policy.Rule) string {
+	if thread == "" {
+		thread = "unknown"
+	}
+	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with stormguard queue %s --release",
+		thread, rule, thread)
 }
 
 func (s *session) Abort(_ gomilter.Modifier) error {

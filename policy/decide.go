@@ -57,9 +57,9 @@ func (c Config) Validate() error {
 		bad("auto_reply_max_audience", "must not be negative")
 	}
 	switch c.Action {
-	case ConfigReject, ConfigTempfail, ConfigMonitor:
+	case ConfigReject, ConfigTempfail, ConfigHold, ConfigMonitor:
 	default:
-		bad("action", "must be reject, tempfail or monitor")
+		bad("action", "must be reject, tempfail, hold or monitor")
 	}
 	for _, r := range LimitRules {
 		switch v := r.Limit(c.Limits); {
@@ -151,7 +151,8 @@ func KindOf(_ Config, f Facts) Kind {
 //  4. no store needed (small audience): accept (small_audience);
 //  5. thread override allow: accept (override_allow), even if blocked;
 //  6. thread override block: refuse (override_block);
-//  7. auto-reply over AutoReplyMaxAudience: refuse (auto_reply);
+//  7. auto-reply over AutoReplyMaxAudience: refuse (auto_reply), but
+//     reject rather than hold;
 //     other auto-replies: accept (auto_reply);
 //  8. noted by the store (an original): accept (original);
 //  9. the same message counted again (StatusDuplicate: its message-id
@@ -166,10 +167,17 @@ func KindOf(_ Config, f Facts) Kind {
 //     max_replies or delivery_budget);
 //  12. counted within the limits: accept (counted).
 //
-// To refuse is to reject, tempfail or tag, as Config.Action says, and
-// always to tag in monitor mode. t may be nil only when !NeedsStore; a nil
-// or unusable tally otherwise accepts with rule store_error (fail open, as
-// store.on_error=accept does; OnStoreError is the other choice).
+// To refuse is to reject, tempfail, hold or tag, as Config.Action says,
+// and always to tag in monitor mode. Hold (the MTA's hold queue, for an
+// operator to release or delete) applies to every thread rule: blocked,
+// max_replies, delivery_budget and override_block (an operator's block is
+// a storm they saw first: its replies wait with the storm's). It does not
+// apply to auto_reply: an out-of-office notice to a whole list is no
+// message anyone will release, and a held one would only fill the hold
+// queue, so with action hold it is rejected. t may be nil only when
+// !NeedsStore; a nil or unusable tally otherwise accepts with rule
+// store_error (fail open, as store.on_error=accept does; OnStoreError is
+// the other choice).
 func Decide(c Config, f Facts, t *Tally) Verdict {
 	switch {
 	case f.Mode == ModeOff:
@@ -243,9 +251,12 @@ func Repeats(passes int) bool { return passes <= MaxDuplicates }
 
 // OnStoreError is the verdict when the store failed and
 // store.on_error=tempfail: tempfail (rule store_error), except in monitor
-// (mode or action), which never refuses and accepts instead. With
-// store.on_error=accept the caller counts in its memory store instead and
-// calls Decide.
+// (mode or action), which never refuses and accepts instead. Action hold
+// tempfails too: without the store nothing says the thread storms, and
+// holding every large-audience message of an outage would leave an
+// operator to release each one, where a tempfail is retried by the
+// sender's MTA on its own. With store.on_error=accept the caller counts in
+// its memory store instead and calls Decide.
 func OnStoreError(c Config, f Facts) Verdict {
 	if f.Mode == ModeMonitor || c.Action == ConfigMonitor {
 		return accept(RuleStoreError)
@@ -286,6 +297,8 @@ func refuse(c Config, f Facts, r Rule) Verdict {
 		a = ActionTag
 	case c.Action == ConfigTempfail:
 		a = ActionTempfail
+	case c.Action == ConfigHold && r != RuleAutoReply: // see Decide
+		a = ActionHold
 	}
 	return Verdict{Action: a, Rule: r}
 }

@@ -19,7 +19,8 @@ func TestConfigValidate(t *testing.T) {
 		}, nil},
 		{"tempfail", func(c *Config) { c.Action = ConfigTempfail }, nil},
 		{"monitor", func(c *Config) { c.Action = ConfigMonitor }, nil},
-		{"bad action", func(c *Config) { c.Action = "bounce" }, []string{"policy.action: must be reject, tempfail or monitor"}},
+		{"hold", func(c *Config) { c.Action = ConfigHold }, nil},
+		{"bad action", func(c *Config) { c.Action = "bounce" }, []string{"policy.action: must be reject, tempfail, hold or monitor"}},
 		{"empty action", func(c *Config) { c.Action = "" }, []string{"policy.action:"}},
 		{"negative min_audience", func(c *Config) { c.MinAudience = -1 }, []string{"policy.min_audience: must not be negative"}},
 		{"negative auto_reply_max_audience", func(c *Config) { c.AutoReplyMaxAudience = -1 }, []string{"policy.auto_reply_max_audience:"}},
@@ -149,6 +150,24 @@ func TestDecide(t *testing.T) {
 		{"mode monitor, override block", base, Facts{Mode: ModeMonitor, Reply: true, Audience: 5000}, &Tally{Override: OverrideBlock}, Verdict{Action: ActionTag, Rule: RuleOverrideBlock}},
 		{"mode monitor, counted", base, Facts{Mode: ModeMonitor, Reply: true, Audience: 5000}, tally(StatusCounted), Verdict{Action: ActionAccept, Rule: RuleCounted}},
 		{"mode enforce spelled out", base, Facts{Mode: ModeEnforce, Reply: true, Audience: 5000}, blocked, Verdict{Action: ActionReject, Rule: RuleBlocked}},
+		// policy.action hold: every thread rule holds; an auto-reply
+		// over its audience is rejected; what is accepted stays accepted.
+		{"hold: blocked", withAction(ConfigHold), reply, blocked, Verdict{Action: ActionHold, Rule: RuleBlocked}},
+		{"hold: crossed max_replies", withAction(ConfigHold), reply, &Tally{Status: StatusCrossed, Crossed: RuleMaxReplies}, Verdict{Action: ActionHold, Rule: RuleMaxReplies}},
+		{"hold: crossed delivery_budget", withAction(ConfigHold), reply, &Tally{Status: StatusCrossed, Crossed: RuleDeliveryBudget}, Verdict{Action: ActionHold, Rule: RuleDeliveryBudget}},
+		{"hold: crossed without a rule", withAction(ConfigHold), reply, tally(StatusCrossed), Verdict{Action: ActionHold, Rule: RuleBlocked}},
+		{"hold: override block", withAction(ConfigHold), reply, &Tally{Override: OverrideBlock, Status: StatusNoted}, Verdict{Action: ActionHold, Rule: RuleOverrideBlock}},
+		{"hold: override block on an original", withAction(ConfigHold), Facts{Audience: 5000}, &Tally{Override: OverrideBlock, Status: StatusNoted}, Verdict{Action: ActionHold, Rule: RuleOverrideBlock}},
+		{"hold: auto-reply over its limit is rejected", withAction(ConfigHold), auto(850000), tally(StatusNoted), Verdict{Action: ActionReject, Rule: RuleAutoReply}},
+		{"hold: auto-reply under its limit", withLimits(withAction(ConfigHold), 2500, 5000), auto(2500), tally(StatusNoted), Verdict{Action: ActionAccept, Rule: RuleAutoReply}},
+		{"hold: counted", withAction(ConfigHold), reply, &Tally{Status: StatusCounted, Count: 3}, Verdict{Action: ActionAccept, Rule: RuleCounted}},
+		{"hold: duplicate on a blocked thread", withAction(ConfigHold), reply, tally(StatusDuplicate), Verdict{Action: ActionAccept, Rule: RuleDuplicate}},
+		{"hold: original", withAction(ConfigHold), Facts{Audience: 850000}, tally(StatusNoted), Verdict{Action: ActionAccept, Rule: RuleOriginal}},
+		{"hold: override allow", withAction(ConfigHold), reply, &Tally{Override: OverrideAllow, Status: StatusBlocked}, Verdict{Action: ActionAccept, Rule: RuleOverrideAllow}},
+		{"hold: small audience", withAction(ConfigHold), Facts{Reply: true, Audience: 1}, nil, Verdict{Action: ActionAccept, Rule: RuleSmallAudience}},
+		{"hold: exempt", withAction(ConfigHold), Facts{Exempt: true, Reply: true, Audience: 1e6}, blocked, Verdict{Action: ActionAccept, Rule: RuleExempt}},
+		{"hold: mode monitor tags", withAction(ConfigHold), Facts{Mode: ModeMonitor, Reply: true, Audience: 5000}, blocked, Verdict{Action: ActionTag, Rule: RuleBlocked}},
+		{"hold: mode off", withAction(ConfigHold), Facts{Mode: ModeOff, Reply: true, Audience: 5000}, blocked, Verdict{Action: ActionAccept, Rule: RuleModeOff}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +194,8 @@ func TestOnStoreError(t *testing.T) {
 		{"tempfail", ConfigTempfail, ModeEnforce, ActionTempfail},
 		{"monitor action", ConfigMonitor, "", ActionAccept},
 		{"monitor mode", ConfigReject, ModeMonitor, ActionAccept},
+		{"hold tempfails: no store, no storm known", ConfigHold, "", ActionTempfail},
+		{"hold in monitor mode", ConfigHold, ModeMonitor, ActionAccept},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

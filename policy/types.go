@@ -79,7 +79,7 @@ const (
 	ActionReject   Action = "reject"   // 550 5.7.1
 	ActionTempfail Action = "tempfail" // 451 4.7.1
 	ActionTag      Action = "tag"      // accept and add an X-Stormguard header (monitor)
-	ActionHold     Action = "hold"     // accept into the MTA's hold queue (milter quarantine), for a moderator to release (gate.action)
+	ActionHold     Action = "hold"     // accept into the MTA's hold queue (milter quarantine), for an operator to release or delete
 )
 
 // ConfigAction is the configured response to a storm (policy.action) or
@@ -90,7 +90,7 @@ const (
 	ConfigReject   ConfigAction = "reject"
 	ConfigTempfail ConfigAction = "tempfail"
 	ConfigMonitor  ConfigAction = "monitor"
-	ConfigHold     ConfigAction = "hold" // gate.action only: the MTA's hold queue
+	ConfigHold     ConfigAction = "hold" // the MTA's hold queue (milter quarantine)
 )
 
 // Rule names the rule that decided a verdict. Logged and counted, never sent

@@ -83,7 +83,7 @@ type Config struct {
 		DeliveryBudget       int64         `mapstructure:"delivery_budget" to:"Filter.Policy.Limits.DeliveryBudget" help:"sum of audiences of the replies allowed per thread per window (0 disables the rule)"`
 		Window               time.Duration `mapstructure:"window" to:"Filter.Policy.Limits.Window" help:"sliding window"`
 		BlockFor             time.Duration `mapstructure:"block_for" to:"Filter.Policy.Limits.BlockFor" help:"how long a storming thread stays blocked"`
-		Action               string        `mapstructure:"action" to:"Filter.Policy.Action" help:"reject (550 5.7.1), tempfail (451 4.7.1) or monitor (accept and add the header)"`
+		Action               string        `mapstructure:"action" to:"Filter.Policy.Action" help:"reject (550 5.7.1), tempfail (451 4.7.1), hold (accept into the MTA's hold queue with a reason naming the thread and rule; an auto-reply over its audience is rejected instead) or monitor (accept and add the header)"`
 		AutoReplyMaxAudience int           `mapstructure:"auto_reply_max_audience" to:"Filter.Policy.AutoReplyMaxAudience" help:"auto-replies to a larger audience are refused"`
 		SplitEnvelopes       bool          `mapstructure:"split_envelopes" to:"Filter.Policy.SplitEnvelopes" help:"count the To/Cc header's audience too: only on nodes behind list expansion whose MTA splits one message to a list into many transactions of a few recipients each (otherwise a forged header would count lists the message never reaches)"`
 		ExemptSenders        []string      `mapstructure:"exempt_senders" to:"Filter.Exempt" help:"senders (or @domain) never limited; Redis set stormguard:exempt adds more"`
