@@ -1,10 +1,6 @@
 package testenv
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
-	"strings"
 	"testing"
 	"time"
 )
@@ -14,45 +10,30 @@ import (
 // a destination that is down, for tests of what is queued.
 var PostfixDeferAll = map[string]string{"defer_transports": "smtp"}
 
-// QueueID returns the queue id in Postfix's reply to the end of data
-// ("2.0.0 Ok: queued as ID"), or fails the test.
+// QueueID returns the queue id in an MTA's answer to a message (QueuedAs),
+// or fails the test.
 func QueueID(t testing.TB, r Reply) string {
 	t.Helper()
-	_, id, ok := strings.Cut(r.Text, "queued as ")
-	if !r.OK() || !ok || id == "" || strings.ContainsAny(id, " \t") {
-		t.Fatalf("testenv: want 250 ... queued as ID, got %v", r)
+	id := QueuedAs(r)
+	if !r.OK() || id == "" {
+		t.Fatalf("testenv: want 250 naming a queue id, got %v", r)
 	}
 	return id
 }
 
-// QueueNames returns the instance's queue as postqueue -j lists it: queue id
-// to queue_name (incoming, active, deferred, hold, ...). It reads the
-// listing itself, so tests of code that lists the queue have an
-// independent witness.
+// QueueNames returns the instance's queue (Queue) as queue id to
+// queue_name: incoming, active, deferred, hold, ...
 func (p *Postfix) QueueNames() map[string]string {
 	p.t.Helper()
-	out, err := p.run(30*time.Second, p.postqueueCmd(), "-c", p.ConfigDir, "-j")
-	if err != nil {
-		p.t.Fatalf("testenv: postqueue -j: %v\n%s", err, out)
-	}
 	q := map[string]string{}
-	dec := json.NewDecoder(strings.NewReader(out))
-	for {
-		var m struct {
-			Queue string `json:"queue_name"`
-			ID    string `json:"queue_id"`
-		}
-		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-			return q
-		} else if err != nil {
-			p.t.Fatalf("testenv: postqueue -j: %v\n%s", err, out)
-		}
-		q[m.ID] = m.Queue
+	for _, e := range p.Queue() {
+		q[e.QueueID] = e.QueueName
 	}
+	return q
 }
 
-// WaitQueue polls QueueNames until ok accepts it, for up to 30 s, and returns
-// it; it fails the test at the deadline with the last listing.
+// WaitQueue polls QueueNames until ok accepts it, for up to 30 s, and
+// returns it; it fails the test at the deadline with the last listing.
 func (p *Postfix) WaitQueue(what string, ok func(map[string]string) bool) map[string]string {
 	p.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -66,9 +47,4 @@ func (p *Postfix) WaitQueue(what string, ok func(map[string]string) bool) map[st
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// postqueueCmd finds postqueue.
-func (p *Postfix) postqueueCmd() string {
-	return LookPath(p.t, "postqueue", "install the Debian package postfix")
 }

@@ -3,26 +3,22 @@ package testenv
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
 // Tool returns the path of an executable, written into the instance's
 // directory, that runs the instance's sendmail binary with the arguments
-// it is given (e.g. -C s.CF -qQ -qIID -Q ""), as an operator would run
-// /usr/sbin/sendmail on the host: in new mount and UTS namespaces set up
-// as the daemon's (host name SendmailHostname, the instance's /etc/hosts
-// and /etc/resolv.conf), so Sendmail does not sleep a minute over an
-// unqualified host name or wait on DNS.
+// it is given, inside the daemon's mount and UTS namespaces as Run does:
+// for code under test that takes the path of a sendmail binary (e.g.
+// stormguard queue --sendmail-bin), as an operator's /usr/sbin/sendmail.
 func (s *Sendmail) Tool() string {
 	s.t.Helper()
-	unshare := LookPath(s.t, "unshare", "install util-linux")
+	nsenter := LookPath(s.t, "nsenter", "install util-linux")
 	bin := filepath.Join(sendmailTree(s.t), "usr/libexec/sendmail/sendmail")
 	q := func(v string) string { return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'" }
 	script := "#!/bin/sh\n# Written by internal/testenv: the test Sendmail's binary in its namespaces.\n" +
-		"exec " + q(unshare) + " --mount --uts --propagation private -- /bin/sh -c " +
-		q(`mount -n --bind "$1" /etc/hosts && mount -n --bind "$2" /etc/resolv.conf && hostname "$3" && shift 3 && exec "$@"`) +
-		" sh " + q(filepath.Join(s.Dir, "etc/hosts")) + " " + q(filepath.Join(s.Dir, "etc/resolv.conf")) + " " +
-		q(SendmailHostname) + " " + q(bin) + ` "$@"` + "\n"
+		"exec " + q(nsenter) + " -t " + strconv.Itoa(s.leader) + " -m -u -- " + q(bin) + ` "$@"` + "\n"
 	path := filepath.Join(s.Dir, "sendmail-tool")
 	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
 		s.t.Fatalf("testenv: sendmail: %v", err)
