@@ -125,7 +125,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 	out := queueResult{Thread: string(t), Queued: refs}
 	if act == "" {
 		if f.asJSON {
-			return writeJSON(stdout, out)
+			return writeQueueJSON(stdout, out)
 		}
 		return printQueued(stdout, t, refs)
 	}
@@ -145,7 +145,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 		cancel()
 	}
 	if f.asJSON {
-		if err := writeJSON(stdout, out); err != nil {
+		if err := writeQueueJSON(stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -217,7 +217,9 @@ func failures(rs []mtaqueue.Result) int {
 	return n
 }
 
-func writeJSON(w io.Writer, v any) error {
+// writeQueueJSON prints v indented. (p5-report brings a writeJSON that
+// also escapes C1 controls; this one goes when it lands.)
+func writeQueueJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
