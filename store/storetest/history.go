@@ -228,8 +228,20 @@ func testHistoryMax(t *testing.T, s Store) {
 	for range 3 {
 		save(t, s, Entry(NewThread(), base.Add(10*time.Second)), time.Hour, 0)
 	}
-	if got := history(t, s, base.Add(-time.Hour), 0); len(got) != 6 {
-		t.Errorf("History after 3 more without a max: %d entries, want 6", len(got))
+	before := history(t, s, base.Add(-time.Hour), 0)
+	if len(before) != 6 {
+		t.Errorf("History after 3 more without a max: %d entries, want 6", len(before))
+	}
+	// A lower max drops several at once, entries too.
+	newest := NewThread()
+	save(t, s, Entry(newest, base.Add(20*time.Second)), time.Hour, 2)
+	if got := threadsOf(history(t, s, base.Add(-time.Hour), 0)); len(got) != 2 || got[0] != newest || len(before) > 0 && got[1] != before[0].Thread {
+		t.Errorf("History with max 2 = %q, want %s and the newest before it", got, newest)
+	}
+	for _, e := range before[min(1, len(before)):] {
+		if _, err := s.HistoryOf(ctx(t), e.Thread); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("HistoryOf an entry dropped by a lower max: %v, want ErrNotFound", err)
+		}
 	}
 }
 
