@@ -116,7 +116,7 @@ func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, erro
 			s.histProblems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
 			continue
 		}
-		out = append(out, cleanRefs([]QueueRef{r.ref()}, 1)...)
+		out = append(out, cleanRef(r.ref()))
 	}
 	return out, nil
 }
@@ -170,7 +170,10 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 }
 
 // dropEntries deletes the entries of threads the index no longer lists,
-// one DEL each (each in its own slot), in one pipeline.
+// one DEL each (each in its own slot), in one pipeline. A thread saved
+// again by another node between the index's MULTI and this DEL loses its
+// new entry too (the index then finds it gone and drops it): only at the
+// max, only for the oldest entry, and its next save restores it.
 func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 	pipe := s.client.Pipeline()
 	for _, t := range threads {
@@ -301,7 +304,7 @@ func (s *Redis) readEntry(t policy.ThreadID, get *redis.StringCmd) (HistoryEntry
 	}
 	e := w.entry()
 	e.Thread = t // the key says whose it is, whatever the value claims
-	return cleanEntry(e), nil
+	return ownedEntry(e), nil
 }
 
 // The JSON the Redis store writes: HistoryEntry's and QueueRef's fields

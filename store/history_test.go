@@ -343,3 +343,38 @@ func BenchmarkHistory(b *testing.B) {
 		})
 	}
 }
+
+// TestRedisHistoryOversized: an entry written past the bounds by someone
+// else (redis-cli, another program) is read back within them.
+func TestRedisHistoryOversized(t *testing.T) {
+	addr := testenv.StartRedis(t)
+	s := openRedis(t, addr, false)
+	ctx, k, now := historyCtx(t), s.Keys(), time.Now()
+	long := strings.Repeat("x", store.HistoryTextMax+100)
+	for _, tc := range []struct {
+		name, json string
+	}{
+		{"long text in place", fmt.Sprintf(`{"subject":%q,"senders":{"a@example.org":%q},"lists":[%q],"queued":[{"sender":%q}],"last_seen":%d}`, long, long, long, long, now.UnixMilli())},
+		{"long sender key", fmt.Sprintf(`{"senders":{%q:"counted"},"last_seen":%d}`, long, now.UnixMilli())},
+	} {
+		th := storetest.NewThread()
+		testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(th), tc.json)
+		e, err := s.HistoryOf(ctx, th)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		texts := []string{e.Subject}
+		for k, v := range e.Senders {
+			texts = append(texts, k, v)
+		}
+		texts = append(texts, e.Lists...)
+		for _, r := range e.Queued {
+			texts = append(texts, r.Sender)
+		}
+		for _, x := range texts {
+			if n := len([]rune(x)); n > store.HistoryTextMax {
+				t.Errorf("%s: a text of %d runes came back, want at most %d", tc.name, n, store.HistoryTextMax)
+			}
+		}
+	}
+}

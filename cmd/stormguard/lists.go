@@ -14,7 +14,7 @@ import (
 func newListsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lists",
-		Short: "Show list sizes (the store's: Redis hash stormguard:lists or the daemon's memory; and the config file's); lists set ADDR N, lists delete ADDR",
+		Short: "Show list sizes (the store's: Redis hash stormguard:lists or the daemon's memory; and the config file's); lists set ADDR N, lists delete ADDR, lists sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, done, err := openAdmin(cmd, stdout)
@@ -85,7 +85,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(set, del)
+	cmd.AddCommand(set, del, newListsSyncCmd(stdout))
 	return cmd
 }
 

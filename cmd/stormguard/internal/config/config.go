@@ -15,7 +15,9 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -46,6 +48,7 @@ type Config struct {
 	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
 	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
 	Mode       string `mapstructure:"mode" to:"Filter.Mode,Admin.Mode" help:"default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"`
+	Node       string `mapstructure:"node" to:"Report.Node,Events.Node" help:"node name in events and queue ids; empty: hostname"`
 	Log        struct {
 		Level  string `mapstructure:"level" default:"info" oneof:"debug,info,warn,error" flag:"log-level" help:"debug, info, warn or error; small-audience decisions are logged at debug"`
 		Format string `mapstructure:"format" default:"text" oneof:"text,json" help:"text or json"`
@@ -97,16 +100,35 @@ type Config struct {
 		Posters     []string `mapstructure:"posters" to:"Filter.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
 		RejectText  string   `mapstructure:"reject_text" to:"Filter.GateRejectText" help:"550 text ({list}: the list); 451: 4.x.x"`
 	} `mapstructure:"gate"`
-	Lists  map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	Lists    map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	ListSync struct {       // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
+		Every            time.Duration `mapstructure:"every" help:"serve runs lists sync this often; 0: never"`
+		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one sync; past it nothing is written"`
+		MinMembers       int           `mapstructure:"min_members" to:"ListSync.MinMembers" help:"smaller synced lists are not written"`
+		AliasMaps        []string      `mapstructure:"alias_maps" to:"ListSync.AliasMaps" help:"Postfix alias maps (type:path) to count"`
+		AliasDomains     []string      `mapstructure:"alias_domains" to:"ListSync.AliasDomains" help:"domains the aliases are lists of"`
+		VirtualMaps      []string      `mapstructure:"virtual_maps" to:"ListSync.VirtualMaps" help:"Postfix virtual alias maps (type:path) to count"`
+		PostfixConfigDir string        `mapstructure:"postfix_config_dir" to:"ListSync.PostfixConfigDir" help:"postmap -c directory; empty: /etc/postfix"`
+		LDAP             struct {
+			URL          string `mapstructure:"url" to:"ListSync.LDAP.URL" help:"ldap:// or ldaps:// directory to count groups in"`
+			StartTLS     bool   `mapstructure:"starttls" to:"ListSync.LDAP.StartTLS" help:"StartTLS on ldap://"`
+			CAFile       string `mapstructure:"ca_file" to:"ListSync.LDAP.CAFile" help:"PEM CA bundle (empty: system roots)"`
+			BindDN       string `mapstructure:"bind_dn" to:"ListSync.LDAP.BindDN" help:"bind DN; empty: anonymous"`
+			PasswordFile string `mapstructure:"password_file" to:"ListSync.LDAP.PasswordFile" help:"file holding the bind password"`
+			BaseDN       string `mapstructure:"base_dn" to:"ListSync.LDAP.BaseDN" help:"subtree to search"`
+			Filter       string `mapstructure:"filter" to:"ListSync.LDAP.Filter" help:"filter selecting the groups"`
+			MailAttr     string `mapstructure:"mail_attribute" to:"ListSync.LDAP.MailAttr" help:"a group's list address attribute"`
+		} `mapstructure:"ldap"`
+	} `mapstructure:"listsync"`
 	Milter struct {
 		MaxSessions int           `mapstructure:"max_sessions" to:"Server.MaxSessions" help:"open milter connections at most (one per SMTP session); beyond it a new one is closed unanswered, logged and counted, and the MTA applies its default action"`
 		IdleTimeout time.Duration `mapstructure:"idle_timeout" to:"Server.IdleTimeout" help:"a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"`
 	} `mapstructure:"milter"`
 	HTTP struct {
-		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
+		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz, the admin API /admin/ and the report page /; empty disables it"`
 		MaxConnections int           `mapstructure:"max_connections" default:"64" help:"open HTTP connections at most; beyond it a new one is closed"`
 		IdleTimeout    time.Duration `mapstructure:"idle_timeout" default:"60s" help:"an idle HTTP keep-alive connection is closed after this long"`
-		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
+		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token) and the report page / (it shows subjects and senders; its actions need the token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
 		AdminTokenFile string        `mapstructure:"admin_token_file" default:"/var/lib/stormguard/admin.token" help:"the admin API's token: created (mode 0600) by the daemon at its first start with the admin API on; the subcommands read it, so run them as root or the daemon's user"`
 	} `mapstructure:"http"`
 	Alerts struct {
@@ -115,6 +137,11 @@ type Config struct {
 		SummaryEvery   time.Duration `mapstructure:"summary_every" to:"SummaryEvery" help:"blocked replies are reported in one summary event per thread this often"`
 		Queue          int           `mapstructure:"queue" to:"Events.Queue" help:"events waiting for Redis or the webhook; when full, new events are dropped and counted"`
 	} `mapstructure:"alerts"`
+	Report struct {
+		History   time.Duration `mapstructure:"history" to:"Report.History" help:"how long storms and near misses are kept"`
+		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"share of a limit that is a near miss, (0, 1]"`
+		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"history entries kept at most"`
+	} `mapstructure:"report"`
 }
 
 // plain holds the plain configs the packages take. Config.plain fills it
@@ -127,6 +154,8 @@ type plain struct {
 	Memory       store.MemoryConfig
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
+	ListSync     listsync.Config
+	Report       report.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured: the
@@ -139,6 +168,8 @@ func defaultPlain() plain {
 		Events:       events.Defaults(),
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
+		ListSync:     listsync.Defaults(),
+		Report:       report.Defaults(),
 	}
 }
 
@@ -151,6 +182,13 @@ func (c *Config) plain() plain {
 		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
 	}
 	p.Events.PublishTimeout = max(c.Redis.Timeout, time.Second)
+	if p.Report.Node == "" {
+		p.Report.Node = hostname()
+	}
+	p.Events.Node = p.Report.Node // one name for the node everywhere
+	p.Report.Retention = p.Filter.Retention
+	p.Report.Limits = p.Filter.Policy.Limits
+	p.Report.Timeout = max(c.Redis.Timeout, time.Second) // off the mail path
 	return p
 }
 
@@ -169,6 +207,21 @@ func (c *Config) RedisConfig() store.RedisConfig { return c.plain().Redis }
 // EventsConfig is the notifier's config, without what the caller wires in:
 // its UserAgent and outlets (Publish, Origins).
 func (c *Config) EventsConfig() events.Config { return c.plain().Events }
+
+// ListSyncConfig is the list sync's config (stormguard lists sync).
+func (c *Config) ListSyncConfig() listsync.Config { return c.plain().ListSync }
+
+// ReportConfig is the history recorder's config.
+func (c *Config) ReportConfig() report.Config { return c.plain().Report }
+
+// hostname is the node's name when node is not set.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
 
 // AdminConfig is the admin operations' config.
 func (c *Config) AdminConfig() admin.Config { return c.plain().Admin }
@@ -237,7 +290,16 @@ func (c *Config) validate() error {
 	if err := c.validateOps(); err != nil {
 		return err
 	}
+	if err := c.ReportConfig().Validate(); err != nil {
+		return err
+	}
 	if err := c.ServerLimits().Validate(); err != nil {
+		return err
+	}
+	if c.ListSync.Every < 0 {
+		return fmt.Errorf("listsync.every: must be 0 (never) or positive, got %s", c.ListSync.Every)
+	}
+	if err := c.ListSyncConfig().Validate(); err != nil {
 		return err
 	}
 	if c.Policy.Header == "" || strings.ContainsAny(c.Policy.Header, ": \t\r\n") {
