@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -109,7 +107,7 @@ to run the same command on. Acting on the queue needs root.`,
 	fl.BoolVar(&f.delete, "delete", false, "delete this node's ids that are still queued (Postfix: postsuper -d)")
 	fl.BoolVar(&f.hold, "hold", false, "put this node's ids that are still queued on hold (Postfix: postsuper -h; Sendmail: quarantine)")
 	fl.BoolVar(&f.release, "release", false, "release this node's held ids (Postfix: postsuper -H; Sendmail: unquarantine)")
-	fl.StringVar(&f.node, "node", "", "this node's name, as the daemon records it (default: the host name)")
+	fl.StringVar(&f.node, "node", "", "this node's name, as the daemon records it (default: the config key node, else the host name)")
 	fl.StringVar(&f.mta, "mta", "postfix", "this node's MTA: postfix or sendmail")
 	fl.StringVar(&f.postfixConfig, "postfix-config", "/etc/postfix", "Postfix's config_directory (postsuper -c)")
 	fl.StringVar(&f.sendmailCF, "sendmail-cf", "/etc/mail/sendmail.cf", "Sendmail's sendmail.cf (sendmail -C)")
@@ -125,7 +123,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 	out := queueResult{Thread: string(t), Queued: refs}
 	if act == "" {
 		if f.asJSON {
-			return writeQueueJSON(stdout, out)
+			return writeJSON(stdout, out)
 		}
 		return printQueued(stdout, t, refs)
 	}
@@ -145,7 +143,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 		cancel()
 	}
 	if f.asJSON {
-		if err := writeQueueJSON(stdout, out); err != nil {
+		if err := writeJSON(stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -177,13 +175,13 @@ func (f *queueFlags) open(t policy.ThreadID) (mtaqueue.MTA, error) {
 }
 
 // thisNode is the node name the daemon on this host records in its queue
-// ids: --node, else the host name.
-func (f *queueFlags) thisNode(_ *config.Config) string {
-	if f.node != "" {
+// ids: --node, else the config's node (default the host name), as the
+// recorder has it.
+func (f *queueFlags) thisNode(cfg *config.Config) string {
+	if f.node != "" || cfg == nil {
 		return f.node
 	}
-	h, _ := os.Hostname()
-	return h
+	return cfg.ReportConfig().Node
 }
 
 // splitByNode returns node's ids, each once, oldest first, and the other
@@ -215,14 +213,6 @@ func failures(rs []mtaqueue.Result) int {
 		}
 	}
 	return n
-}
-
-// writeQueueJSON prints v indented. (p5-report brings a writeJSON that
-// also escapes C1 controls; this one goes when it lands.)
-func writeQueueJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // printQueued prints the listing.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
@@ -76,9 +75,6 @@ func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []store
 // messages to the hold queue and back. On Redis (the command reads Redis)
 // and on the memory store (it asks the daemon's admin API).
 func TestQueueThroughPostfix(t *testing.T) {
-	if _, ok := any((*admin.Direct)(nil)).(admin.HistoryAPI); !ok {
-		t.Skip("needs admin.Direct to implement admin.HistoryAPI (Queued) and the daemon's recorder of queue ids (branch p5-report), not merged yet")
-	}
 	const common = "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n"
 	t.Run("redis", func(t *testing.T) {
 		rd := testenv.StartRedis(t)
@@ -197,9 +193,6 @@ func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
 // the storm's messages, --release takes them out, --delete removes
 // exactly them.
 func TestQueueThroughSendmail(t *testing.T) {
-	if _, ok := any((*admin.Direct)(nil)).(admin.HistoryAPI); !ok {
-		t.Skip("needs admin.Direct to implement admin.HistoryAPI (Queued) and the daemon's recorder of queue ids (branch p5-report), not merged yet")
-	}
 	rd := testenv.StartRedis(t)
 	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	yaml := "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n" +
