@@ -3,6 +3,7 @@ package milter
 import (
 	"errors"
 	"maps"
+	"time"
 
 	"github.com/stormguard/stormguard/policy"
 )
@@ -52,4 +53,13 @@ func (f *Filter) SetConfig(c Config) error {
 	next.loaded, next.err = prev.loaded, prev.err
 	f.globals.Store(next)
 	return nil
+}
+
+// BlockFor is how long a thread that storms stays blocked under the
+// configuration d was decided by (policy.block_for), for its event.
+func (d Decision) BlockFor() time.Duration {
+	if d.conf == nil {
+		return 0
+	}
+	return d.conf.Policy.Limits.BlockFor
 }
