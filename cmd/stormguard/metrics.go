@@ -229,11 +229,10 @@ func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
 // observer is the daemon's milter.Observer: metrics and events. Its
 // methods only count and queue; they never block the message.
 type observer struct {
-	m        *metrics
-	n        *events.Notifier
-	sum      *events.Summarizer
-	rec      *report.Recorder // nil: the store keeps no history
-	blockFor time.Duration
+	m   *metrics
+	n   *events.Notifier
+	sum *events.Summarizer
+	rec *report.Recorder // nil: the store keeps no history
 }
 
 var _ milter.Observer = (*observer)(nil)
@@ -250,7 +249,7 @@ func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 		o.m.storms.Inc()
 		o.n.Emit(events.Event{Type: events.TypeStorm, Thread: string(d.Thread), Subject: d.Subject, Sender: m.Sender,
 			Rule: string(d.Rule), Action: string(d.Action), Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
+			Delivered: d.Delivered, BlockFor: d.BlockFor().String(), Fallback: d.Fallback})
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
 		o.n.Emit(events.Event{Type: events.TypeGateHold, Subject: d.Subject, Sender: m.Sender, List: d.List,
 			Audience: d.Audience, QueueID: m.QueueID, Action: string(d.Action)})
