@@ -92,11 +92,7 @@ to run the same command on. Acting on the queue needs root.`,
 				return err
 			}
 			defer done()
-			h, ok := a.api.(admin.HistoryAPI)
-			if !ok {
-				return errors.New("this build's admin API keeps no queue ids (admin.HistoryAPI)")
-			}
-			refs, err := h.Queued(ctx, t)
+			refs, err := a.api.Queued(ctx, t)
 			if err != nil {
 				return err
 			}
