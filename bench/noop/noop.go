@@ -58,3 +58,9 @@ func Serve(srv *gomilter.Server, ln net.Listener) error {
 	}
 	return nil
 }
+
+// NoReplyProtocols is Protocols with the v6 "no reply" flags for every
+// event the no-op answers with continue (CONNECT, HELO, MAIL, RCPT, DATA,
+// each header): Postfix then waits for a reply only at end of headers.
+const NoReplyProtocols = Protocols | gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoMailReply |
+	gomilter.OptNoRcptReply | gomilter.OptNoDataReply | gomilter.OptNoHeaderReply
