@@ -50,6 +50,10 @@ type session struct {
 	// unheld is the 451 text sent instead of holding when the MTA did
 	// not negotiate the quarantine action.
 	unheld string
+	// failed is the failure policy's answer to a callback before end of
+	// headers that panicked: with NoReplies the MTA reads no answer there,
+	// so it is given at end of headers.
+	failed *gomilter.Response
 }
 
 // reset forgets the current message; the connection stays.
@@ -59,6 +63,7 @@ func (s *session) reset() {
 	s.tag, s.header = "", ""
 	s.hold = ""
 	s.unheld = ""
+	s.failed = nil
 }
 
 // guard turns a panic in a callback into the failure policy's answer, so one
@@ -78,6 +83,9 @@ func (s *session) guard(stage string, resp **gomilter.Response, err *error) {
 		*resp = gomilter.RespAccept
 	}
 	s.reset()
+	if stage != "eoh" && stage != "eom" {
+		s.failed = *resp
+	}
 }
 
 func (s *session) MailFrom(from string, _ string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
@@ -135,6 +143,9 @@ func reply(code uint16, text string, plain *gomilter.Response) (*gomilter.Respon
 // Headers is end of headers: the one place stormguard decides.
 func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("eoh", &resp, &err)
+	if s.failed != nil {
+		return s.failed, nil
+	}
 	s.msg.QueueID = m.Get(gomilter.MacroQueueId)
 	d := s.f.Decide(context.Background(), &s.msg)
 	s.logDecision(d)
