@@ -7,7 +7,11 @@
 #
 #   ./bench/postfix.sh                       # 3 interleaved rounds, concurrency 1 10 20
 #   ROUNDS=5 MESSAGES=2000 CONCURRENCY="1 10 20 50" ./bench/postfix.sh
+#   SETUPS="none noop noop-nr-qa memory redis redis-unix" ./bench/postfix.sh   # see bench/postfix/postfix_test.go
 #
+# Besides msg/s: CPU ms per message of the milter, of the Postfix instance
+# and of redis-server, and TCP segments per message each way on the milter
+# socket.
 # The table goes to stdout and bench/results/postfix-<date>.md.
 set -eu
 cd "$(dirname "$0")/.."

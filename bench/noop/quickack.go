@@ -20,3 +20,6 @@ func (l quickAckListener) Accept() (net.Conn, error) {
 	}
 	return milter.QuickAck(c), nil
 }
+
+// Unwrap returns the listener QuickAck wrapped.
+func (l quickAckListener) Unwrap() net.Listener { return l.Listener }

@@ -21,11 +21,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/bench/noop"
 	"github.com/stormguard/stormguard/internal/testenv"
@@ -111,10 +114,61 @@ func listen(t *testing.T, transport string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = &countingListener{Listener: ln}
 	if transport == "qa" {
 		return noop.QuickAck(ln)
 	}
 	return ln
+}
+
+// countingListener counts the TCP segments of its connections each way,
+// pure ACKs included, from the kernel's TCP_INFO when each closes.
+type countingListener struct {
+	net.Listener
+	in, out atomic.Uint64 // segments received and sent by the milter
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{TCPConn: c.(*net.TCPConn), l: l}, nil
+}
+
+type countingConn struct {
+	*net.TCPConn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return
+		}
+		_ = rc.Control(func(fd uintptr) {
+			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				c.l.in.Add(uint64(info.Segs_in))
+				c.l.out.Add(uint64(info.Segs_out))
+			}
+		})
+	})
+	return c.TCPConn.Close()
+}
+
+// segments returns what ln has counted; ok is false for a listener that
+// does not count (a unix socket).
+func segments(ln net.Listener) (in, out uint64, ok bool) {
+	if q, isQA := ln.(interface{ Unwrap() net.Listener }); isQA {
+		ln = q.Unwrap()
+	}
+	c, ok := ln.(*countingListener)
+	if !ok {
+		return 0, 0, false
+	}
+	return c.in.Load(), c.out.Load(), true
 }
 
 func stormguard(t *testing.T, ln net.Listener, st, fallback store.Store) (string, *milter.Filter) {
@@ -259,6 +313,7 @@ func TestPostfixThroughput(t *testing.T) {
 	}
 	filters := map[string]*milter.Filter{} // stormguard setups: each must decide every message
 	smtpd := map[string]*testenv.Postfix{}
+	lns := map[string]net.Listener{} // the milters' listeners, to count TCP segments
 	for _, name := range names {
 		transport := "tcp"
 		if i := strings.LastIndexByte(name, '-'); i > 0 && (name[i+1:] == "unix" || name[i+1:] == "qa") {
@@ -266,18 +321,23 @@ func TestPostfixThroughput(t *testing.T) {
 		}
 		base := strings.TrimSuffix(strings.TrimSuffix(name, "-unix"), "-qa")
 		var spec string
+		var ln net.Listener
+		if base != "none" {
+			ln = listen(t, transport)
+			lns[name] = ln
+		}
 		switch base {
 		case "none":
 		case "noop":
-			spec = noopMilter(t, listen(t, transport), noop.Protocols)
+			spec = noopMilter(t, ln, noop.Protocols)
 		case "noop-skip":
-			spec = noopMilter(t, listen(t, transport), noop.StallProtocols)
+			spec = noopMilter(t, ln, noop.StallProtocols)
 		case "noop-nr":
-			spec = noopMilter(t, listen(t, transport), noop.NoReplyProtocols)
+			spec = noopMilter(t, ln, noop.NoReplyProtocols)
 		case "memory":
-			spec, filters[name] = stormguard(t, listen(t, transport), store.NewMemory(), nil)
+			spec, filters[name] = stormguard(t, ln, store.NewMemory(), nil)
 		case "redis":
-			spec, filters[name] = stormguard(t, listen(t, transport), redisStore(), store.NewMemory())
+			spec, filters[name] = stormguard(t, ln, redisStore(), store.NewMemory())
 		}
 		smtpd[name] = testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink, Milter: spec, DefaultAction: "tempfail",
 			// Enough smtpd processes for the highest concurrency.
@@ -299,7 +359,7 @@ func TestPostfixThroughput(t *testing.T) {
 	// process), of the Postfix instance (all its processes: smtpd,
 	// cleanup, qmgr, smtp, ...; until its queue is empty) and of
 	// redis-server.
-	type sample struct{ rate, milter, postfix, redis float64 }
+	type sample struct{ rate, milter, postfix, redis, segsIn, segsOut float64 }
 	runs := map[string][]sample{}
 	redisCPU := func() time.Duration {
 		if redisSrv == nil {
@@ -321,16 +381,21 @@ func TestPostfixThroughput(t *testing.T) {
 				}
 				pf := smtpd[name]
 				m0, p0, r0 := selfCPU(t), pf.CPU(), redisCPU()
+				in0, out0, counted := segments(lns[name])
 				rate := source(t, srcBin, pf.Addr, c, n)
 				waitDrained(t, pf)
 				m1, p1, r1 := selfCPU(t), pf.CPU(), redisCPU()
+				in1, out1, _ := segments(lns[name])
 				sent[name] += uint64(n)
 				perMsg := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
 				key := fmt.Sprintf("%s/%d", name, c)
-				s := sample{rate, perMsg(m1 - m0), perMsg(p1 - p0), perMsg(r1 - r0)}
+				s := sample{rate, perMsg(m1 - m0), perMsg(p1 - p0), perMsg(r1 - r0), -1, -1}
+				if counted {
+					s.segsIn, s.segsOut = float64(in1-in0)/float64(n), float64(out1-out0)/float64(n)
+				}
 				runs[key] = append(runs[key], s)
-				t.Logf("round %d conc %2d %-12s %6.0f msg/s, CPU ms/msg: milter %.2f postfix %.2f redis %.2f",
-					round+1, c, name, s.rate, s.milter, s.postfix, s.redis)
+				t.Logf("round %d conc %2d %-12s %6.0f msg/s, CPU ms/msg: milter %.2f postfix %.2f redis %.2f; TCP segments/msg to/from the milter %.1f/%.1f",
+					round+1, c, name, s.rate, s.milter, s.postfix, s.redis, s.segsIn, s.segsOut)
 			}
 		}
 	}
@@ -353,16 +418,20 @@ func TestPostfixThroughput(t *testing.T) {
 		return fmt.Sprintf("%.2f", a/b)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| concurrency | setup | msg/s | ÷ none | ÷ noop | milter CPU ms/msg | Postfix CPU ms/msg | Redis CPU ms/msg |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| concurrency | setup | msg/s | ÷ none | ÷ noop | milter CPU ms/msg | Postfix CPU ms/msg | Redis CPU ms/msg | TCP segments/msg to / from the milter |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range concs {
 		none, nop := median(fmt.Sprintf("none/%d", c), rate), median(fmt.Sprintf("noop/%d", c), rate)
 		for _, name := range names {
 			key := fmt.Sprintf("%s/%d", name, c)
 			r := median(key, rate)
-			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %.2f | %.2f | %.2f |\n", c, name, r, ratio(r, none), ratio(r, nop),
+			segs := "–"
+			if in := median(key, func(s sample) float64 { return s.segsIn }); in >= 0 {
+				segs = fmt.Sprintf("%.1f / %.1f", in, median(key, func(s sample) float64 { return s.segsOut }))
+			}
+			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %s |\n", c, name, r, ratio(r, none), ratio(r, nop),
 				median(key, func(s sample) float64 { return s.milter }),
 				median(key, func(s sample) float64 { return s.postfix }),
-				median(key, func(s sample) float64 { return s.redis }))
+				median(key, func(s sample) float64 { return s.redis }), segs)
 		}
 	}
 	atOne := max(msgs/3, 50)
