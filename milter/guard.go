@@ -40,7 +40,6 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = QuickAck(c) // stormguard does not reply to every event: see QuickAck
 	return &guardConn{Conn: c, r: bufio.NewReaderSize(c, 4096), log: l.log, rejected: l.rejected}, nil
 }
 

@@ -34,6 +34,23 @@ func QuickAck(c net.Conn) net.Conn {
 	return q
 }
 
+// QuickAckListener wraps ln so that every connection it accepts goes
+// through QuickAck.
+func QuickAckListener(ln net.Listener) net.Listener { return quickAckListener{ln} }
+
+type quickAckListener struct{ net.Listener }
+
+func (l quickAckListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return QuickAck(c), nil
+}
+
+// Unwrap returns the listener QuickAckListener wrapped.
+func (l quickAckListener) Unwrap() net.Listener { return l.Listener }
+
 type quickAckConn struct {
 	net.Conn
 	rc syscall.RawConn

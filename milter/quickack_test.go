@@ -1,11 +1,15 @@
 package milter
 
 import (
+	"context"
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/stormguard/stormguard/store"
 )
 
 // The no-reply flags are taken when offered and dropped, not required,
@@ -108,4 +112,91 @@ func TestQuickAck(t *testing.T) {
 	if got := QuickAck(uc); got != uc {
 		t.Errorf("QuickAck of a unix socket returned a %T, want it unchanged", got)
 	}
+}
+
+// recordingListener keeps the raw connections it accepts.
+type recordingListener struct {
+	net.Listener
+	conns chan *net.TCPConn
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.conns <- c.(*net.TCPConn)
+	}
+	return c, err
+}
+
+// The server's own connections get quick ACKs, set again after each read
+// (the wrappers between the socket and the session must not hide the
+// socket). After its reply to the negotiation Linux is in delayed-ACK
+// ("pingpong") mode, which TCP_QUICKACK reads as 0. Reading the next,
+// unanswered, event sets it again at once; without QuickAck only the
+// delayed-ACK timer ends that mode, never less than 40 ms later. So the
+// test passes if one of five sessions sees quick ACKs within 40 ms.
+func TestServerConnectionsQuickAck(t *testing.T) {
+	f, err := NewFilter(testConfig(), store.NewMemory(), nil, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("inet:127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingListener{Listener: ln, conns: make(chan *net.TCPConn, 1)}
+	srv := NewServer(f)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(rec) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}()
+	var took []time.Duration
+	for range 5 {
+		d := quickAckAfterEvent(t, ln.Addr().String(), rec.conns)
+		if d < 40*time.Millisecond {
+			return
+		}
+		took = append(took, d)
+	}
+	t.Fatalf("quick ACKs set again %v after an unanswered event, in five sessions: not by the server", took)
+}
+
+// quickAckAfterEvent opens a session, sends CONNECT (which the server does
+// not answer) and returns how long the server's socket took to be in
+// quick-ACK mode again.
+func quickAckAfterEvent(t *testing.T, addr string, conns chan *net.TCPConn) time.Duration {
+	s, err := gomilter.NewClient("tcp", addr).Session(gomilter.NewMacroBag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raw := <-conns
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	quick := func() int {
+		var v int
+		var gerr error
+		_ = rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK) })
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		return v
+	}
+	start := time.Now()
+	if _, err := s.Conn("client.example.net", gomilter.FamilyInet, 25000, "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	for quick() != 1 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("TCP_QUICKACK not set 10 s after an unanswered event")
+		}
+		time.Sleep(time.Millisecond) // the server reads the packet in its own goroutine
+	}
+	return time.Since(start)
 }

@@ -168,7 +168,9 @@ func NewServerWith(f *Filter, lim Limits) *Server {
 // are retried, never returned. Every connection goes through the packet
 // guard first.
 func (s *Server) Serve(ln net.Listener) error {
-	limited := netlimit.New(ln, "milter", s.lim.MaxSessions, &s.Conns, s.log)
+	// Quick ACKs on the raw connection: the wrappers above it hide its
+	// socket.
+	limited := netlimit.New(QuickAckListener(ln), "milter", s.lim.MaxSessions, &s.Conns, s.log)
 	err := s.srv.Serve(&guardListener{Listener: limited, log: s.log, rejected: &s.f.Stats.BadPackets})
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
