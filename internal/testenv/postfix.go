@@ -30,6 +30,11 @@ type PostfixOptions struct {
 	// DefaultAction is milter_default_action: what Postfix does when the
 	// milter is unreachable or fails. Empty means "tempfail".
 	DefaultAction string
+	// SASL, when not empty, offers SMTP AUTH (PLAIN, LOGIN; no TLS needed)
+	// on the instance's smtpd with these logins and passwords, through
+	// Cyrus SASL and a private sasldb (sasl.go). Postfix then passes the
+	// login to milters in {auth_authen}.
+	SASL map[string]string
 	// Extra main.cf settings, applied after (and so overriding) the
 	// defaults StartPostfix writes.
 	Extra map[string]string
@@ -81,10 +86,14 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 			t.Fatalf("testenv: postfix: %v", err)
 		}
 	}
+	var sasl [][2]string
+	if len(opts.SASL) > 0 {
+		sasl = p.saslSetup(opts.SASL)
+	}
 	// "postfix start" creates what is missing, checks the rest and waits
 	// (master -w) until the master has opened its listeners.
 	p.start(func() error {
-		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts, sasl)), 0o644); err != nil {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, "master.cf"), []byte(p.masterCF()), 0o644); err != nil {
@@ -106,7 +115,7 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 
 // mainCF renders main.cf: everything a test instance needs, nothing taken
 // from /etc/postfix.
-func (p *Postfix) mainCF(opts PostfixOptions) string {
+func (p *Postfix) mainCF(opts PostfixOptions, sasl [][2]string) string {
 	action := opts.DefaultAction
 	if action == "" {
 		action = "tempfail"
@@ -177,6 +186,7 @@ func (p *Postfix) mainCF(opts PostfixOptions) string {
 			[2]string{"default_transport", "discard:stormguard test instance"},
 			[2]string{"relay_transport", "discard:stormguard test instance"})
 	}
+	settings = append(settings, sasl...)
 	keys := make([]string, 0, len(opts.Extra))
 	for k := range opts.Extra {
 		keys = append(keys, k)
@@ -186,9 +196,21 @@ func (p *Postfix) mainCF(opts PostfixOptions) string {
 		settings = append(settings, [2]string{k, opts.Extra[k]})
 	}
 
+	// A later setting replaces an earlier one in place (Postfix would
+	// take the last but warn in every process's log).
+	at := map[string]int{}
+	var lines [][2]string
+	for _, kv := range settings {
+		if i, ok := at[kv[0]]; ok {
+			lines[i] = kv
+			continue
+		}
+		at[kv[0]] = len(lines)
+		lines = append(lines, kv)
+	}
 	var b strings.Builder
 	b.WriteString("# Private Postfix for a stormguard test; written by internal/testenv.\n")
-	for _, kv := range settings {
+	for _, kv := range lines {
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
 	}
 	return b.String()
