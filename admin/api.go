@@ -57,6 +57,8 @@ type API interface {
 	SetMode(ctx context.Context, mode, by string) (ModeView, error)
 	// HistoryAPI: storms and near misses from the history.
 	HistoryAPI
+	// PostersAPI: the sender gate's allowed posters (posters.go).
+	PostersAPI
 }
 
 // Override verbs besides policy's allow and block.

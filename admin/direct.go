@@ -22,6 +22,7 @@ type Config struct {
 	Retention time.Duration  // how long threads are kept (store.retention), named when one is unknown
 	Lists     map[string]int // the config file's list sizes
 	Mode      string         // the config file's site mode
+	Posters   []string       // the config file's allowed posters (gate.posters)
 }
 
 // Validate reports a Config that cannot work.

@@ -237,6 +237,7 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 			reply(w, v, err)
 		}
 	})
+	handlePosters(mux, api, reply)
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no admin API endpoint %s %s", r.Method, r.URL.Path))
 	})

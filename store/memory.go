@@ -531,6 +531,22 @@ func (m *Memory) AddPoster(ctx context.Context, poster string) error {
 	return nil
 }
 
+// RemovePoster implements Admin.
+func (m *Memory) RemovePoster(ctx context.Context, poster string) (bool, error) {
+	s, err := normAddr("poster", poster)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: remove poster %s: %w", poster, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.posters[s]
+	delete(m.posters, s)
+	return ok, nil
+}
+
 // Thread implements Admin.
 func (m *Memory) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (ThreadInfo, error) {
 	if err := checkAdmin(ctx, t); err != nil {

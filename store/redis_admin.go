@@ -124,6 +124,19 @@ func (s *Redis) AddPoster(ctx context.Context, poster string) error {
 	return nil
 }
 
+// RemovePoster implements Admin.
+func (s *Redis) RemovePoster(ctx context.Context, poster string) (bool, error) {
+	a, err := normAddr("poster", poster)
+	var n int64
+	if err == nil {
+		n, err = s.client.SRem(ctx, s.keys.Posters(), a).Result()
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: remove poster %s: %w", poster, err)
+	}
+	return n > 0, nil
+}
+
 // Thread implements Admin: one pipeline over the thread's keys. TTLs are
 // Redis' own; now places the window.
 func (s *Redis) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (ThreadInfo, error) {

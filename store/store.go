@@ -133,6 +133,9 @@ type Admin interface {
 	// AddPoster adds a sender, @domain or SASL login to the gate's
 	// allowed posters.
 	AddPoster(ctx context.Context, poster string) error
+	// RemovePoster takes a sender, @domain or SASL login out of the
+	// store's allowed posters; removed is false when it was not there.
+	RemovePoster(ctx context.Context, poster string) (removed bool, err error)
 	// Thread reports one thread, its window as of now. ErrNotFound if
 	// unknown. Block and override TTLs are the store's own: Redis' clock
 	// for Redis, now for the memory store.

@@ -248,6 +248,18 @@ func testGlobals(t *testing.T, s Store) {
 	if g.Mode != policy.ModeMonitor {
 		t.Errorf("Mode = %q", g.Mode)
 	}
+	// RemovePoster: case does not matter, a second removal finds nothing.
+	for i, want := range []bool{true, false} {
+		if removed, err := s.RemovePoster(c, " JDoe "); err != nil || removed != want {
+			t.Errorf("RemovePoster(jdoe) #%d = %v, %v; want %v", i+1, removed, err, want)
+		}
+	}
+	if g, err = s.Globals(c); err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"@hr.example.org", "comms@example.org"}; !slices.Equal(g.Posters, w) {
+		t.Errorf("Posters after RemovePoster(jdoe) = %q, want %q", g.Posters, w)
+	}
 	if err := s.SetMode(c, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +271,7 @@ func testGlobals(t *testing.T, s Store) {
 		"SetList(\"\")":      s.SetList(c, " ", 5),
 		"AddExempt(\"\")":    s.AddExempt(c, ""),
 		"AddPoster(\"a b\")": s.AddPoster(c, "a b"),
+		"RemovePoster(\"\")": func() error { _, err := s.RemovePoster(c, "\t"); return err }(),
 	} {
 		if !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%s = %v, want ErrInvalid", name, err)

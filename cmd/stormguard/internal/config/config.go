@@ -97,7 +97,7 @@ type Config struct {
 	Gate struct {
 		MinAudience int      `mapstructure:"min_audience" to:"Filter.Policy.Gate.MinAudience" help:"sender gate: a message to this many mailboxes or more needs an allowed poster or exempt sender; 0: off (e.g. 5000)"`
 		Action      string   `mapstructure:"action" to:"Filter.Policy.Gate.Action" help:"for others: reject, tempfail or hold (MTA hold queue)"`
-		Posters     []string `mapstructure:"posters" to:"Filter.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
+		Posters     []string `mapstructure:"posters" to:"Filter.Posters,Admin.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
 		RejectText  string   `mapstructure:"reject_text" to:"Filter.GateRejectText" help:"550 text ({list}: the list); 451: 4.x.x"`
 	} `mapstructure:"gate"`
 	Lists    map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
