@@ -37,9 +37,9 @@ func TestRedisHistoryBadValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(bad), `{"subject": "cut off`)
+	testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(bad), "summary", `{"subject": "cut off`)
 	testenv.RedisCLI(t, addr, "DEL", k.HistoryEntry(wrong))
-	testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(wrong), "subject", "a hash")
+	testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(wrong), "a string")
 	testenv.RedisCLI(t, addr, "ZADD", k.History(), strconv.FormatInt(now.UnixMilli(), 10), "not:a{thread}")
 
 	got, err := s.History(ctx, now.Add(-time.Hour), 0)
@@ -352,13 +352,14 @@ func TestRedisHistoryOversized(t *testing.T) {
 	ctx, k, now := historyCtx(t), s.Keys(), time.Now()
 	long := strings.Repeat("x", store.HistoryTextMax+100)
 	for _, tc := range []struct {
-		name, json string
+		name, summary, detail string
 	}{
-		{"long text in place", fmt.Sprintf(`{"subject":%q,"senders":{"a@example.org":%q},"lists":[%q],"queued":[{"sender":%q}],"last_seen":%d}`, long, long, long, long, now.UnixMilli())},
-		{"long sender key", fmt.Sprintf(`{"senders":{%q:"counted"},"last_seen":%d}`, long, now.UnixMilli())},
+		{"long text in place", fmt.Sprintf(`{"subject":%q,"lists":[%q],"last_seen":%d}`, long, long, now.UnixMilli()),
+			fmt.Sprintf(`{"senders":{"a@example.org":%q},"queued":[{"sender":%q}]}`, long, long)},
+		{"long sender key", fmt.Sprintf(`{"last_seen":%d}`, now.UnixMilli()), fmt.Sprintf(`{"senders":{%q:"counted"}}`, long)},
 	} {
 		th := storetest.NewThread()
-		testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(th), tc.json)
+		testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(th), "summary", tc.summary, "detail", tc.detail)
 		e, err := s.HistoryOf(ctx, th)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

@@ -50,8 +50,10 @@ func TestPageInChromium(t *testing.T) {
 	}
 
 	// 1,003 storms and near misses over 90 days: charts and totals of
-	// all, the table of the most recent TableRows, loaded (best of five,
-	// the browser's cache warm as an operator's is) in under a second.
+	// all, the table of the most recent TableRows. The load time (best of
+	// five, the browser's cache warm as an operator's is) is logged, not
+	// asserted: it is a measurement (docs/performance.md), and a loaded
+	// machine would make a bound here flaky.
 	best := time.Hour
 	for range 5 {
 		b.Do(t, 30*time.Second, chromedp.Navigate(srv.URL+"/?range=90d"))
@@ -61,8 +63,9 @@ func TestPageInChromium(t *testing.T) {
 	}
 	shown := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`))
 	total := testenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS("#total-storms")))
-	if shown != TableRows || total != "502" || best > time.Second {
-		t.Errorf("90d overview: %d rows shown, %s storms counted, in %s; want %d, 502, under 1s", shown, total, best, TableRows)
+	t.Logf("90d overview of 1,003: best of five %s", best)
+	if shown != TableRows || total != "502" {
+		t.Errorf("90d overview: %d rows shown, %s storms counted; want %d, 502", shown, total, TableRows)
 	}
 	b.Do(t, 30*time.Second, chromedp.Click(chromedp.CSS("#show-all")), chromedp.WaitVisible(chromedp.CSS("#csv")))
 	timing := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))

@@ -106,13 +106,9 @@ func newAdminHandler(cfg *config.Config, api admin.API) (http.Handler, error) {
 // /metrics, and allow / block / reset for an operator logged in with the
 // admin token.
 func newReportPage(cfg *config.Config, api admin.API, log *slog.Logger) (http.Handler, error) {
-	hist, ok := api.(admin.HistoryAPI)
-	if !ok {
-		return web.Off("this build's admin API keeps no history"), nil
-	}
 	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return web.New(web.Config{History: hist, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
+	return web.New(web.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
 }

@@ -66,7 +66,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newServeCmd(stderr), newCheckCmd(stdout),
 		newStormsCmd(stdout), newShowCmd(stdout),
 		newOverrideCmd(stdout, "allow"), newOverrideCmd(stdout, "block"), newOverrideCmd(stdout, "reset"),
-		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout))
+		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout), newQueueCmd(stdout))
 	root.AddCommand(newPostersCmd(stdout)) // posters.go
 	return root
 }
