@@ -117,8 +117,9 @@ func TestGateThroughPostfix(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		from := n.log.len()
 		testenv.RedisCLI(t, redis, "SREM", "stormguard:posters", who)
-		n.log.wait(t, 0, "site settings loaded", "posters=2")
+		n.log.wait(t, from, "site settings loaded", "posters=2")
 		refused("after SREM", send(t, n, who, []string{staffList}, gatedMail("gate-6@example.net", who)))
 	})
 
