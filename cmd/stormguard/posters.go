@@ -30,7 +30,7 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			if a.cfg.Gate.MinAudience <= 0 {
-				fmt.Fprintln(stdout, "note: the sender gate is off (gate.min_audience 0); these posters apply once it is on")
+				fmt.Fprintln(stdout, "note: this config has the sender gate off (gate.min_audience 0); the posters apply where it is on")
 			}
 			if len(posters) == 0 {
 				fmt.Fprintln(stdout, "no allowed posters: only exempt senders may send to a gated audience (stormguard posters add SENDER|@DOMAIN|LOGIN)")
