@@ -142,6 +142,16 @@ type Config struct {
 		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"share of a limit that is a near miss, (0, 1]"`
 		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"history entries kept at most"`
 	} `mapstructure:"report"`
+	Notify struct { // mail notices: events/mail.go; docs/operations.md#mail-notices
+		To             []string      `mapstructure:"to" to:"Events.Mail.To" help:"admin addresses mailed when a thread storms; empty: no mail"`
+		From           string        `mapstructure:"from" to:"Events.Mail.From" help:"sender of the notices; empty: stormguard@HOSTNAME"`
+		SMTP           string        `mapstructure:"smtp" to:"Events.Mail.SMTP" help:"HOST:PORT of the MTA the notices go through"`
+		Timeout        time.Duration `mapstructure:"timeout" to:"Events.Mail.Timeout" help:"deadline of one SMTP delivery (3 tries)"`
+		MaxPerHour     int           `mapstructure:"max_per_hour" to:"Events.Mail.MaxPerHour" help:"notices per hour per node at most; more are dropped and counted"`
+		OncePer        time.Duration `mapstructure:"once_per" to:"Events.Mail.OncePer" help:"one notice per thread per this, site-wide with Redis; 0: policy.block_for"`
+		OriginalSender bool          `mapstructure:"original_sender" to:"Events.Mail.OriginalSender" help:"also mail the thread's original sender"`
+		GateHolds      bool          `mapstructure:"gate_holds" to:"Events.Mail.GateHolds" help:"also mail a notice for each message the sender gate holds"`
+	} `mapstructure:"notify"`
 }
 
 // plain holds the plain configs the packages take. Config.plain fills it
@@ -189,6 +199,10 @@ func (c *Config) plain() plain {
 	p.Report.Retention = p.Filter.Retention
 	p.Report.Limits = p.Filter.Policy.Limits
 	p.Report.Timeout = max(c.Redis.Timeout, time.Second) // off the mail path
+	if p.Events.Mail.OncePer == 0 {
+		p.Events.Mail.OncePer = p.Filter.Policy.Limits.BlockFor
+	}
+	p.Events.Mail.ReportURL = c.reportURL()
 	return p
 }
 

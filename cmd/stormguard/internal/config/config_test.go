@@ -148,6 +148,7 @@ func TestConfigDeclaration(t *testing.T) {
 	// their own; fields of func, interface or pointer type (Redis.TLS,
 	// the event outlets) are wiring, not settings.
 	computed := []string{"Events.UserAgent", "Events.PublishTimeout",
+		"Events.Mail.ReportURL", "Events.Mail.RedisPrefix", // http.listen; the Redis store (wire.go)
 		"Report.Retention", "Report.Timeout", "Report.Flush", "Report.Queue", // store.retention, redis.timeout, report's constants
 		"Report.Limits.MaxReplies", "Report.Limits.DeliveryBudget", "Report.Limits.Window", "Report.Limits.BlockFor"}
 	var missing []string
