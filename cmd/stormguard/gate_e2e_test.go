@@ -30,8 +30,9 @@ gate:
 %s`, redis, staffList, gateExtra)
 }
 
-// startGateNode is startNode with a Postfix that offers SMTP AUTH to the
-// logins given (and passes them to the milter in {auth_authen}).
+// startGateNode is startNode with a Postfix that, with logins, has a
+// submission service requiring SMTP AUTH of them (the login reaches the
+// milter in {auth_authen}); the milter is on both its services.
 func startGateNode(t *testing.T, yaml string, sink *testenv.Sink, logins map[string]string) node {
 	t.Helper()
 	d := startDaemon(t, yaml)
@@ -60,8 +61,9 @@ func gatedMail(id, from string) []byte {
 // 550 5.7.1 naming the list; a poster from the config, one added with
 // redis-cli SADD stormguard:posters (within store.refresh) and an exempt
 // sender are accepted and delivered; an AUTH'd client whose SASL login is
-// a poster is accepted with an envelope sender that is not, and the same
-// message without AUTH is refused.
+// a poster is accepted through Postfix's submission service with an
+// envelope sender that is not, and the same message without AUTH (port
+// 25's service) is refused.
 func TestGateThroughPostfix(t *testing.T) {
 	redis := testenv.StartRedis(t)
 	sink := testenv.StartSink(t)
@@ -125,7 +127,7 @@ func TestGateThroughPostfix(t *testing.T) {
 
 	t.Run("SASL login", func(t *testing.T) {
 		const from = "jd@home.example.net" // not a poster: the login is
-		r, err := testenv.SendAuth(n.postfix.Addr, "jdoe", "jdoe's password", from, []string{staffList}, gatedMail("gate-7@example.net", from))
+		r, err := testenv.SendAuth(n.postfix.SubmissionAddr, "jdoe", "jdoe's password", from, []string{staffList}, gatedMail("gate-7@example.net", from))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +138,7 @@ func TestGateThroughPostfix(t *testing.T) {
 		refused("same sender without AUTH", r)
 
 		// Another login that is not a poster does not open the gate.
-		r, err = testenv.SendAuth(n.postfix.Addr, "mallory", "other password", from, []string{staffList}, gatedMail("gate-9@example.net", from))
+		r, err = testenv.SendAuth(n.postfix.SubmissionAddr, "mallory", "other password", from, []string{staffList}, gatedMail("gate-9@example.net", from))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,10 +30,11 @@ type PostfixOptions struct {
 	// DefaultAction is milter_default_action: what Postfix does when the
 	// milter is unreachable or fails. Empty means "tempfail".
 	DefaultAction string
-	// SASL, when not empty, offers SMTP AUTH (PLAIN, LOGIN; no TLS needed)
-	// on the instance's smtpd with these logins and passwords, through
-	// Cyrus SASL and a private sasldb (sasl.go). Postfix then passes the
-	// login to milters in {auth_authen}.
+	// SASL, when not empty, adds a submission service on its own port
+	// (SubmissionAddr) that requires SMTP AUTH (PLAIN, LOGIN; no TLS
+	// needed) with these logins and passwords, through Cyrus SASL and a
+	// private sasldb (sasl.go); Postfix passes the login to milters in
+	// {auth_authen}. The main port (Addr) offers no AUTH, as an MX.
 	SASL map[string]string
 	// Extra main.cf settings, applied after (and so overriding) the
 	// defaults StartPostfix writes.
@@ -49,6 +50,9 @@ type Postfix struct {
 	ConfigDir string // config_directory: main.cf, master.cf
 	QueueDir  string // queue_directory
 	DataDir   string // data_directory
+	// SubmissionAddr is the submission service's host:port (127.0.0.1),
+	// with PostfixOptions.SASL; "" without.
+	SubmissionAddr string
 
 	postfix  string // path of the postfix command
 	postconf string
@@ -93,6 +97,11 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	// "postfix start" creates what is missing, checks the rest and waits
 	// (master -w) until the master has opened its listeners.
 	p.start(func() error {
+		if sasl != nil {
+			// A port taken by the time master binds it shows in the log
+			// as for the main port, and start tries again.
+			p.SubmissionAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		}
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts, sasl)), 0o644); err != nil {
 			return err
 		}
@@ -222,7 +231,7 @@ func (p *Postfix) masterCF() string {
 	return `# Private Postfix for a stormguard test; written by internal/testenv.
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 ` + p.Addr + ` inet n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
+` + p.submissionCF() + `pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite

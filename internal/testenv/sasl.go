@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,8 +18,8 @@ const saslHint = "install the Debian packages sasl2-bin and libsasl2-modules (sa
 // saslSetup gives a Postfix instance SMTP AUTH with Cyrus SASL: a private
 // sasldb (written with saslpasswd2) holding the given logins and
 // passwords, a private smtpd.conf naming it (cyrus_sasl_config_path), and
-// the main.cf settings that offer AUTH PLAIN/LOGIN on the instance's smtpd
-// without TLS. Cyrus needs no daemon of its own, unlike Dovecot SASL: the
+// the main.cf settings for AUTH PLAIN/LOGIN without TLS, which the
+// submission service (submissionCF) turns on. Cyrus needs no daemon of its own, unlike Dovecot SASL: the
 // smtpd process reads the sasldb itself.
 //
 // Postfix asks Cyrus with the realm unset (smtpd_sasl_local_domain empty),
@@ -67,8 +68,10 @@ func (p *Postfix) saslSetup(users map[string]string) [][2]string {
 	if err := os.WriteFile(filepath.Join(dir, "smtpd.conf"), []byte(conf), 0o644); err != nil {
 		p.t.Fatalf("testenv: postfix sasl: %v", err)
 	}
+	// Cyrus's settings are global; AUTH itself is on only on the
+	// submission service (submissionCF).
 	return [][2]string{
-		{"smtpd_sasl_auth_enable", "yes"},
+		{"smtpd_sasl_auth_enable", "no"},
 		{"smtpd_sasl_type", "cyrus"},
 		{"smtpd_sasl_path", "smtpd"}, // Cyrus's application name: smtpd.conf
 		{"cyrus_sasl_config_path", dir},
@@ -77,6 +80,22 @@ func (p *Postfix) saslSetup(users map[string]string) [][2]string {
 		// logins stay off.
 		{"smtpd_sasl_security_options", "noanonymous"},
 		{"smtpd_tls_auth_only", "no"},
-		{"smtpd_relay_restrictions", "permit_sasl_authenticated, permit_mynetworks, reject"},
 	}
+}
+
+// submissionCF is the master.cf entry of the submission service: smtpd on
+// SubmissionAddr with AUTH on and required before anything is accepted
+// (from 127.0.0.1 too: mynetworks does not let a client past it), as
+// Debian's master.cf submission example has it. The milters are main.cf's,
+// as on the main port.
+func (p *Postfix) submissionCF() string {
+	if p.SubmissionAddr == "" {
+		return ""
+	}
+	return p.SubmissionAddr + ` inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix-sg` + strconv.Itoa(p.Port) + `/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+`
 }
