@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stormguard/stormguard/store"
 )
@@ -52,8 +54,10 @@ func CheckPoster(poster string) error {
 		return bad("empty")
 	case len(p) > maxPoster:
 		return bad("longer than 254 characters")
-	case strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r >= 0x7f && r <= 0x9f || r == 0xfffd }):
-		return bad("spaces or control characters")
+	case strings.ContainsFunc(p, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f && r <= 0x9f || r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r)
+	}):
+		return bad("spaces, control or invisible characters")
 	case strings.ContainsAny(p, "<>,;\"()[]\\"):
 		return bad("brackets, quotes or separators")
 	case strings.Count(p, "@") > 1:

@@ -13,7 +13,7 @@ func TestCheckPoster(t *testing.T) {
 			t.Errorf("CheckPoster(%q) = %v, want nil", ok, err)
 		}
 	}
-	for _, bad := range []string{"", " ", "a b", "a\tb", "x\r\ny", "x\x1by", "x\u0085y", "<a@example.org>", "a,b", "a;b", `"a"@b.org`,
+	for _, bad := range []string{"", " ", "a b", "a\tb", "x\r\ny", "x\x1by", "x\u0085y", "x\u202ey", "x\u00a0y", "x\xffy", "<a@example.org>", "a,b", "a;b", `"a"@b.org`,
 		"a@b@c.org", "@", "a@", "a@.org", "a@example.org.", strings.Repeat("a", 255)} {
 		err := CheckPoster(bad)
 		var e *Error

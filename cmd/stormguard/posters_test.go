@@ -61,9 +61,9 @@ func TestPostersCommand(t *testing.T) {
 	}{
 		{[]string{"delete", "newcomer@example.net"}, "not in the redis store"},
 		{[]string{"delete", "comms@example.org"}, "comes from the config file (gate.posters)"},
-		{[]string{"add", "a b@example.org"}, "spaces or control characters"},
-		{[]string{"add", "x\r\nSADD@example.org"}, "spaces or control characters"},
-		{[]string{"add", "x\x1b[31m@example.org"}, "spaces or control characters"},
+		{[]string{"add", "a b@example.org"}, "spaces, control or invisible characters"},
+		{[]string{"add", "x\r\nSADD@example.org"}, "spaces, control or invisible characters"},
+		{[]string{"add", "x\x1b[31m@example.org"}, "spaces, control or invisible characters"},
 		{[]string{"add", "<a@example.org>"}, "brackets"},
 		{[]string{"add", "a@b@example.org"}, "more than one @"},
 		{[]string{"add", "@"}, "no domain"},
