@@ -22,6 +22,10 @@ type Config struct {
 	Retention time.Duration  // how long threads are kept (store.retention), named when one is unknown
 	Lists     map[string]int // the config file's list sizes
 	Mode      string         // the config file's site mode
+	// Policy is the site's policy and ListPolicies the config file's
+	// list policies (list_policy), for the effective policy Lists shows.
+	Policy       policy.Config
+	ListPolicies map[string]policy.ListPolicy
 }
 
 // Validate reports a Config that cannot work.
