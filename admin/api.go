@@ -59,6 +59,8 @@ type API interface {
 	// SetMode sets the site mode ("default" or "": the config's) and emits
 	// a mode event.
 	SetMode(ctx context.Context, mode, by string) (ModeView, error)
+	// HistoryAPI: storms and near misses from the history.
+	HistoryAPI
 }
 
 // Override verbs besides policy's allow and block.
@@ -169,10 +171,16 @@ func OneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
-// CleanText makes text safe for one line, cut to n runes (0: no limit).
+// CleanText makes text safe for one line of a terminal, cut to n runes
+// (0: no limit): every control character becomes a space, C0 (CR, LF, ESC
+// and the rest), DEL and C1 (U+0080–U+009F, where U+009B is a CSI on some
+// terminals), and so do the bidirectional overrides that make text read
+// other than it is stored (U+202A–U+202E, U+2066–U+2069); invalid UTF-8
+// becomes U+FFFD.
 func CleanText(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20, r >= 0x7f && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
 			return ' '
 		}
 		return r

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
 )
 
 // Client is API over a running daemon's /admin/ API.
@@ -151,5 +152,27 @@ func (c *Client) Mode(ctx context.Context) (ModeView, error) {
 func (c *Client) SetMode(ctx context.Context, mode, _ string) (ModeView, error) {
 	var out ModeView
 	err := c.do(ctx, http.MethodPut, "/admin/mode", modeRequest{Mode: mode}, &out)
+	return out, err
+}
+
+func (c *Client) Storms(ctx context.Context, since time.Time, nearMisses bool, limit int) ([]StormView, error) {
+	q := url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}, "limit": {strconv.Itoa(limit)}}
+	if nearMisses {
+		q.Set("near_misses", "1")
+	}
+	var out []StormView
+	err := c.do(ctx, http.MethodGet, "/admin/storms?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) Storm(ctx context.Context, t policy.ThreadID) (StormView, error) {
+	var out StormView
+	err := c.do(ctx, http.MethodGet, "/admin/storms/"+string(t), nil, &out)
+	return out, err
+}
+
+func (c *Client) Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRef, error) {
+	var out []store.QueueRef
+	err := c.do(ctx, http.MethodGet, "/admin/threads/"+string(t)+"/queued", nil, &out)
 	return out, err
 }

@@ -220,6 +220,36 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 		v, err := api.SetMode(r.Context(), req.Mode, requester(r))
 		reply(w, v, err)
 	})
+	mux.HandleFunc("GET /admin/storms", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		since, err := time.Parse(time.RFC3339Nano, q.Get("since"))
+		if err != nil {
+			writeError(w, badRequest("since %q: want an RFC 3339 time such as 2026-12-01T08:00:00Z", q.Get("since")))
+			return
+		}
+		limit := 0
+		if s := q.Get("limit"); s != "" {
+			if limit, err = strconv.Atoi(s); err != nil {
+				writeError(w, badRequest("limit %q: want a whole number from 1 to %d", s, store.MaxHistoryLimit))
+				return
+			}
+		}
+		near, _ := strconv.ParseBool(q.Get("near_misses"))
+		views, err := api.Storms(r.Context(), since, near, limit)
+		reply(w, views, err)
+	})
+	mux.HandleFunc("GET /admin/storms/{thread}", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := thread(w, r); ok {
+			v, err := api.Storm(r.Context(), t)
+			reply(w, v, err)
+		}
+	})
+	mux.HandleFunc("GET /admin/threads/{thread}/queued", func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := thread(w, r); ok {
+			v, err := api.Queued(r.Context(), t)
+			reply(w, v, err)
+		}
+	})
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no admin API endpoint %s %s", r.Method, r.URL.Path))
 	})

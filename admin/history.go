@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -61,3 +62,140 @@ type HistoryAPI interface {
 // errNoHistory: the backend offers no history (never for the two stores
 // stormguard has; a guard for a store.Store that is not a store.History).
 var errNoHistory = errors.New("admin: this store keeps no history")
+
+// historyStore is the store's history, or errNoHistory.
+func (a *Direct) historyStore() (store.History, error) {
+	hs, ok := a.st.(store.History)
+	if !ok {
+		return nil, errNoHistory
+	}
+	return hs, nil
+}
+
+// CheckHistoryLimit checks a history listing's limit: 0 (every entry up
+// to store.MaxHistoryLimit) to store.MaxHistoryLimit.
+func CheckHistoryLimit(limit int) error {
+	if limit < 0 || limit > store.MaxHistoryLimit {
+		return badRequest("limit %d: want 1 to %d (the most a history listing returns)", limit, store.MaxHistoryLimit)
+	}
+	return nil
+}
+
+func (a *Direct) Storms(ctx context.Context, since time.Time, nearMisses bool, limit int) ([]StormView, error) {
+	if err := CheckHistoryLimit(limit); err != nil {
+		return nil, err
+	}
+	hs, err := a.historyStore()
+	if err != nil {
+		return nil, err
+	}
+	ask := limit
+	if !nearMisses { // near misses are left out below: ask for all, cut after
+		ask = store.MaxHistoryLimit
+	}
+	entries, err := hs.History(ctx, since, ask)
+	if err != nil {
+		return nil, err
+	}
+	// The live state of every thread that stormed or is overridden, in
+	// one listing rather than one lookup per entry.
+	now := time.Now()
+	infos, err := a.st.Storms(ctx, now, store.MaxListLimit)
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[policy.ThreadID]*store.ThreadInfo, len(infos))
+	for i := range infos {
+		live[infos[i].Thread] = &infos[i]
+	}
+	views := []StormView{}
+	for _, e := range entries {
+		if !nearMisses && !e.IsStorm() {
+			continue
+		}
+		if limit > 0 && len(views) == limit {
+			break
+		}
+		views = append(views, stormViewOf(report.Merge(e.Thread, &e, live[e.Thread], nil), live[e.Thread], now, false))
+	}
+	return views, nil
+}
+
+func (a *Direct) Storm(ctx context.Context, t policy.ThreadID) (StormView, error) {
+	e, live, queued, err := a.history(ctx, t)
+	if err != nil {
+		return StormView{}, err
+	}
+	return stormViewOf(report.Merge(t, e, live, queued), live, time.Now(), true), nil
+}
+
+func (a *Direct) Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRef, error) {
+	e, live, queued, err := a.history(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	refs := report.Merge(t, e, nil, queued).Queued
+	if refs == nil && live == nil && e == nil {
+		return nil, notFound("thread %s: no queue ids and no history kept for it", t)
+	}
+	if refs == nil {
+		refs = []store.QueueRef{}
+	}
+	return refs, nil
+}
+
+// history reads what the store keeps of thread t: its history entry and
+// its live record (each nil if none) and its queue ids; an error naming
+// the thread when it has none of them.
+func (a *Direct) history(ctx context.Context, t policy.ThreadID) (*store.HistoryEntry, *store.ThreadInfo, []store.QueueRef, error) {
+	hs, err := a.historyStore()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var e *store.HistoryEntry
+	switch got, err := hs.HistoryOf(ctx, t); {
+	case err == nil:
+		e = &got
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, nil, nil, err
+	}
+	var live *store.ThreadInfo
+	switch info, err := a.st.Thread(ctx, t, time.Now()); {
+	case err == nil:
+		live = &info
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, nil, nil, err
+	}
+	queued, err := hs.Queued(ctx, t)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if e == nil && live == nil && len(queued) == 0 {
+		return nil, nil, nil, notFound("thread %s: unknown: not in the history of storms and near misses (report.history), no message of it recorded in the last %s (store.retention), or a typo", t, a.cfg.Retention)
+	}
+	return e, live, queued, nil
+}
+
+// stormViewOf is a merged entry as the operator sees it, with the live
+// thread's state (nil: only the history is left) and, with detail, its
+// senders and queue ids.
+func stormViewOf(e store.HistoryEntry, live *store.ThreadInfo, now time.Time, detail bool) StormView {
+	v := StormView{
+		Thread: string(e.Thread), Kind: KindNearMiss, Subject: e.Subject, OriginalSender: e.Sender,
+		Lists: e.Lists, Audience: e.Audience, FirstSeen: e.FirstSeen.UTC(), LastSeen: e.LastSeen.UTC(),
+		StormAt: timePtr(e.StormAt), StormRule: e.StormRule, NearMissAt: timePtr(e.NearMissAt),
+		Accepted: e.Accepted, Refused: e.Refused, Allowed: e.Allowed,
+		Saved: int64(e.Audience) * int64(e.Refused),
+	}
+	if e.IsStorm() {
+		v.Kind = KindStorm
+	}
+	if live != nil {
+		v.State = viewOf(*live, now, false).State
+	}
+	if detail {
+		v.Senders = senderViews(e.Senders)
+		v.Queued = e.Queued
+	}
+	return v
+}

@@ -84,20 +84,28 @@ func viewOf(info store.ThreadInfo, now time.Time, senders bool) ThreadView {
 		v.State = StateQuiet
 	}
 	if senders {
-		for _, s := range slices.Sorted(maps.Keys(info.Senders)) {
-			st := info.Senders[s]
-			verdict := "allowed"
-			switch policy.Status(st) {
-			case policy.StatusCrossed, policy.StatusBlocked:
-				verdict = "blocked"
-			}
-			if st == string(policy.OverrideBlock) {
-				verdict = "blocked"
-			}
-			v.Senders = append(v.Senders, SenderView{Sender: s, Status: st, Verdict: verdict})
-		}
+		v.Senders = senderViews(info.Senders)
 	}
 	return v
+}
+
+// senderViews are a thread's senders, sorted, with what their last
+// message got.
+func senderViews(senders map[string]string) []SenderView {
+	var out []SenderView
+	for _, s := range slices.Sorted(maps.Keys(senders)) {
+		st := senders[s]
+		verdict := "allowed"
+		switch policy.Status(st) {
+		case policy.StatusCrossed, policy.StatusBlocked:
+			verdict = "blocked"
+		}
+		if st == string(policy.OverrideBlock) {
+			verdict = "blocked"
+		}
+		out = append(out, SenderView{Sender: s, Status: st, Verdict: verdict})
+	}
+	return out
 }
 
 // isStorm: a thread the storms listing shows without --all.

@@ -31,6 +31,9 @@ type Config struct {
 	// PublishTimeout is the deadline of one Publish, and of one Origin
 	// lookup.
 	PublishTimeout time.Duration
+	// Node names this node in events that do not name one (config node);
+	// "": the host name.
+	Node string
 	// Origins, if set, completes storm events with what the hot path did
 	// not know (the thread's original sender, its first subject), on the
 	// dispatcher, off the mail path.
@@ -80,6 +83,7 @@ type outlet struct {
 
 // Notifier fans events out to its outlets. Emit never blocks.
 type Notifier struct {
+	node    string // Config.Node, or the host name
 	log     *slog.Logger
 	outlets []*outlet
 	origins Origins
@@ -104,7 +108,10 @@ func NewNotifier(c Config, log *slog.Logger) (*Notifier, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Notifier{log: log, origins: c.Origins, timeout: c.PublishTimeout, in: make(chan Event, c.Queue), done: make(chan struct{})}
+	n := &Notifier{node: c.Node, log: log, origins: c.Origins, timeout: c.PublishTimeout, in: make(chan Event, c.Queue), done: make(chan struct{})}
+	if n.node == "" {
+		n.node = hostname()
+	}
 	n.base, n.cancel = context.WithCancel(context.Background())
 	if c.Publish != nil {
 		n.outlets = append(n.outlets, publishOutlet(c.Publish, c.PublishTimeout))
@@ -132,7 +139,7 @@ func (n *Notifier) Emit(e Event) {
 		e.Time = time.Now()
 	}
 	if e.Node == "" {
-		e.Node = hostname()
+		e.Node = n.node
 	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()

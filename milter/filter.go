@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -215,7 +216,16 @@ type Decision struct {
 	Fallback  bool   // decided by the local memory store because the shared store failed
 	Stored    bool   // the message went to a store
 	List      string // with rule gate: the list whose own posters exclude the sender, else the largest registered list the message was sent to
+	// With Stored: the message's kind as the store counted it, and the
+	// registered lists among its envelope recipients (at most MaxLists),
+	// for the history (package report).
+	Kind  policy.Kind
+	Lists []string
 }
+
+// MaxLists bounds Decision.Lists: a message to more registered lists is
+// reported with the first MaxLists of them, in envelope order.
+const MaxLists = 16
 
 // Decide works out the verdict for one message. It is called once per
 // message, at end of headers.
@@ -259,6 +269,8 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	id := policy.Identify(pm, large)
 	facts.Reply = id.Reply
 	d.Subject = id.Display
+	d.Kind = policy.KindOf(f.cfg.Policy, facts)
+	d.Lists = registeredLists(m.Rcpts, g.lists)
 
 	d.Stored = true
 	tally, thread, source, err := f.record(ctx, f.store, m, id, facts, cfg.Limits)
@@ -456,6 +468,21 @@ func largestList(rcpts, large []string, lists map[string]int) string {
 		pick(large)
 	}
 	return best
+}
+
+// registeredLists are the registered lists among the envelope recipients,
+// each once, in envelope order, at most MaxLists.
+func registeredLists(rcpts []string, lists map[string]int) []string {
+	var out []string
+	for _, a := range rcpts {
+		a = strings.Trim(a, "<> ")
+		if _, ok := lists[a]; ok && !slices.Contains(out, a) {
+			if out = append(out, a); len(out) == MaxLists {
+				break
+			}
+		}
+	}
+	return out
 }
 
 func randomThread() policy.ThreadID {

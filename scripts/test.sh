@@ -45,9 +45,10 @@ declare -A pkg_of=(
 	[slapd]=slapd
 	[slapadd]=slapd
 	[ldapsearch]=ldap-utils
+	[chromium]=chromium
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -63,7 +64,8 @@ if ((${#missing_pkgs[@]} > 0)); then
 Install them as root, e.g.:
   echo 'postfix postfix/main_mailer_type select No configuration' | sudo debconf-set-selections
   sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}
-(The Postfix tests also need to run as root.)"
+(The Postfix tests also need to run as root; chromium is Debian's headless
+browser for the report page's test.)"
 	fi
 	command -v apt-get >/dev/null 2>&1 || fail "missing packages: ${missing_pkgs[*]}, and no apt-get to install them"
 	step "installing ${missing_pkgs[*]}"
@@ -74,7 +76,7 @@ Install them as root, e.g.:
 	# slapd: no configuration, no directory, no system server; the tests
 	# run their own from a slapd.conf (internal/testenv/slapd.go).
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done

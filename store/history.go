@@ -31,7 +31,9 @@ type History interface {
 	SaveHistory(ctx context.Context, e HistoryEntry, keep time.Duration, max int) error
 	// History lists the entries whose LastSeen is at or after since, the
 	// most recent LastSeen first, at most limit (1 to MaxHistoryLimit;
-	// <= 0: MaxHistoryLimit).
+	// <= 0: MaxHistoryLimit), as summaries: without Senders and Queued,
+	// which are most of a storm's size (HistoryOf has them), so that the
+	// report page lists a thousand storms quickly.
 	History(ctx context.Context, since time.Time, limit int) ([]HistoryEntry, error)
 	// HistoryOf returns thread t's entry; ErrNotFound if there is none.
 	HistoryOf(ctx context.Context, t policy.ThreadID) (HistoryEntry, error)
@@ -87,6 +89,12 @@ type HistoryEntry struct {
 	// Queued are the queue ids of the messages let through or held, per
 	// node, at most MaxQueueRefs.
 	Queued []QueueRef `json:"queued,omitempty"`
+}
+
+// Summary is e without its Senders and Queued: what History lists.
+func (e HistoryEntry) Summary() HistoryEntry {
+	e.Senders, e.Queued = nil, nil
+	return e
 }
 
 // IsStorm says the entry is a storm, not a near miss.

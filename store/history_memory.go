@@ -191,7 +191,7 @@ func (m *Memory) History(ctx context.Context, since time.Time, limit int) ([]His
 	})
 	out = out[:min(len(out), limit)]
 	for i := range out {
-		out[i] = cloneEntry(out[i])
+		out[i] = cloneEntry(out[i].Summary())
 	}
 	return out, nil
 }

@@ -21,8 +21,12 @@ import (
 //   - stormguard:{T}:queued: a list of JSON QueueRefs (wireRef) in the thread's
 //     slot, appended and trimmed to the first MaxQueueRefs in one MULTI,
 //     expiring at retention after the last append.
-//   - stormguard:{T}:history: the thread's entry as JSON (wireEntry), expiring at
-//     LastSeen + keep (PEXPIREAT).
+//   - stormguard:{T}:history: the thread's entry, a hash of two JSON
+//     fields: "summary" (wireEntry without senders and queue ids, ~0.5 KB)
+//     and "detail" (wireDetail: the senders and queue ids, the bulk of a
+//     storm's 16 KB), expiring at LastSeen + keep (PEXPIREAT). A listing
+//     reads only the summaries, so a thousand storms are half a megabyte,
+//     not sixteen; HistoryOf reads both.
 //   - stormguard:history: the index, thread -> LastSeen (ms), trimmed to
 //     keep and to max on every save, in one MULTI on that key alone.
 //
@@ -116,7 +120,7 @@ func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, erro
 			s.histProblems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
 			continue
 		}
-		out = append(out, cleanRefs([]QueueRef{r.ref()}, 1)...)
+		out = append(out, cleanRef(r.ref()))
 	}
 	return out, nil
 }
@@ -130,13 +134,20 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
 	}
 	e = cleanEntry(e)
-	b, err := json.Marshal(toWire(e))
+	w := toWire(e)
+	detail, err := json.Marshal(wireDetail{Senders: w.Senders, Queued: w.Queued})
+	if err != nil {
+		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+	}
+	w.Senders, w.Queued = nil, nil
+	summary, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
 	}
 	key := s.keys.HistoryEntry(e.Thread)
 	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, key, b, 0)
+		p.Del(ctx, key) // whatever was there, even of another type
+		p.HSet(ctx, key, fieldSummary, summary, fieldDetail, detail)
 		p.PExpireAt(ctx, key, e.LastSeen.Add(keep)) // in the past: deleted at once
 		return nil
 	}); err != nil {
@@ -170,7 +181,10 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 }
 
 // dropEntries deletes the entries of threads the index no longer lists,
-// one DEL each (each in its own slot), in one pipeline.
+// one DEL each (each in its own slot), in one pipeline. A thread saved
+// again by another node between the index's MULTI and this DEL loses its
+// new entry too (the index then finds it gone and drops it): only at the
+// max, only for the oldest entry, and its next save restores it.
 func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 	pipe := s.client.Pipeline()
 	for _, t := range threads {
@@ -188,7 +202,7 @@ func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 }
 
 // History implements History: the index read most recent first, then
-// the entries in one pipeline of GETs, page by page until limit entries
+// the entries' summaries in one pipeline of HGETs, page by page until limit entries
 // are found or the index ends. Entries gone (expired, or deleted by an
 // operator) are skipped and taken out of the index; values that are not
 // entries are skipped and noted.
@@ -220,7 +234,7 @@ func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]Hist
 				continue
 			}
 			threads = append(threads, policy.ThreadID(id))
-			gets = append(gets, pipe.Get(ctx, s.keys.HistoryEntry(policy.ThreadID(id))))
+			gets = append(gets, pipe.HGet(ctx, s.keys.HistoryEntry(policy.ThreadID(id)), fieldSummary))
 		}
 		if len(gets) > 0 {
 			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !IsDataError(err) {
@@ -250,9 +264,8 @@ func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]Hist
 	return out, nil
 }
 
-// readEntries is readEntry of each GET, on up to GOMAXPROCS goroutines:
-// JSON decoding is most of History's time (a realistic storm's entry is
-// 16 KB).
+// readEntries is readEntry of each summary's HGET, on up to GOMAXPROCS
+// goroutines: JSON decoding is most of History's time.
 func (s *Redis) readEntries(threads []policy.ThreadID, gets []*redis.StringCmd) ([]HistoryEntry, []error) {
 	entries, errs := make([]HistoryEntry, len(gets)), make([]error, len(gets))
 	workers := min(runtime.GOMAXPROCS(0), len(gets)/16+1) // a few entries are not worth a goroutine
@@ -260,7 +273,7 @@ func (s *Redis) readEntries(threads []policy.ThreadID, gets []*redis.StringCmd) 
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(gets); i += workers {
-				entries[i], errs[i] = s.readEntry(threads[i], gets[i])
+				entries[i], errs[i] = s.readEntry(threads[i], gets[i], nil)
 			}
 		})
 	}
@@ -273,35 +286,63 @@ func (s *Redis) HistoryOf(ctx context.Context, t policy.ThreadID) (HistoryEntry,
 	if err := checkAdmin(ctx, t); err != nil {
 		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
 	}
-	e, err := s.readEntry(t, s.client.Get(ctx, s.keys.HistoryEntry(t)))
+	key := s.keys.HistoryEntry(t)
+	pipe := s.client.Pipeline()
+	sum, detail := pipe.HGet(ctx, key, fieldSummary), pipe.HGet(ctx, key, fieldDetail)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !IsDataError(err) {
+		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %s: %w", t, key, err)
+	}
+	e, err := s.readEntry(t, sum, detail)
 	if err != nil {
 		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
 	}
 	return e, nil
 }
 
-// readEntry reads the reply of a GET of t's entry: ErrNotFound if there is
-// none, ErrData (and a note) if it is not an entry.
-func (s *Redis) readEntry(t policy.ThreadID, get *redis.StringCmd) (HistoryEntry, error) {
+// The fields of an entry's hash.
+const (
+	fieldSummary = "summary"
+	fieldDetail  = "detail"
+)
+
+// readEntry reads the replies of the HGETs of t's summary and, if detail
+// is not nil, its detail: ErrNotFound if there is no summary, ErrData (and
+// a note) if either is not what SaveHistory writes.
+func (s *Redis) readEntry(t policy.ThreadID, sum, detail *redis.StringCmd) (HistoryEntry, error) {
 	key := s.keys.HistoryEntry(t)
-	v, err := get.Result()
+	v, err := sum.Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return HistoryEntry{}, ErrNotFound
 	case IsDataError(err):
-		s.histProblems.add(key, "", "", "not a string: skipped")
+		s.histProblems.add(key, "", "", "not a hash: skipped")
 		return HistoryEntry{}, fmt.Errorf("%w: %s: %w", ErrData, key, err)
 	case err != nil:
 		return HistoryEntry{}, fmt.Errorf("%s: %w", key, err)
 	}
 	var w wireEntry
 	if err := json.Unmarshal([]byte(v), &w); err != nil {
-		s.histProblems.add(key, "", v, "not a JSON history entry: skipped")
-		return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history entry: %w", ErrData, key, err)
+		s.histProblems.add(key, fieldSummary, v, "not a JSON history summary: skipped")
+		return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history summary: %w", ErrData, key, err)
+	}
+	w.Senders, w.Queued = nil, nil // a listing is summaries only, whatever the field held
+	if detail != nil {
+		d, err := detail.Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return HistoryEntry{}, fmt.Errorf("%s: %w", key, err)
+		}
+		var wd wireDetail
+		if d != "" {
+			if err := json.Unmarshal([]byte(d), &wd); err != nil {
+				s.histProblems.add(key, fieldDetail, d, "not a JSON history detail: skipped")
+				return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history detail: %w", ErrData, key, err)
+			}
+		}
+		w.Senders, w.Queued = wd.Senders, wd.Queued
 	}
 	e := w.entry()
 	e.Thread = t // the key says whose it is, whatever the value claims
-	return cleanEntry(e), nil
+	return ownedEntry(e), nil
 }
 
 // The JSON the Redis store writes: HistoryEntry's and QueueRef's fields
@@ -324,6 +365,12 @@ type wireEntry struct {
 	Allowed    int               `json:"allowed"`
 	Senders    map[string]string `json:"senders,omitempty"`
 	Queued     []wireRef         `json:"queued,omitempty"`
+}
+
+// wireDetail is an entry's bulk, the hash's "detail" field.
+type wireDetail struct {
+	Senders map[string]string `json:"senders,omitempty"`
+	Queued  []wireRef         `json:"queued,omitempty"`
 }
 
 type wireRef struct {

@@ -37,9 +37,9 @@ func TestRedisHistoryBadValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(bad), `{"subject": "cut off`)
+	testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(bad), "summary", `{"subject": "cut off`)
 	testenv.RedisCLI(t, addr, "DEL", k.HistoryEntry(wrong))
-	testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(wrong), "subject", "a hash")
+	testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(wrong), "a string")
 	testenv.RedisCLI(t, addr, "ZADD", k.History(), strconv.FormatInt(now.UnixMilli(), 10), "not:a{thread}")
 
 	got, err := s.History(ctx, now.Add(-time.Hour), 0)
@@ -341,5 +341,41 @@ func BenchmarkHistory(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRedisHistoryOversized: an entry written past the bounds by someone
+// else (redis-cli, another program) is read back within them.
+func TestRedisHistoryOversized(t *testing.T) {
+	addr := testenv.StartRedis(t)
+	s := openRedis(t, addr, false)
+	ctx, k, now := historyCtx(t), s.Keys(), time.Now()
+	long := strings.Repeat("x", store.HistoryTextMax+100)
+	for _, tc := range []struct {
+		name, summary, detail string
+	}{
+		{"long text in place", fmt.Sprintf(`{"subject":%q,"lists":[%q],"last_seen":%d}`, long, long, now.UnixMilli()),
+			fmt.Sprintf(`{"senders":{"a@example.org":%q},"queued":[{"sender":%q}]}`, long, long)},
+		{"long sender key", fmt.Sprintf(`{"last_seen":%d}`, now.UnixMilli()), fmt.Sprintf(`{"senders":{%q:"counted"}}`, long)},
+	} {
+		th := storetest.NewThread()
+		testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(th), "summary", tc.summary, "detail", tc.detail)
+		e, err := s.HistoryOf(ctx, th)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		texts := []string{e.Subject}
+		for k, v := range e.Senders {
+			texts = append(texts, k, v)
+		}
+		texts = append(texts, e.Lists...)
+		for _, r := range e.Queued {
+			texts = append(texts, r.Sender)
+		}
+		for _, x := range texts {
+			if n := len([]rune(x)); n > store.HistoryTextMax {
+				t.Errorf("%s: a text of %d runes came back, want at most %d", tc.name, n, store.HistoryTextMax)
+			}
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
+	"github.com/stormguard/stormguard/web"
 )
 
 // pinger is a store that can say whether it is reachable (Redis).
@@ -23,11 +24,13 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// newHTTPHandler serves /metrics, /healthz, /readyz and, under /admin/,
-// admin (the admin API, or why it is off).
-func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Duration, admin http.Handler) http.Handler {
+// newHTTPHandler serves /metrics, /healthz, /readyz, under /admin/ admin
+// (the admin API, or why it is off) and under / page (the report page, or
+// why it is off).
+func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Duration, admin, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", admin)
+	mux.Handle("/", page)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -96,4 +99,16 @@ func newAdminHandler(cfg *config.Config, api admin.API) (http.Handler, error) {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
 	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token), nil
+}
+
+// newReportPage is the report page over api, served where the admin API
+// is (it shows subjects and senders): viewing for whoever reaches it, like
+// /metrics, and allow / block / reset for an operator logged in with the
+// admin token.
+func newReportPage(cfg *config.Config, api admin.API, log *slog.Logger) (http.Handler, error) {
+	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("http.admin_token_file: %w", err)
+	}
+	return web.New(web.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
 }

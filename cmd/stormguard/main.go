@@ -25,7 +25,9 @@ import (
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
+	"github.com/stormguard/stormguard/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -64,7 +66,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newServeCmd(stderr), newCheckCmd(stdout),
 		newStormsCmd(stdout), newShowCmd(stdout),
 		newOverrideCmd(stdout, "allow"), newOverrideCmd(stdout, "block"), newOverrideCmd(stdout, "reset"),
-		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout))
+		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout), newQueueCmd(stdout))
 	return root
 }
 
@@ -143,6 +145,17 @@ func daemonAdmin(cfg *config.Config, st admin.Store, f *milter.Filter, n *events
 		})
 }
 
+// startRecorder starts the history recorder on st, or returns nil when st
+// keeps no history.
+func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*report.Recorder, error) {
+	hs, ok := st.(report.Store)
+	if !ok {
+		log.Warn("the store keeps no history: no storms or near misses are recorded")
+		return nil, nil
+	}
+	return report.New(cfg.ReportConfig(), hs, log, nil)
+}
+
 // serve runs the daemon until ctx ends (SIGTERM, SIGINT), then shuts down
 // gracefully.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -171,13 +184,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	lister, _ := st.(store.Lister)
 	met := newMetrics(f, notifier, lister)
 	sum := events.NewSummarizer()
-	f.SetObserver(&observer{m: met, n: notifier, sum: sum, blockFor: cfg.Policy.BlockFor})
+	rec, err := startRecorder(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		met.reg.MustRegister(historyCollectors(rec)...)
+		defer func() { // after the milter server: the last decisions are in
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if !rec.Close(ctx) {
+				log.Warn("shutting down: some history updates were not written")
+			}
+		}()
+	}
+	f.SetObserver(&observer{m: met, n: notifier, sum: sum, rec: rec, blockFor: cfg.Policy.BlockFor})
 	srv := milter.NewServerWith(f, cfg.ServerLimits())
 	var httpConns netlimit.Stats
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
 	adminOn, adminWhy := cfg.AdminServed()
 	if cfg.HTTP.Listen != "" {
-		adminH := admin.Off(adminWhy)
+		adminH, pageH := admin.Off(adminWhy), web.Off(adminWhy)
 		if ast, ok := st.(admin.Store); ok && adminOn {
 			api, err := daemonAdmin(cfg, ast, f, notifier, log)
 			if err != nil {
@@ -186,8 +213,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			if adminH, err = newAdminHandler(cfg, api); err != nil {
 				return err
 			}
+			if pageH, err = newReportPage(cfg, api, log); err != nil {
+				return err
+			}
 		}
-		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH),
+		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
 			cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, &httpConns, log)
 		if err != nil {
 			return err

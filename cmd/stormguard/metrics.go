@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -226,6 +228,7 @@ type observer struct {
 	m        *metrics
 	n        *events.Notifier
 	sum      *events.Summarizer
+	rec      *report.Recorder // nil: the store keeps no history
 	blockFor time.Duration
 }
 
@@ -233,6 +236,11 @@ var _ milter.Observer = (*observer)(nil)
 
 func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 	o.m.decisions.WithLabelValues(string(d.Action), string(d.Rule)).Inc()
+	if o.rec != nil && d.Stored {
+		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
+			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
+			Delivered: d.Delivered, Time: time.Now()})
+	}
 	switch {
 	case policy.IsLimit(d.Rule):
 		o.m.storms.Inc()
@@ -250,6 +258,19 @@ func (o *observer) StoreCall(op string, took time.Duration, err error) {
 	o.m.storeDur.WithLabelValues(op).Observe(took.Seconds())
 	if err != nil {
 		o.m.storeErrs.WithLabelValues(op).Inc()
+	}
+}
+
+// historyCollectors report the history recorder's counters.
+func historyCollectors(r *report.Recorder) []prometheus.Collector {
+	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	return []prometheus.Collector{
+		counter("stormguard_history_notes_dropped_total", "Decisions the history recorder dropped because its queue was full: their queue ids or history updates are missing.", &r.Stats.Dropped),
+		counter("stormguard_history_write_errors_total", "Failed writes of queue ids or history entries to the store (each logged, rate-limited).", &r.Stats.WriteErrors),
+		counter("stormguard_history_entries_saved_total", "History entries (storms and near misses) written.", &r.Stats.Saved),
+		counter("stormguard_history_queue_ids_total", "Queue ids of messages let through or held in large-audience threads written to the store.", &r.Stats.Queued),
 	}
 }
 

@@ -17,15 +17,28 @@ import (
 )
 
 func newStormsCmd(stdout io.Writer) *cobra.Command {
-	var asJSON, asCSV, all bool
+	var asJSON, asCSV, all, nearMisses bool
 	var limit int
+	var since string
 	cmd := &cobra.Command{
 		Use:   "storms",
-		Short: "List current and recent storms (--all: every recent large-audience thread)",
+		Short: "List current and recent storms (--all: every recent large-audience thread; --since 30d: the history of storms and near misses)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if asJSON && asCSV {
 				return errors.New("--json and --csv exclude each other")
+			}
+			if since != "" {
+				if all {
+					return errors.New("--all lists live threads; with --since, --near-misses adds the threads that came close")
+				}
+				if !cmd.Flags().Changed("limit") {
+					limit = 0 // every entry, up to store.MaxHistoryLimit
+				}
+				return history(cmd, stdout, since, nearMisses, limit, asJSON, asCSV)
+			}
+			if nearMisses {
+				return errors.New("--near-misses needs --since: near misses are in the history (e.g. --since 30d)")
 			}
 			if err := admin.CheckLimit(limit); err != nil || limit == 0 {
 				return fmt.Errorf("--limit %d: want 1 to %d", limit, store.MaxListLimit)
@@ -67,6 +80,8 @@ func newStormsCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (an array of threads)")
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV with a header row")
 	cmd.Flags().BoolVar(&all, "all", false, "include threads that never stormed")
+	cmd.Flags().StringVar(&since, "since", "", "list the history instead: storms whose last activity is this recent, e.g. 30d, 36h or 1d12h (report.history keeps 90 days by default)")
+	cmd.Flags().BoolVar(&nearMisses, "near-misses", false, "with --since: also the near misses (threads that reached report.near_miss of a limit without being blocked)")
 	cmd.Flags().IntVar(&limit, "limit", 200, fmt.Sprintf("list at most this many threads, most recently seen first (at most %d); without --all every stormed, blocked or overridden thread is found, however many quiet ones", store.MaxListLimit))
 	return cmd
 }
@@ -84,7 +99,7 @@ func writeCSV(w io.Writer, views []admin.ThreadView) error {
 		return t.Format(time.RFC3339)
 	}
 	for _, v := range views {
-		_ = cw.Write([]string{v.Thread, v.State, v.Subject, v.OriginalSender, v.Started.Format(time.RFC3339),
+		_ = cw.Write([]string{v.Thread, v.State, csvText(v.Subject), csvText(v.OriginalSender), v.Started.Format(time.RFC3339),
 			v.LastSeen.Format(time.RFC3339), strconv.Itoa(v.Audience), strconv.Itoa(v.Replies),
 			strconv.Itoa(v.Accepted), strconv.Itoa(v.Blocked), strconv.Itoa(v.Allowed), v.StormRule,
 			opt(v.BlockExpires), v.Override, opt(v.OverrideExpires)})

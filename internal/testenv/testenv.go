@@ -4,7 +4,8 @@
 // TLS and ACL setups), a private OpenLDAP (slapd.go), and an SMTP sink, each in its own temporary
 // directory on a free loopback port, and stops them when the test ends;
 // Send talks SMTP to any of them. The sink and Send are go-smtp's server
-// and client; the MTAs share one harness (MTA).
+// and client; the MTAs share one harness (MTA). StartChromium starts a
+// headless Chromium (Debian's chromium) that tests drive with chromedp.
 // Nothing system-wide is configured, started or stopped.
 //
 // A test that needs a server which is missing here (binary not installed,

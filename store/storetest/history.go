@@ -327,8 +327,8 @@ func testHistoryBounds(t *testing.T, s Store) {
 	if got.Queued[0].Sender != "bad\uFFFDutf8" {
 		t.Errorf("invalid UTF-8 kept as %q, want each bad byte as U+FFFD", got.Queued[0].Sender)
 	}
-	if listed := history(t, s, now.Add(-time.Hour), 0); len(listed) != 1 || asJSON(t, listed[0]) != asJSON(t, got) {
-		t.Error("History and HistoryOf differ on one entry")
+	if listed := history(t, s, now.Add(-time.Hour), 0); len(listed) != 1 || asJSON(t, listed[0]) != asJSON(t, got.Summary()) {
+		t.Error("History does not list HistoryOf's entry as its summary (no senders, no queue ids)")
 	}
 	// What a store returns is a copy: changing it changes nothing kept.
 	got.Senders["mallory@example.org"] = "allow"

@@ -19,6 +19,7 @@ import (
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -49,6 +50,7 @@ type Config struct {
 	Listen     string `mapstructure:"listen" default:"inet:127.0.0.1:7357" flag:"listen" help:"milter socket, Postfix notation: inet:HOST:PORT or unix:/path"`
 	ListenMode string `mapstructure:"listen_mode" default:"0660" help:"permissions of a unix listen socket (octal)"`
 	Mode       string `mapstructure:"mode" to:"Filter.Mode,Admin.Mode" help:"default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"`
+	Node       string `mapstructure:"node" to:"Report.Node,Events.Node" help:"node name in events and queue ids; empty: hostname"`
 	Log        struct {
 		Level  string `mapstructure:"level" default:"info" oneof:"debug,info,warn,error" flag:"log-level" help:"debug, info, warn or error; small-audience decisions are logged at debug"`
 		Format string `mapstructure:"format" default:"text" oneof:"text,json" help:"text or json"`
@@ -127,10 +129,10 @@ type Config struct {
 		IdleTimeout time.Duration `mapstructure:"idle_timeout" to:"Server.IdleTimeout" help:"a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"`
 	} `mapstructure:"milter"`
 	HTTP struct {
-		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz and the admin API /admin/; empty disables it"`
+		Listen         string        `mapstructure:"listen" default:"127.0.0.1:9357" help:"HOST:PORT of the HTTP server for /metrics, /healthz, /readyz, the admin API /admin/ and the report page /; empty disables it"`
 		MaxConnections int           `mapstructure:"max_connections" default:"64" help:"open HTTP connections at most; beyond it a new one is closed"`
 		IdleTimeout    time.Duration `mapstructure:"idle_timeout" default:"60s" help:"an idle HTTP keep-alive connection is closed after this long"`
-		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
+		Admin          adminSetting  `mapstructure:"admin" default:"auto" help:"serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token) and the report page / (it shows subjects and senders; its actions need the token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"`
 		AdminTokenFile string        `mapstructure:"admin_token_file" default:"/var/lib/stormguard/admin.token" help:"the admin API's token: created (mode 0600) by the daemon at its first start with the admin API on; the subcommands read it, so run them as root or the daemon's user"`
 	} `mapstructure:"http"`
 	Alerts struct {
@@ -139,6 +141,11 @@ type Config struct {
 		SummaryEvery   time.Duration `mapstructure:"summary_every" to:"SummaryEvery" help:"blocked replies are reported in one summary event per thread this often"`
 		Queue          int           `mapstructure:"queue" to:"Events.Queue" help:"events waiting for Redis or the webhook; when full, new events are dropped and counted"`
 	} `mapstructure:"alerts"`
+	Report struct {
+		History   time.Duration `mapstructure:"history" to:"Report.History" help:"how long storms and near misses are kept"`
+		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"share of a limit that is a near miss, (0, 1]"`
+		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"history entries kept at most"`
+	} `mapstructure:"report"`
 }
 
 // plain holds the plain configs the packages take. Config.plain fills it
@@ -152,6 +159,7 @@ type plain struct {
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
 	ListSync     listsync.Config
+	Report       report.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured: the
@@ -165,6 +173,7 @@ func defaultPlain() plain {
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
 		ListSync:     listsync.Defaults(),
+		Report:       report.Defaults(),
 	}
 }
 
@@ -180,6 +189,13 @@ func (c *Config) plain() plain {
 	p.Filter.ListPolicies, _ = c.listPolicies() // validated in validate
 	p.Admin.ListPolicies = p.Filter.ListPolicies
 	p.Admin.Policy = p.Filter.Policy
+	if p.Report.Node == "" {
+		p.Report.Node = hostname()
+	}
+	p.Events.Node = p.Report.Node // one name for the node everywhere
+	p.Report.Retention = p.Filter.Retention
+	p.Report.Limits = p.Filter.Policy.Limits
+	p.Report.Timeout = max(c.Redis.Timeout, time.Second) // off the mail path
 	return p
 }
 
@@ -201,6 +217,18 @@ func (c *Config) EventsConfig() events.Config { return c.plain().Events }
 
 // ListSyncConfig is the list sync's config (stormguard lists sync).
 func (c *Config) ListSyncConfig() listsync.Config { return c.plain().ListSync }
+
+// ReportConfig is the history recorder's config.
+func (c *Config) ReportConfig() report.Config { return c.plain().Report }
+
+// hostname is the node's name when node is not set.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
 
 // AdminConfig is the admin operations' config.
 func (c *Config) AdminConfig() admin.Config { return c.plain().Admin }
@@ -267,6 +295,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validateOps(); err != nil {
+		return err
+	}
+	if err := c.ReportConfig().Validate(); err != nil {
 		return err
 	}
 	if err := c.ServerLimits().Validate(); err != nil {

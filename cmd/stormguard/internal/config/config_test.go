@@ -95,6 +95,12 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"bad env duration", "", "STORMGUARD_REDIS_TIMEOUT=fast", `redis.timeout: "fast" is not a duration`},
 		{"bad reject text", "policy:\n  reject_text: go away\n", "", "policy.reject_text"},
 		{"bad mode", "mode: panic\n", "", "mode"},
+		{"near miss 0", "report:\n  near_miss: 0\n", "", "report.near_miss: must be more than 0 and at most 1"},
+		{"near miss over 1", "report:\n  near_miss: 1.5\n", "", "report.near_miss: must be more than 0 and at most 1"},
+		{"near miss as a percentage", "report:\n  near_miss: 50\n", "", "report.near_miss"},
+		{"near miss not a number", "report:\n  near_miss: half\n", "", "report.near_miss"},
+		{"history 0", "report:\n  history: 0s\n", "", "report.history: must be positive"},
+		{"max storms 0", "report:\n  max_storms: 0\n", "", "report.max_storms: must be at least 1"},
 		{"not yaml", "policy: [\n", "", "stormguard.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +149,10 @@ func TestConfigDeclaration(t *testing.T) {
 	// the event outlets) are wiring, not settings.
 	// list_policy is parsed into both ListPolicies, and Admin.Policy is
 	// a copy of Filter.Policy.
-	computed := []string{"Events.UserAgent", "Events.PublishTimeout", "Filter.ListPolicies", "Admin.ListPolicies", "Admin.Policy"}
+	computed := []string{"Events.UserAgent", "Events.PublishTimeout",
+		"Report.Retention", "Report.Timeout", "Report.Flush", "Report.Queue", // store.retention, redis.timeout, report's constants
+		"Report.Limits.MaxReplies", "Report.Limits.DeliveryBudget", "Report.Limits.Window", "Report.Limits.BlockFor",
+		"Filter.ListPolicies", "Admin.ListPolicies", "Admin.Policy"}
 	var missing []string
 	for _, p := range plainLeaves(reflect.TypeFor[plain](), "") {
 		if !covered[p] && !slices.ContainsFunc(computed, func(c string) bool { return p == c || strings.HasPrefix(p, c+".") }) {
@@ -194,6 +203,8 @@ redis: {timeout: 300ms, prefix: "sg:", addrs: ["10.0.0.1:6379"]}
 policy: {max_replies: 7, action: monitor, exempt_senders: ["@it.example.org"]}
 lists: {all@example.org: 3000}
 alerts: {queue: 9, summary_every: 2m}
+node: mx1
+report: {history: 720h, near_miss: 0.75, max_storms: 50}
 `)
 	cfg, _, err := loadConfig(path, true, nil)
 	if err != nil {
@@ -213,6 +224,11 @@ alerts: {queue: 9, summary_every: 2m}
 		t.Errorf("lists: filter %v admin %v", f.Lists, a.Lists)
 	case e.Queue != 9 || cfg.plain().SummaryEvery != 2*time.Minute || e.PublishTimeout != time.Second:
 		t.Errorf("alerts: %+v, summary every %s", e, cfg.plain().SummaryEvery)
+	}
+	rp := cfg.ReportConfig()
+	if rp.Node != "mx1" || e.Node != "mx1" || rp.History != 720*time.Hour || rp.NearMiss != 0.75 || rp.MaxStorms != 50 ||
+		rp.Retention != 2*time.Hour || rp.Limits.MaxReplies != 7 {
+		t.Errorf("report: %+v, events' node %q", rp, e.Node)
 	}
 }
 
