@@ -1,8 +1,9 @@
 // Package events tells the outside world what stormguard did: storms,
 // operators' overrides and mode changes, and summaries of refused replies.
 // An Event is one JSON line, published on the Redis channel (or logged with
-// the memory store) and POSTed to a webhook, each outlet with its own
-// bounded queue and worker.
+// the memory store), POSTed to a webhook and, for storms, mailed to the
+// admins through the local MTA (mail.go), each outlet with its own bounded
+// queue and worker.
 //
 // It must never hold up mail: Emit never blocks, a full queue drops the
 // event and counts it, and delivery (retries, backoff) happens off the
@@ -26,6 +27,7 @@ const (
 	TypeOverride Type = "override"        // an operator allowed, blocked or reset a thread
 	TypeMode     Type = "mode"            // an operator switched the site mode
 	TypeBlocked  Type = "blocked_summary" // replies refused in a thread since the last summary
+	TypeGateHold Type = "gate_hold"       // the sender gate held a message in the MTA's hold queue
 )
 
 // overrideRemoved is the Override of an event whose override was removed
@@ -58,6 +60,8 @@ type Event struct {
 	Expires        *time.Time `json:"expires,omitempty"`   // override: when it runs out
 	By             string     `json:"by,omitempty"`        // override, mode: the user who ran the command
 	Fallback       bool       `json:"fallback,omitempty"`  // storm: decided by this node alone, Redis was down
+	List           string     `json:"list,omitempty"`      // gate hold: the guarded list the message went to
+	QueueID        string     `json:"queue_id,omitempty"`  // gate hold: the held message's queue id on Node
 }
 
 func hostname() string {
@@ -115,6 +119,9 @@ func (e *Event) fillText() {
 			m = "the configured default"
 		}
 		e.Text = fmt.Sprintf("stormguard: site mode set to %s by %s", m, e.By)
+	case TypeGateHold:
+		e.Text = fmt.Sprintf("stormguard: message%s from %s to %s (%d mailboxes) held by the sender gate on %s as %s",
+			subj, e.Sender, e.List, e.Audience, e.Node, e.QueueID)
 	case TypeBlocked:
 		e.Text = fmt.Sprintf("stormguard: %d more replies to everyone refused in thread %s%s in the last %s on %s (last from %s)",
 			e.Refused, e.Thread, subj, e.Period, e.Node, e.Sender)

@@ -38,6 +38,8 @@ type Config struct {
 	// not know (the thread's original sender, its first subject), on the
 	// dispatcher, off the mail path.
 	Origins Origins
+	// Mail, with addresses in Mail.To, mails storm notices (mail.go).
+	Mail MailConfig
 }
 
 // Origins tells who started a thread and what its subject was (the store's
@@ -60,6 +62,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("events: webhook timeout must be positive, got %s", c.WebhookTimeout)
 		}
 	}
+	if err := c.Mail.Validate(); err != nil {
+		return err
+	}
 	if (c.Publish != nil || c.Origins != nil) && c.PublishTimeout <= 0 {
 		return errors.New("events: publish timeout must be positive")
 	}
@@ -72,12 +77,16 @@ func (c Config) Validate() error {
 type outlet struct {
 	name     string
 	ch       chan Event
+	accept   func(Event) bool // nil: every event
+	mail     *mailer          // the mail outlet's state; nil for the others
 	send     func(ctx context.Context, e Event) error
 	attempts int           // tries per event
 	backoff  time.Duration // before the second try; doubles after each
 	sent     atomic.Uint64
 	failed   atomic.Uint64 // events given up after every try
 	dropped  atomic.Uint64 // events refused because the queue was full
+	limited  atomic.Uint64 // mail: notices over notify.max_per_hour
+	dupes    atomic.Uint64 // mail: notices not sent, the thread had one already
 	done     chan struct{}
 }
 
@@ -121,6 +130,9 @@ func NewNotifier(c Config, log *slog.Logger) (*Notifier, error) {
 	if c.WebhookURL != "" {
 		n.outlets = append(n.outlets, webhookOutlet(c.WebhookURL, c.WebhookTimeout, c.UserAgent))
 	}
+	if len(c.Mail.To) > 0 {
+		n.outlets = append(n.outlets, mailOutlet(c.Mail, n.node, n.log.Warn))
+	}
 	for _, o := range n.outlets {
 		o.ch = make(chan Event, c.Queue)
 		o.done = make(chan struct{})
@@ -160,6 +172,9 @@ func (n *Notifier) dispatch() {
 		n.enrich(&e)
 		e.fillText()
 		for _, o := range n.outlets {
+			if o.accept != nil && !o.accept(e) {
+				continue
+			}
 			select {
 			case o.ch <- e:
 			default:
@@ -208,7 +223,14 @@ func (n *Notifier) work(o *outlet) {
 				wait *= 2
 			}
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, errLimited):
+			o.limited.Add(1)
+			continue
+		case errors.Is(err, errSkipped):
+			o.dupes.Add(1)
+			continue
+		case err != nil:
 			o.failed.Add(1)
 			n.warn("event not delivered", "outlet", o.name, "type", e.Type, "thread", e.Thread, "err", err)
 			continue
@@ -265,10 +287,12 @@ type Stats struct {
 
 // OutletStats are one outlet's counters.
 type OutletStats struct {
-	Name    string // redis, log or webhook
-	Sent    uint64
-	Failed  uint64 // given up after every try
-	Dropped uint64 // refused because the outlet's queue was full
+	Name      string // redis, log, webhook or mail
+	Sent      uint64
+	Failed    uint64 // given up after every try
+	Dropped   uint64 // refused because the outlet's queue was full
+	Limited   uint64 // mail: dropped over notify.max_per_hour
+	Duplicate uint64 // mail: not sent, the thread had its notice (on this node or another)
 }
 
 // Stats reads the counters; the caller exports them (metrics) or checks
@@ -276,7 +300,8 @@ type OutletStats struct {
 func (n *Notifier) Stats() Stats {
 	s := Stats{Dropped: n.inDrop.Load(), Outlets: make([]OutletStats, len(n.outlets))}
 	for i, o := range n.outlets {
-		s.Outlets[i] = OutletStats{Name: o.name, Sent: o.sent.Load(), Failed: o.failed.Load(), Dropped: o.dropped.Load()}
+		s.Outlets[i] = OutletStats{Name: o.name, Sent: o.sent.Load(), Failed: o.failed.Load(), Dropped: o.dropped.Load(),
+			Limited: o.limited.Load(), Duplicate: o.dupes.Load()}
 	}
 	return s
 }

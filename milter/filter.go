@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -159,7 +160,12 @@ type Observer interface {
 
 // Filter is the per-daemon state shared by every milter connection.
 type Filter struct {
-	cfg      Config
+	// start is the configuration the filter was made with: what only a
+	// restart changes (store.refresh, the hold negotiation) is read from
+	// it. Every message reads the configuration in force from globals,
+	// which SetConfig (reload.go) replaces.
+	start    Config
+	swap     sync.Mutex // serializes the writers of globals; readers take no lock
 	store    store.Store
 	fallback store.Store // this node's memory store, used when store fails and on_error=accept
 	log      *slog.Logger
@@ -188,7 +194,7 @@ func NewFilter(cfg Config, st, fallback store.Store, log *slog.Logger, now func(
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &Filter{cfg: cfg, store: st, fallback: fallback, log: log, now: now,
+	f := &Filter{start: cfg, store: st, fallback: fallback, log: log, now: now,
 		links: newLinkCache(linkCacheTTL, linkCacheMax)}
 	f.globals.Store(mergeGlobals(cfg, store.Globals{}))
 	return f, nil
@@ -221,6 +227,8 @@ type Decision struct {
 	// for the history (package report).
 	Kind  policy.Kind
 	Lists []string
+
+	conf *Config // the configuration it was decided by: its reply texts and header
 }
 
 // MaxLists bounds Decision.Lists: a message to more registered lists is
@@ -240,8 +248,11 @@ func (f *Filter) Decide(ctx context.Context, m *Message) Decision {
 
 func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	g := f.globals.Load()
+	// The configuration this message is decided by, to the end, even if
+	// a reload swaps in another meanwhile.
+	c := g.cfg
 	pm := policy.Parse(m.Headers) // the message's one parse
-	audience, large := f.cfg.Policy.Audience(m.Rcpts, pm.Recipients, g.lists)
+	audience, large := c.Policy.Audience(m.Rcpts, pm.Recipients, g.lists)
 	facts := policy.Facts{
 		Mode:      g.mode,
 		Exempt:    g.exempt.match(m.Sender),
@@ -249,13 +260,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		AutoReply: policy.IsAutoReply(pm),
 		Audience:  audience,
 	}
-	cfg, gatedBy := f.cfg.Policy, ""
-	if len(g.policies) > 0 { // else nothing to look up: no cost per message
-		cfg, facts.ListGated, gatedBy = f.listPolicy(g, m, pm.Recipients, facts.Poster)
+	// The policy of this message: its lists' (messagePolicy), or the
+	// site's when no list has one (nothing to look up: no cost).
+	pc, gatedBy := c.Policy, ""
+	if len(g.policies) > 0 {
+		pc, facts.ListGated, gatedBy = messagePolicy(g, m, pm.Recipients, facts.Poster)
 	}
-	d := Decision{Audience: audience}
-	if !policy.NeedsStore(cfg, facts) {
-		d.Verdict = policy.Decide(cfg, facts, nil)
+	d := Decision{Audience: audience, conf: c}
+	if !policy.NeedsStore(pc, facts) {
+		d.Verdict = policy.Decide(pc, facts, nil)
 		if d.Rule == policy.RuleGate {
 			d.List = gatedBy
 			if !facts.ListGated {
@@ -269,17 +282,17 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	id := policy.Identify(pm, large)
 	facts.Reply = id.Reply
 	d.Subject = id.Display
-	d.Kind = policy.KindOf(f.cfg.Policy, facts)
+	d.Kind = policy.KindOf(c.Policy, facts)
 	d.Lists = registeredLists(m.Rcpts, g.lists)
 
 	d.Stored = true
-	tally, thread, source, err := f.record(ctx, f.store, m, id, facts, cfg.Limits)
+	tally, thread, source, err := f.record(ctx, c, f.store, m, id, facts, pc.Limits)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)
 		switch {
-		case f.cfg.OnError == OnErrorTempfail:
+		case c.OnError == OnErrorTempfail:
 			f.warnStore(err, "tempfail")
-			d.Verdict = policy.OnStoreError(cfg, facts)
+			d.Verdict = policy.OnStoreError(pc, facts)
 			d.Thread = thread
 			return d
 		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in
@@ -288,15 +301,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 			f.warnStore(err, "accept, counting on this node only")
 			f.Stats.Fallbacks.Add(1)
 			d.Fallback = true
-			tally, thread, source, err = f.record(ctx, f.fallback, m, id, facts, cfg.Limits)
+			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, facts, pc.Limits)
 		}
 		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
-			d.Verdict = policy.Decide(cfg, facts, nil) // accept, rule store_error
+			d.Verdict = policy.Decide(pc, facts, nil) // accept, rule store_error
 			d.Thread = thread
 			return d
 		}
 	}
-	d.Verdict = policy.Decide(cfg, facts, &tally)
+	d.Verdict = policy.Decide(pc, facts, &tally)
 	d.Thread = thread
 	d.Count = tally.Count
 	d.Delivered = tally.Delivered
@@ -311,8 +324,8 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 // message was counted in if that was another one. Other replies resolve
 // their In-Reply-To, Thread-Index and subject keys first (the link cache,
 // else one Resolve round trip).
-func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id policy.Identity, facts policy.Facts, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, facts policy.Facts, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
 	defer cancel()
 	follow := id.Root != ""
 	var found []policy.ThreadID
@@ -338,14 +351,14 @@ func (f *Filter) record(ctx context.Context, st store.Store, m *Message, id poli
 	rec := store.Record{
 		Thread:    thread,
 		Message:   id.Own,
-		Kind:      policy.KindOf(f.cfg.Policy, facts),
+		Kind:      policy.KindOf(c.Policy, facts),
 		Audience:  facts.Audience,
 		Sender:    m.Sender,
 		Subject:   id.Display,
 		Now:       f.now(),
-		Limits:    limits, // the message's: its lists' strictest (listPolicy)
+		Limits:    limits, // the message's: its lists' strictest (messagePolicy)
 		Links:     id.Links,
-		Retention: f.cfg.Retention,
+		Retention: c.Retention,
 		Follow:    follow,
 	}
 	start := time.Now()
@@ -388,9 +401,13 @@ func (f *Filter) warnStore(err error, what string) {
 
 // ReplyText is the SMTP text for a refusal, with the thread filled in.
 func (f *Filter) ReplyText(a policy.Action, t policy.ThreadID) string {
-	text := f.cfg.RejectText
+	return f.conf().replyText(a, t)
+}
+
+func (c *Config) replyText(a policy.Action, t policy.ThreadID) string {
+	text := c.RejectText
 	if a == policy.ActionTempfail {
-		text = f.cfg.TempfailText
+		text = c.TempfailText
 	}
 	if t == "" {
 		t = "unknown"
@@ -402,7 +419,11 @@ func (f *Filter) ReplyText(a policy.Action, t policy.ThreadID) string {
 // list filled in: gate.reject_text, whose enhanced code 5.x.x becomes
 // 4.x.x for a tempfail.
 func (f *Filter) GateText(a policy.Action, list string) string {
-	text := f.cfg.GateRejectText
+	return f.conf().gateText(a, list)
+}
+
+func (c *Config) gateText(a policy.Action, list string) string {
+	text := c.GateRejectText
 	if text == "" {
 		text = Defaults().GateRejectText
 	}
@@ -415,7 +436,7 @@ func (f *Filter) GateText(a policy.Action, list string) string {
 	return strings.ReplaceAll(text, "{list}", list)
 }
 
-// listPolicy is the policy for message m under the lists' own policies
+// messagePolicy is the policy for message m under the lists' own policies
 // (policy.Effective over the lists it goes to that have one), whether a
 // list's own posters stop its sender (policy.ListGated: poster says it is
 // a site poster), and the first list that does. The lists it goes to are
@@ -423,7 +444,7 @@ func (f *Filter) GateText(a policy.Action, list string) string {
 // header's (hdr), as for its audience (policy.Config.Audience): a list a
 // forged header names reaches nobody, so its policy must not apply. It
 // allocates nothing for a message to at most 4 lists with a policy.
-func (f *Filter) listPolicy(g *globals, m *Message, hdr []string, poster bool) (c policy.Config, gated bool, gatedBy string) {
+func messagePolicy(g *globals, m *Message, hdr []string, poster bool) (c policy.Config, gated bool, gatedBy string) {
 	var buf [4]policy.ListPolicy
 	lists := buf[:0]
 	add := func(addrs []string) {
@@ -445,10 +466,10 @@ func (f *Filter) listPolicy(g *globals, m *Message, hdr []string, poster bool) (
 		}
 	}
 	add(m.Rcpts)
-	if f.cfg.Policy.SplitEnvelopes {
+	if g.cfg.Policy.SplitEnvelopes {
 		add(hdr)
 	}
-	return policy.Effective(f.cfg.Policy, lists), gated, gatedBy
+	return policy.Effective(g.cfg.Policy, lists), gated, gatedBy
 }
 
 // largestList is the registered list with the most members among the

@@ -11,10 +11,13 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// globals is the cached site-wide state every message reads: list sizes,
-// exempt senders and the mode. It is replaced whole, never mutated, so
-// readers need no lock.
+// globals is the cached site-wide state every message reads: the
+// configuration in force, and the list sizes, exempt senders and mode it
+// and the store's settings make. It is replaced whole, never mutated, so
+// readers need no lock; a message reads it once.
 type globals struct {
+	cfg     *Config       // the configuration in force (SetConfig replaces it)
+	sg      store.Globals // the store's settings, as last read, to merge a reloaded config with
 	lists   map[string]int
 	exempt  exemptSet
 	posters exemptSet // who may pass the sender gate: senders, @domains, SASL logins
@@ -72,7 +75,7 @@ func (e exemptSet) login(user string) bool {
 // store's; the store wins for a list both name. The store's mode wins over
 // the configured one.
 func mergeGlobals(cfg Config, sg store.Globals) *globals {
-	g := &globals{lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, posters: exemptSet{}, mode: cfg.Mode}
+	g := &globals{cfg: &cfg, sg: sg, lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, posters: exemptSet{}, mode: cfg.Mode}
 	for addr, n := range cfg.Lists {
 		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
@@ -141,20 +144,21 @@ func (f *Filter) RefreshGlobals(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, globalsDeadline)
 	defer cancel()
 	sg, err := f.store.Globals(ctx)
+	f.swap.Lock() // a reload (SetConfig) in between must not be undone
+	defer f.swap.Unlock()
 	if err != nil {
 		f.Stats.GlobalsErrors.Add(1)
-		for prev := f.globals.Load(); !prev.loaded; prev = f.globals.Load() {
+		if prev := f.globals.Load(); !prev.loaded {
 			next := *prev // the config file's state, with why the store's is missing
 			next.err = err.Error()
-			if f.globals.CompareAndSwap(prev, &next) {
-				break
-			}
+			f.globals.Store(&next)
 		}
 		return err
 	}
-	next := mergeGlobals(f.cfg, sg)
+	prev := f.globals.Load()
+	next := mergeGlobals(*prev.cfg, sg)
 	next.loaded = true
-	prev := f.globals.Swap(next)
+	f.globals.Store(next)
 	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) || !maps.Equal(prev.posters, next.posters) || !samePolicies(prev.policies, next.policies) {
 		exempt := slices.Sorted(maps.Keys(next.exempt))
 		if len(exempt) > 20 {
@@ -194,7 +198,7 @@ func (f *Filter) GlobalsInvalid() map[string]int { return f.globals.Load().inval
 // logged as such, and limited apart from outages, so one never hides the
 // other.
 func (f *Filter) RunRefresher(ctx context.Context) {
-	t := time.NewTimer(f.cfg.Refresh)
+	t := time.NewTimer(f.start.Refresh)
 	defer t.Stop()
 	type logged struct {
 		err string
@@ -211,7 +215,7 @@ func (f *Filter) RunRefresher(ctx context.Context) {
 		start := time.Now()
 		err := f.RefreshGlobals(ctx)
 		// A huge lists hash (seconds to read) is not re-read back to back.
-		t.Reset(max(f.cfg.Refresh, 4*time.Since(start)))
+		t.Reset(max(f.start.Refresh, 4*time.Since(start)))
 		switch {
 		case err != nil:
 			failing = true

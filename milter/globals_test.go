@@ -111,8 +111,17 @@ func TestRefresherLogsDataErrorsApartFromOutages(t *testing.T) {
 		st.next <- r
 	}
 	st.next <- globalsResult{err: outage}
-	if ok, why := f.GlobalsLoaded(); ok || !strings.Contains(why, "connection refused") {
-		t.Errorf("GlobalsLoaded = %v, %q before any load; want false and why", ok, why)
+	// The send returns when the refresher took the outage, which it
+	// records just after: poll for it, with a deadline.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		ok, why := f.GlobalsLoaded()
+		if !ok && strings.Contains(why, "connection refused") {
+			break
+		}
+		if ok || time.Now().After(deadline) {
+			t.Errorf("GlobalsLoaded = %v, %q before any load; want false and why", ok, why)
+			break
+		}
 	}
 	st.next <- globalsResult{g: store.Globals{Lists: map[string]int{"all@example.org": 500}}}
 	st.next <- globalsResult{g: store.Globals{Lists: map[string]int{"all@example.org": 500}}}

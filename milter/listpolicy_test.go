@@ -170,7 +170,7 @@ func TestListPolicyRefresh(t *testing.T) {
 	ctx := context.Background()
 	limit := func() int {
 		g := h.f.globals.Load()
-		c, _, _ := h.f.listPolicy(g, &Message{Rcpts: []string{listAddr}}, nil, false)
+		c, _, _ := messagePolicy(g, &Message{Rcpts: []string{listAddr}}, nil, false)
 		return c.Limits.MaxReplies
 	}
 	if got := limit(); got != 5 {
@@ -207,7 +207,7 @@ func TestListPolicyForgedHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := f.globals.Load()
-	c, _, _ := f.listPolicy(g, &Message{Rcpts: []string{"a@example.org"}}, []string{otherList}, false)
+	c, _, _ := messagePolicy(g, &Message{Rcpts: []string{"a@example.org"}}, []string{otherList}, false)
 	if c.Limits.MaxReplies != 10 {
 		t.Errorf("a forged header's list applied: max_replies %d, want the site's 10", c.Limits.MaxReplies)
 	}
@@ -215,7 +215,7 @@ func TestListPolicyForgedHeader(t *testing.T) {
 	if f, err = NewFilter(cfg, store.NewMemory(), nil, discardLogger(), nil); err != nil {
 		t.Fatal(err)
 	}
-	c, _, _ = f.listPolicy(f.globals.Load(), &Message{Rcpts: []string{"a@example.org"}}, []string{"<Other@Example.org>"}, false)
+	c, _, _ = messagePolicy(f.globals.Load(), &Message{Rcpts: []string{"a@example.org"}}, []string{"<Other@Example.org>"}, false)
 	if c.Limits.MaxReplies != 50 {
 		t.Errorf("with split_envelopes the header's list applies: max_replies %d, want 50", c.Limits.MaxReplies)
 	}

@@ -16,7 +16,6 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/stormguard/stormguard/internal/netlimit"
-	"github.com/stormguard/stormguard/policy"
 )
 
 // Server is the milter daemon: go-milter's server with stormguard's guard
@@ -140,7 +139,7 @@ func NewServer(f *Filter) *Server { return NewServerWith(f, DefaultLimits()) }
 func NewServerWith(f *Filter, lim Limits) *Server {
 	libLog.Store(f.log)
 	opts := Negotiation(Protocols)
-	if f.cfg.Policy.Action == policy.ConfigHold || f.cfg.Policy.Gate.MinAudience > 0 && f.cfg.Policy.Gate.Action == policy.ConfigHold {
+	if f.start.Holds() {
 		// Holding needs the quarantine action. It is asked for, not
 		// required: an MTA that does not offer it still gets every other
 		// verdict, and a message to hold is tempfailed instead

@@ -45,6 +45,7 @@ type session struct {
 	msg      Message
 	addrSize int
 	tag      string // X-Stormguard value to add at end of message (monitor)
+	header   string // the header tag goes in, as configured when the message was decided
 	hold     string // quarantine reason to give at end of message (action hold)
 	// unheld is the 451 text sent instead of holding when the MTA did
 	// not negotiate the quarantine action.
@@ -55,7 +56,7 @@ type session struct {
 func (s *session) reset() {
 	s.msg = Message{}
 	s.addrSize = 0
-	s.tag = ""
+	s.tag, s.header = "", ""
 	s.hold = ""
 	s.unheld = ""
 }
@@ -71,7 +72,7 @@ func (s *session) guard(stage string, resp **gomilter.Response, err *error) {
 	s.f.log.Error("recovered panic in milter callback", "stage", stage, "queue_id", s.msg.QueueID,
 		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	*err = nil
-	if s.f.cfg.OnError == OnErrorTempfail {
+	if s.f.conf().OnError == OnErrorTempfail {
 		*resp = gomilter.RespTempFail
 	} else {
 		*resp = gomilter.RespAccept
@@ -137,28 +138,30 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 	s.msg.QueueID = m.Get(gomilter.MacroQueueId)
 	d := s.f.Decide(context.Background(), &s.msg)
 	s.logDecision(d)
+	c := d.conf // the texts of the configuration it was decided by
 	switch {
 	case d.Rule == policy.RuleStoreError && d.Action == policy.ActionTempfail:
 		return gomilter.RespTempFail, nil // the MTA's own "try again later"
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionReject:
-		return reply(550, s.f.GateText(d.Action, d.List), gomilter.RespReject)
+		return reply(550, c.gateText(d.Action, d.List), gomilter.RespReject)
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionTempfail:
-		return reply(451, s.f.GateText(d.Action, d.List), gomilter.RespTempFail)
+		return reply(451, c.gateText(d.Action, d.List), gomilter.RespTempFail)
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
 		// The quarantine action is only allowed at end of message.
 		s.hold = fmt.Sprintf("stormguard: sender gate: %s may not post to %s", s.msg.Sender, d.List)
-		s.unheld = s.f.GateText(policy.ActionTempfail, "")
+		s.unheld = c.gateText(policy.ActionTempfail, "")
 		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionHold:
 		s.hold = HoldReason(d.Thread, d.Rule)
-		s.unheld = s.f.ReplyText(policy.ActionTempfail, d.Thread)
+		s.unheld = c.replyText(policy.ActionTempfail, d.Thread)
 		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionReject:
-		return reply(550, s.f.ReplyText(d.Action, d.Thread), gomilter.RespReject)
+		return reply(550, c.replyText(d.Action, d.Thread), gomilter.RespReject)
 	case d.Action == policy.ActionTempfail:
-		return reply(451, s.f.ReplyText(d.Action, d.Thread), gomilter.RespTempFail)
+		return reply(451, c.replyText(d.Action, d.Thread), gomilter.RespTempFail)
 	case d.Action == policy.ActionTag:
 		// Headers can only be added at end of message: go on until then.
+		s.header = c.Header
 		s.tag = fmt.Sprintf("would-refuse; thread=%s; rule=%s; audience=%d; count=%d", d.Thread, d.Rule, d.Audience, d.Count)
 		if d.List != "" {
 			s.tag += "; list=" + d.List
@@ -184,7 +187,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 		return gomilter.RespAccept, nil
 	}
 	if s.tag != "" {
-		if err := m.AddHeader(s.f.cfg.Header, s.tag); err != nil {
+		if err := m.AddHeader(s.header, s.tag); err != nil {
 			s.f.log.Warn("cannot add monitor header", "queue_id", s.msg.QueueID, "err", err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 //	stormguard:{T}:senders   hash    sender -> the status of its last message
 //	stormguard:{M}:alias     string  the thread the message whose own id starts M was counted in
 //	stormguard:{T}:queued    list    JSON queue ids (store.QueueRef) of the messages let through or held, for store.retention
+//	stormguard:{T}:notified  string  the node that mails thread T's storm notice, for notify.once_per (store/notice.go)
 //	stormguard:{T}:history   string  JSON history entry (store.HistoryEntry) of a storm or near miss, until last seen + report.history
 //	stormguard:link:{I}      string  identity hash I -> its thread
 //	stormguard:threads:{S}   zset    thread -> last seen (ms), for listings: shard S of ThreadShards
@@ -143,6 +144,10 @@ func (k Keys) Storms() string { return k.prefix + "storms" }
 // Queued lists the queue ids (JSON store.QueueRef, oldest first) of the
 // messages the nodes let through or held in thread t.
 func (k Keys) Queued(t policy.ThreadID) string { return k.tag(t) + "queued" }
+
+// Notified is held, for notify.once_per, by the node that mails thread
+// t's storm notice, so that the site sends one.
+func (k Keys) Notified(t policy.ThreadID) string { return k.tag(t) + "notified" }
 
 // HistoryEntry is thread t's history entry (JSON store.HistoryEntry).
 func (k Keys) HistoryEntry(t policy.ThreadID) string { return k.tag(t) + "history" }

@@ -86,7 +86,8 @@ func newServeCmd(logOut io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, newLogger(cfg, logOut))
+			log, level := newLogger(cfg, logOut)
+			return serve(cmd.Context(), cfg, log, reloadable{load: func() (*config.Config, error) { return configFrom(cmd) }, level: level})
 		},
 	}
 	config.AddFlags(cmd.Flags()) // --listen, --log-level, --backend
@@ -95,14 +96,15 @@ func newServeCmd(logOut io.Writer) *cobra.Command {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+// newLogger is the daemon's logger and its level, which a reload sets.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	setLevel(level, cfg)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
 // openStore returns the configured store and, for Redis, the memory store
@@ -157,8 +159,8 @@ func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*repor
 }
 
 // serve runs the daemon until ctx ends (SIGTERM, SIGINT), then shuts down
-// gracefully.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// gracefully. On SIGHUP it re-reads its configuration (reload.go).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, re reloadable) error {
 	st, fallback, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -183,6 +185,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 	lister, _ := st.(store.Lister)
 	met := newMetrics(f, notifier, lister)
+	defer watchReload(newReloader(cfg, re, f, met.reg, log))() // SIGHUP; reload.go
 	sum := events.NewSummarizer()
 	rec, err := startRecorder(cfg, st, log)
 	if err != nil {
@@ -198,7 +201,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}()
 	}
-	f.SetObserver(&observer{m: met, n: notifier, sum: sum, rec: rec, blockFor: cfg.Policy.BlockFor})
+	f.SetObserver(&observer{m: met, n: notifier, sum: sum, rec: rec})
 	srv := milter.NewServerWith(f, cfg.ServerLimits())
 	var httpConns netlimit.Stats
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))

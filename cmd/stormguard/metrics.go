@@ -127,7 +127,7 @@ type eventCollector struct {
 
 func newEventCollector(n *events.Notifier) *eventCollector {
 	return &eventCollector{n: n, desc: prometheus.NewDesc("stormguard_events_total",
-		"Events by outlet (queue, redis or log, webhook) and result (sent, failed after retries, dropped because the queue was full).",
+		"Events by outlet (queue, redis or log, webhook, mail) and result (sent, failed after retries, dropped because the queue was full; mail also rate_limited by notify.max_per_hour, duplicate: the thread had its notice).",
 		[]string{"outlet", "result"}, nil)}
 }
 
@@ -139,6 +139,10 @@ func (c *eventCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, o := range s.Outlets {
 		for result, v := range map[string]uint64{"sent": o.Sent, "failed": o.Failed, "dropped": o.Dropped} {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), o.Name, result)
+		}
+		if o.Name == "mail" {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(o.Limited), o.Name, "rate_limited")
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(o.Duplicate), o.Name, "duplicate")
 		}
 	}
 }
@@ -225,11 +229,10 @@ func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
 // observer is the daemon's milter.Observer: metrics and events. Its
 // methods only count and queue; they never block the message.
 type observer struct {
-	m        *metrics
-	n        *events.Notifier
-	sum      *events.Summarizer
-	rec      *report.Recorder // nil: the store keeps no history
-	blockFor time.Duration
+	m   *metrics
+	n   *events.Notifier
+	sum *events.Summarizer
+	rec *report.Recorder // nil: the store keeps no history
 }
 
 var _ milter.Observer = (*observer)(nil)
@@ -246,7 +249,10 @@ func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 		o.m.storms.Inc()
 		o.n.Emit(events.Event{Type: events.TypeStorm, Thread: string(d.Thread), Subject: d.Subject, Sender: m.Sender,
 			Rule: string(d.Rule), Action: string(d.Action), Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, BlockFor: o.blockFor.String(), Fallback: d.Fallback})
+			Delivered: d.Delivered, BlockFor: d.BlockFor().String(), Fallback: d.Fallback})
+	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
+		o.n.Emit(events.Event{Type: events.TypeGateHold, Subject: d.Subject, Sender: m.Sender, List: d.List,
+			Audience: d.Audience, QueueID: m.QueueID, Action: string(d.Action)})
 	case d.Rule == policy.RuleBlocked || d.Rule == policy.RuleOverrideBlock:
 		if d.Thread != "" {
 			o.sum.Add(refusal(d, m))

@@ -20,6 +20,13 @@ import (
 func withStore(c events.Config, st store.Store, enrich bool) events.Config {
 	if r, ok := st.(*store.Redis); ok {
 		c.Publish = r.Publish
+		// One storm notice per thread for the site: the first node to
+		// claim it mails it.
+		node := c.Node
+		c.Mail.Claim = func(ctx context.Context, t string, ttl time.Duration) (bool, error) {
+			return r.ClaimNotice(ctx, policy.ThreadID(t), node, ttl)
+		}
+		c.Mail.RedisPrefix = r.Keys().Prefix()
 	}
 	if a, ok := st.(store.Admin); ok && enrich {
 		c.Origins = storeOrigins{a}

@@ -104,7 +104,7 @@ type Config struct {
 	} `mapstructure:"gate"`
 	Lists map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
 	// Read by listPolicies into Filter.ListPolicies and Admin.ListPolicies.
-	ListPolicy map[string]string `mapstructure:"list_policy" help:"list address -> its own policy, strictest of a message's lists wins: \"max_replies=3;delivery_budget=N;min_audience=N;action=hold;posters=comms@example.org,@hr.example.org\" (unset: the site's; docs/operations.md#per-list-policy); Redis hash stormguard:listpolicy replaces a list's whole"`
+	ListPolicy map[string]string `mapstructure:"list_policy" help:"list address -> its own policy: \"max_replies=3;action=hold;posters=comms@example.org\" (also delivery_budget, min_audience; unset: the site's); a message to several lists gets the strictest; Redis hash stormguard:listpolicy replaces a list's entry (docs/operations.md#per-list-policy)"`
 	ListSync   struct {          // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
 		Every            time.Duration `mapstructure:"every" help:"serve runs lists sync this often; 0: never"`
 		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one sync; past it nothing is written"`
@@ -146,6 +146,16 @@ type Config struct {
 		NearMiss  float64       `mapstructure:"near_miss" to:"Report.NearMiss" help:"share of a limit that is a near miss, (0, 1]"`
 		MaxStorms int           `mapstructure:"max_storms" to:"Report.MaxStorms" help:"history entries kept at most"`
 	} `mapstructure:"report"`
+	Notify struct { // mail notices: events/mail.go; docs/operations.md#mail-notices
+		To             []string      `mapstructure:"to" to:"Events.Mail.To" help:"admin addresses mailed when a thread storms; empty: no mail"`
+		From           string        `mapstructure:"from" to:"Events.Mail.From" help:"sender of the notices; empty: stormguard@HOSTNAME"`
+		SMTP           string        `mapstructure:"smtp" to:"Events.Mail.SMTP" help:"HOST:PORT of the MTA the notices go through"`
+		Timeout        time.Duration `mapstructure:"timeout" to:"Events.Mail.Timeout" help:"deadline of one SMTP delivery (3 tries)"`
+		MaxPerHour     int           `mapstructure:"max_per_hour" to:"Events.Mail.MaxPerHour" help:"notices per hour per node at most; more are dropped and counted"`
+		OncePer        time.Duration `mapstructure:"once_per" to:"Events.Mail.OncePer" help:"one notice per thread per this, site-wide with Redis; 0: policy.block_for"`
+		OriginalSender bool          `mapstructure:"original_sender" to:"Events.Mail.OriginalSender" help:"also mail the thread's original sender"`
+		GateHolds      bool          `mapstructure:"gate_holds" to:"Events.Mail.GateHolds" help:"also mail a notice for each message the sender gate holds"`
+	} `mapstructure:"notify"`
 }
 
 // plain holds the plain configs the packages take. Config.plain fills it
@@ -196,6 +206,10 @@ func (c *Config) plain() plain {
 	p.Report.Retention = p.Filter.Retention
 	p.Report.Limits = p.Filter.Policy.Limits
 	p.Report.Timeout = max(c.Redis.Timeout, time.Second) // off the mail path
+	if p.Events.Mail.OncePer == 0 {
+		p.Events.Mail.OncePer = p.Filter.Policy.Limits.BlockFor
+	}
+	p.Events.Mail.ReportURL = c.reportURL()
 	return p
 }
 

@@ -150,6 +150,7 @@ func TestConfigDeclaration(t *testing.T) {
 	// list_policy is parsed into both ListPolicies, and Admin.Policy is
 	// a copy of Filter.Policy.
 	computed := []string{"Events.UserAgent", "Events.PublishTimeout",
+		"Events.Mail.ReportURL", "Events.Mail.RedisPrefix", // http.listen; the Redis store (wire.go)
 		"Report.Retention", "Report.Timeout", "Report.Flush", "Report.Queue", // store.retention, redis.timeout, report's constants
 		"Report.Limits.MaxReplies", "Report.Limits.DeliveryBudget", "Report.Limits.Window", "Report.Limits.BlockFor",
 		"Filter.ListPolicies", "Admin.ListPolicies", "Admin.Policy"}

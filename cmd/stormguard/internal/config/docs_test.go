@@ -16,9 +16,15 @@ var update = flag.Bool("update", false, "rewrite the README's generated config t
 // configTable renders the settings table the README shows.
 func configTable() string {
 	var b strings.Builder
-	b.WriteString("| key | default | environment | meaning |\n|---|---|---|---|\n")
+	b.WriteString("| key | default | meaning |\n|---|---|---|\n")
 	for _, s := range settings {
-		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s |\n", s.Key, formatDefault(s.Default), s.Env, s.Help)
+		help := s.Help
+		// The environment variable is STORMGUARD_ and the key, upper case,
+		// "." as "_" (the README says so once); a key named otherwise says so.
+		if env := "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(s.Key, ".", "_")); s.Env != env {
+			help += " (environment: `" + s.Env + "`)"
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", s.Key, formatDefault(s.Default), help)
 	}
 	return b.String()
 }
@@ -29,7 +35,7 @@ func formatDefault(v any) string {
 		return d.String()
 	case []string:
 		return "[" + strings.Join(d, ", ") + "]"
-	case map[string]int:
+	case map[string]int, map[string]string:
 		return "{}"
 	default:
 		return fmt.Sprint(d)

@@ -78,8 +78,24 @@ func (c *Config) validateOps() error {
 	if c.Alerts.SummaryEvery <= 0 {
 		return fmt.Errorf("alerts.summary_every: must be positive, got %s", c.Alerts.SummaryEvery)
 	}
+	if err := c.EventsConfig().Mail.Validate(); err != nil {
+		return err
+	}
 	if c.Alerts.Queue < 1 {
 		return fmt.Errorf("alerts.queue: must be at least 1, got %d", c.Alerts.Queue)
 	}
 	return nil
+}
+
+// reportURL is the report page's address for mail notices: http.listen,
+// with this host's name for a wildcard host; "" without http.listen.
+func (c *Config) reportURL() string {
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
+	if err != nil || port == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = hostname()
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }

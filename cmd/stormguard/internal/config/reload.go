@@ -1,0 +1,51 @@
+package config
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// liveKeys are the keys a running daemon takes from its configuration
+// file when told to re-read it (SIGHUP), by name or by section ("policy."):
+// the ones read per message from the filter's configuration snapshot,
+// which is swapped whole, and the log level. Every other key is read once
+// at start (a listener, a store connection, the history recorder, the
+// notifier): a change to it takes effect at restart.
+var liveKeys = []string{"mode", "log.level", "store.on_error", "lists", "policy.", "gate."}
+
+// Live reports whether key takes effect when the daemon re-reads its
+// configuration, rather than at restart.
+func Live(key string) bool {
+	for _, k := range liveKeys {
+		if key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(key, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reload compares next, the configuration read again while the daemon
+// runs, with running, the one in force, and returns the one to put in
+// force: next's values of the live keys (Live) other than pinned, and
+// running's of every other key. changed are the live keys whose value it
+// changes; restart are the other keys whose value in next differs, and so
+// takes effect only at restart. Both are in declaration order. running and
+// next are not modified.
+func Reload(running, next *Config, pinned ...string) (applied *Config, changed, restart []string) {
+	out := *next // the maps and slices are next's: nothing writes to them
+	rv, nv, ov := reflect.ValueOf(running).Elem(), reflect.ValueOf(next).Elem(), reflect.ValueOf(&out).Elem()
+	for _, s := range settings {
+		was, now := rv.FieldByIndex(s.field), nv.FieldByIndex(s.field)
+		if reflect.DeepEqual(was.Interface(), now.Interface()) {
+			continue
+		}
+		if Live(s.Key) && !slices.Contains(pinned, s.Key) {
+			changed = append(changed, s.Key)
+			continue
+		}
+		restart = append(restart, s.Key)
+		ov.FieldByIndex(s.field).Set(was)
+	}
+	return &out, changed, restart
+}
