@@ -232,3 +232,27 @@ func TestListPolicyValidate(t *testing.T) {
 		t.Errorf("action drop: %v, want a list_policy error naming the list", err)
 	}
 }
+
+// TestListPolicyHolds: a list policy in the config file that holds (its
+// action, or its posters with gate.action hold) makes the server ask for
+// the quarantine action.
+func TestListPolicyHolds(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    policy.ListPolicy
+		gate policy.ConfigAction
+		want bool
+	}{
+		{"no hold", policy.ListPolicy{MaxReplies: policy.Some(3)}, policy.ConfigHold, false},
+		{"list action hold", policy.ListPolicy{Action: policy.ConfigHold}, policy.ConfigReject, true},
+		{"list posters, gate.action hold", policy.ListPolicy{Posters: []string{"a@example.org"}}, policy.ConfigHold, true},
+		{"list posters, gate.action reject", policy.ListPolicy{Posters: []string{"a@example.org"}}, policy.ConfigReject, false},
+	} {
+		cfg := testConfig()
+		cfg.Policy.Gate.Action = c.gate
+		cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: c.p}
+		if got := cfg.Holds(); got != c.want {
+			t.Errorf("%s: Holds = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -54,3 +54,21 @@ list_policy:
 		}
 	}
 }
+
+// TestListPolicyIsLive: a list_policy changed in the file takes effect
+// on SIGHUP, like lists: the filter reads it from its swapped config.
+func TestListPolicyIsLive(t *testing.T) {
+	running, _, err := loadConfig(writeConfig(t, "list_policy:\n  a@example.org: \"max_replies=3\"\n"), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _, err := loadConfig(writeConfig(t, "list_policy:\n  a@example.org: \"max_replies=2\"\n"), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, changed, restart := Reload(running, next)
+	if len(changed) != 1 || changed[0] != "list_policy" || len(restart) != 0 ||
+		applied.FilterConfig().ListPolicies["a@example.org"].String() != "max_replies=2" {
+		t.Errorf("Reload: changed %v, restart %v, applied %v", changed, restart, applied.ListPolicy)
+	}
+}
