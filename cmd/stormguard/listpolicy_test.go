@@ -142,3 +142,24 @@ func TestListsPolicyCommand(t *testing.T) {
 		t.Errorf("after lists delete HEXISTS = %q", got)
 	}
 }
+
+// TestListPolicyReload: list_policy changed in the file applies on SIGHUP
+// (the real binary); a change that would hold, on a daemon started
+// without hold, is kept for the restart and named, and the rest of the
+// reload applies.
+func TestListPolicyReload(t *testing.T) {
+	const lists = "lists:\n  " + staffList + ": 3000\n"
+	d := startBinary(t, lists)
+	if n := firstRefused(t, d.addr, "lp-before@example.org", 12); n != 11 {
+		t.Fatalf("site max_replies 10: first refused reply %d, want 11", n)
+	}
+	d.reload(t, lists+"list_policy:\n  "+staffList+": \"max_replies=3\"\n", "configuration reloaded", "changed=list_policy")
+	if n := firstRefused(t, d.addr, "lp-after@example.org", 5); n != 4 {
+		t.Fatalf("after reload to all-staff max_replies 3: first refused reply %d, want 4", n)
+	}
+	d.reload(t, lists+"policy:\n  max_replies: 8\nlist_policy:\n  "+staffList+": \"max_replies=2;action=hold\"\n",
+		"configuration reloaded", "changed=policy.max_replies", "restart_needed=list_policy")
+	if n := firstRefused(t, d.addr, "lp-hold@example.org", 5); n != 4 {
+		t.Fatalf("after a reload that would hold: first refused reply %d, want 4 (the running list policy kept)", n)
+	}
+}
