@@ -227,6 +227,10 @@ type Decision struct {
 	// for the history (package report).
 	Kind  policy.Kind
 	Lists []string
+	// With Stored: the limits the message was counted under (its lists'
+	// strictest, policy.Effective, or the site's), e.g. for the share of
+	// them a near miss is.
+	Limits policy.Limits
 
 	conf *Config // the configuration it was decided by: its reply texts and header
 }
@@ -286,6 +290,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	d.Lists = registeredLists(m.Rcpts, g.lists)
 
 	d.Stored = true
+	d.Limits = pc.Limits
 	tally, thread, source, err := f.record(ctx, c, f.store, m, id, facts, pc.Limits)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -253,6 +254,23 @@ func TestListPolicyHolds(t *testing.T) {
 		cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: c.p}
 		if got := cfg.Holds(); got != c.want {
 			t.Errorf("%s: Holds = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestDecisionLimits: a stored decision carries the limits it was counted
+// under, the list's own where it has some (for the history's near misses).
+func TestDecisionLimits(t *testing.T) {
+	f, err := NewFilter(listPolicyConfig(), store.NewMemory(), nil, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for list, want := range map[string]int{listAddr: 5, otherList: 10} {
+		d := f.Decide(ctx, &Message{Sender: "boss@example.org", Rcpts: []string{list},
+			Headers: policy.Headers{MessageID: "<lim-" + list + ">", Subject: "x", To: []string{list}}})
+		if !d.Stored || d.Limits.MaxReplies != want || d.Limits.Window != time.Hour {
+			t.Errorf("%s: stored %v, limits %+v, want max_replies %d", list, d.Stored, d.Limits, want)
 		}
 	}
 }
