@@ -20,6 +20,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -174,13 +176,13 @@ func OneLine(err error) string {
 // CleanText makes text safe for one line of a terminal, cut to n runes
 // (0: no limit): every control character becomes a space, C0 (CR, LF, ESC
 // and the rest), DEL and C1 (U+0080–U+009F, where U+009B is a CSI on some
-// terminals), and so do the bidirectional overrides that make text read
-// other than it is stored (U+202A–U+202E, U+2066–U+2069); invalid UTF-8
-// becomes U+FFFD.
+// terminals), and so does every invisible format character (Unicode Cf:
+// the bidirectional overrides that make text read other than it is
+// stored, U+202A–U+202E and U+2066–U+2069, zero-width characters) and
+// U+FFFD, which invalid UTF-8 becomes.
 func CleanText(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
-		switch {
-		case r < 0x20, r >= 0x7f && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return ' '
 		}
 		return r

@@ -97,7 +97,13 @@ func startDaemon(t *testing.T, yaml string) *daemon {
 // http settings in httpYAML (indented: "  admin: true\n").
 func startDaemonHTTP(t *testing.T, httpAddr, httpYAML, yaml string) *daemon {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	return startDaemonAt(t, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), httpAddr, httpYAML, yaml)
+}
+
+// startDaemonAt is startDaemonHTTP with the milter on addr (HOST:PORT),
+// for a test that had to tell an MTA the address first.
+func startDaemonAt(t *testing.T, addr, httpAddr, httpYAML, yaml string) *daemon {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "stormguard.yaml")
 	if err := os.WriteFile(path, []byte("listen: inet:"+addr+"\nhttp:\n  listen: "+httpAddr+"\n"+httpYAML+yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"io"
 	"mime/quotedprintable"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,27 +32,8 @@ func startNotifyNode(t *testing.T, yaml, notifyYAML string, sink *testenv.Sink) 
 	if strings.Contains(notifyYAML, "%s") {
 		notifyYAML = fmt.Sprintf(notifyYAML, pf.Addr)
 	}
-	path := filepath.Join(t.TempDir(), "stormguard.yaml")
-	conf := "listen: inet:" + addr + "\nhttp:\n  listen: " + httpAddr + "\n" + yaml + "notify:\n" + notifyYAML
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	watch, logw := newLogWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- execute(ctx, []string{"serve", "--config", path}, io.Discard, logw) }()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exited %d; log:\n%s", code, watch.String())
-		}
-		logw.Close()
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", addr, watch.String())
-		}
-	})
-	watch.wait(t, 0, "stormguard started")
-	return node{daemon: &daemon{addr: addr, http: httpAddr, log: watch}, postfix: pf}
+	d := startDaemonAt(t, addr, httpAddr, "", yaml+"notify:\n"+notifyYAML)
+	return node{daemon: d, postfix: pf}
 }
 
 // waitMetric polls the daemon's /metrics until series reaches want.

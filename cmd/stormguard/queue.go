@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -92,11 +91,7 @@ to run the same command on. Acting on the queue needs root.`,
 				return err
 			}
 			defer done()
-			h, ok := a.api.(admin.HistoryAPI)
-			if !ok {
-				return errors.New("this build's admin API keeps no queue ids (admin.HistoryAPI)")
-			}
-			refs, err := h.Queued(ctx, t)
+			refs, err := a.api.Queued(ctx, t)
 			if err != nil {
 				return err
 			}
@@ -153,7 +148,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 		return actErr
 	}
 	if n := failures(out.Results); n > 0 {
-		return fmt.Errorf("thread %s: %s: %d of %d ids on node %s were not done", t, act, n, len(out.Results), termText(out.Node, 0))
+		return fmt.Errorf("thread %s: %s: %d of %d ids on node %s were not done", t, act, n, len(out.Results), admin.CleanText(out.Node, 0))
 	}
 	return nil
 }
@@ -224,8 +219,8 @@ func printQueued(w io.Writer, t policy.ThreadID, refs []store.QueueRef) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tQUEUE ID\tKIND\tSTATUS\tTIME\tSENDER")
 	for _, r := range refs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termText(r.Node, 40), termText(r.ID, 40), termText(r.Kind, 12),
-			termText(r.Status, 12), r.Time.Format(time.RFC3339), orDash(termText(r.Sender, 60)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", admin.CleanText(r.Node, 40), admin.CleanText(r.ID, 40), admin.CleanText(r.Kind, 12),
+			admin.CleanText(r.Status, 12), r.Time.Format(time.RFC3339), orDash(admin.CleanText(r.Sender, 60)))
 	}
 	return tw.Flush()
 }
@@ -238,15 +233,15 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 			ref[r.ID] = r
 		}
 	}
-	fmt.Fprintf(w, "thread %s: %s on node %s, %s\n", t, out.Action, termText(out.Node, 0), mta)
+	fmt.Fprintf(w, "thread %s: %s on node %s, %s\n", t, out.Action, admin.CleanText(out.Node, 0), mta)
 	if len(out.Results) == 0 {
-		fmt.Fprintf(w, "no queue ids stored for node %s\n", termText(out.Node, 0))
+		fmt.Fprintf(w, "no queue ids stored for node %s\n", admin.CleanText(out.Node, 0))
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "QUEUE ID\tKIND\tSENDER\tRESULT")
 		for _, r := range out.Results {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termText(r.ID, 40), termText(ref[r.ID].Kind, 12),
-				orDash(termText(ref[r.ID].Sender, 60)), describe(r))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", admin.CleanText(r.ID, 40), admin.CleanText(ref[r.ID].Kind, 12),
+				orDash(admin.CleanText(ref[r.ID].Sender, 60)), describe(r))
 		}
 		tw.Flush()
 	}
@@ -256,8 +251,8 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 	}
 	slices.Sort(nodes)
 	for _, n := range nodes {
-		fmt.Fprintf(w, "on node %s: %d ids (%s); run there: stormguard queue %s --%s\n", termText(n, 40), len(out.Elsewhere[n]),
-			termText(strings.Join(out.Elsewhere[n], " "), 200), t, out.Action)
+		fmt.Fprintf(w, "on node %s: %d ids (%s); run there: stormguard queue %s --%s\n", admin.CleanText(n, 40), len(out.Elsewhere[n]),
+			admin.CleanText(strings.Join(out.Elsewhere[n], " "), 200), t, out.Action)
 	}
 }
 
@@ -265,7 +260,7 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 func describe(r mtaqueue.Result) string {
 	was := ""
 	if r.Queue != "" {
-		was = " (was in " + termText(r.Queue, 20) + ")"
+		was = " (was in " + admin.CleanText(r.Queue, 20) + ")"
 	}
 	switch r.Outcome {
 	case mtaqueue.Gone:
@@ -282,16 +277,4 @@ func describe(r mtaqueue.Result) string {
 		return "FAILED: the MTA's tool ran and it is still there" + was
 	}
 	return string(r.Outcome) + was
-}
-
-// termText makes hostile text safe for a terminal line: no C0 or C1
-// controls (ESC, CSI), no invisible format characters (bidi overrides),
-// cut to n runes (0: no limit).
-func termText(s string, n int) string {
-	return admin.CleanText(strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == unicode.ReplacementChar {
-			return ' '
-		}
-		return r
-	}, s), n)
 }
