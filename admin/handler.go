@@ -45,6 +45,10 @@ type listRequest struct {
 	Members int `json:"members"`
 }
 
+type listPolicyRequest struct {
+	Policy string `json:"policy"` // policy.ParseListPolicy's text; "": none
+}
+
 type modeRequest struct {
 	Mode string `json:"mode"`
 }
@@ -192,6 +196,15 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 	})
 	mux.HandleFunc("DELETE /admin/lists/{addr}", func(w http.ResponseWriter, r *http.Request) {
 		v, err := api.DeleteList(r.Context(), r.PathValue("addr"))
+		reply(w, v, err)
+	})
+	mux.HandleFunc("PUT /admin/lists/{addr}/policy", func(w http.ResponseWriter, r *http.Request) {
+		var req listPolicyRequest
+		if err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := api.SetListPolicy(r.Context(), r.PathValue("addr"), req.Policy)
 		reply(w, v, err)
 	})
 	mux.HandleFunc("GET /admin/mode", func(w http.ResponseWriter, r *http.Request) {

@@ -84,6 +84,27 @@ func (s *Redis) SetList(ctx context.Context, addr string, members int) error {
 	return nil
 }
 
+// SetListPolicy implements Admin: the field is the list's address, the
+// value p's text form, as an operator writes it with redis-cli.
+func (s *Redis) SetListPolicy(ctx context.Context, addr string, p policy.ListPolicy) error {
+	a, err := normAddr("list address", addr)
+	var text string
+	if err == nil {
+		_, text, err = normListPolicy(p)
+	}
+	if err == nil {
+		if text == "" {
+			err = s.client.HDel(ctx, s.keys.ListPolicy(), a).Err()
+		} else {
+			err = s.client.HSet(ctx, s.keys.ListPolicy(), a, text).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: set list policy %s: %w", addr, err)
+	}
+	return nil
+}
+
 // SetMode implements Admin.
 func (s *Redis) SetMode(ctx context.Context, m policy.Mode) error {
 	err := checkMode(m)
