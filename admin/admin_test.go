@@ -39,7 +39,7 @@ func TestClientThroughHandler(t *testing.T) {
 	c := NewClient(srv.URL, token, 5*time.Second, "test")
 	ctx := context.Background()
 
-	if l, err := c.SetList(ctx, "All@Example.org", 3000); err != nil || l != (ListView{List: "all@example.org", Members: 3000, From: "memory"}) {
+	if l, err := c.SetList(ctx, "All@Example.org", 3000); err != nil || l.List != "all@example.org" || l.Members != 3000 || l.From != "memory" {
 		t.Errorf("SetList: %+v, %v", l, err)
 	}
 	if lists, err := c.Lists(ctx); err != nil || len(lists) != 2 || lists[0].From != "memory" || lists[1].From != "config" {

@@ -49,9 +49,13 @@ type API interface {
 	Lists(ctx context.Context) ([]ListView, error)
 	// SetList registers a list's member count in the store.
 	SetList(ctx context.Context, addr string, members int) (ListView, error)
-	// DeleteList removes a list from the store and reports what is left
-	// in force for it (the config's count, or Members 0).
+	// DeleteList removes a list (its size and its own policy) from the
+	// store and reports what is left in force for it (the config's).
 	DeleteList(ctx context.Context, addr string) (ListView, error)
+	// SetListPolicy sets a list's own policy in the store, in the text
+	// form policy.ParseListPolicy reads ("": none, the config's or the
+	// site's applies), and reports the list's effective policy.
+	SetListPolicy(ctx context.Context, addr, text string) (ListView, error)
 	// Mode reports the site mode in force.
 	Mode(ctx context.Context) (ModeView, error)
 	// SetMode sets the site mode ("default" or "": the config's) and emits
@@ -59,6 +63,8 @@ type API interface {
 	SetMode(ctx context.Context, mode, by string) (ModeView, error)
 	// HistoryAPI: storms and near misses from the history.
 	HistoryAPI
+	// PostersAPI: the sender gate's allowed posters (posters.go).
+	PostersAPI
 }
 
 // Override verbs besides policy's allow and block.
@@ -75,11 +81,21 @@ type OverrideResult struct {
 	Warning  string     `json:"warning,omitempty"` // the event was not delivered everywhere
 }
 
-// ListView is one list size and where it comes from.
+// ListView is one list size and where it comes from, and the policy a
+// message to this list alone gets (its own over the site's).
 type ListView struct {
 	List    string `json:"list"`
 	Members int    `json:"members"`
-	From    string `json:"from,omitempty"` // the store backend (redis, memory) or config
+	From    string `json:"from,omitempty"` // the store backend (redis, memory) or config; "" when only a policy names the list
+
+	Policy     string `json:"policy,omitempty"`      // the list's own policy, as written (policy.ListPolicy.String); "" for none
+	PolicyFrom string `json:"policy_from,omitempty"` // the store backend or config
+	// The effective policy of a message to this list alone.
+	MinAudience    int      `json:"min_audience"`
+	MaxReplies     int      `json:"max_replies"`     // 0: off
+	DeliveryBudget int64    `json:"delivery_budget"` // 0: off
+	Action         string   `json:"action"`
+	Posters        []string `json:"posters,omitempty"` // the list's own (site posters and exempt senders may post too)
 }
 
 // ModeView is the site mode in force and where it comes from.

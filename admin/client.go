@@ -137,6 +137,12 @@ func (c *Client) DeleteList(ctx context.Context, addr string) (ListView, error) 
 	return out, err
 }
 
+func (c *Client) SetListPolicy(ctx context.Context, addr, text string) (ListView, error) {
+	var out ListView
+	err := c.do(ctx, http.MethodPut, "/admin/lists/"+url.PathEscape(addr)+"/policy", listPolicyRequest{Policy: text}, &out)
+	return out, err
+}
+
 func (c *Client) Mode(ctx context.Context) (ModeView, error) {
 	var out ModeView
 	err := c.do(ctx, http.MethodGet, "/admin/mode", nil, &out)

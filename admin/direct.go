@@ -22,6 +22,11 @@ type Config struct {
 	Retention time.Duration  // how long threads are kept (store.retention), named when one is unknown
 	Lists     map[string]int // the config file's list sizes
 	Mode      string         // the config file's site mode
+	Posters   []string       // the config file's allowed posters (gate.posters)
+	// Policy is the site's policy and ListPolicies the config file's
+	// list policies (list_policy), for the effective policy Lists shows.
+	Policy       policy.Config
+	ListPolicies map[string]policy.ListPolicy
 }
 
 // Validate reports a Config that cannot work.
@@ -158,20 +163,65 @@ func (a *Direct) Lists(ctx context.Context) ([]ListView, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := maps.Clone(a.cfg.Lists)
-	if all == nil {
-		all = map[string]int{}
-	}
-	maps.Copy(all, g.Lists)
-	out := []ListView{}
-	for _, addr := range slices.Sorted(maps.Keys(all)) {
-		from := "config"
-		if _, ok := g.Lists[addr]; ok {
-			from = a.backend()
+	names := map[string]bool{}
+	for _, m := range []map[string]int{a.cfg.Lists, g.Lists} {
+		for addr := range m {
+			names[addr] = true
 		}
-		out = append(out, ListView{List: addr, Members: all[addr], From: from})
+	}
+	for _, m := range []map[string]policy.ListPolicy{a.cfg.ListPolicies, g.ListPolicies} {
+		for addr := range m {
+			names[addr] = true
+		}
+	}
+	out := []ListView{}
+	for _, addr := range slices.Sorted(maps.Keys(names)) {
+		out = append(out, a.listView(addr, g))
 	}
 	return out, nil
+}
+
+// listView is what is in force for addr: the store's size and policy
+// (g), else the config's, and the effective policy of a message to it.
+func (a *Direct) listView(addr string, g store.Globals) ListView {
+	v := ListView{List: addr}
+	if n, ok := g.Lists[addr]; ok {
+		v.Members, v.From = n, a.backend()
+	} else if n, ok := a.cfg.Lists[addr]; ok {
+		v.Members, v.From = n, "config"
+	}
+	var own []policy.ListPolicy
+	if p, ok := g.ListPolicies[addr]; ok {
+		own, v.Policy, v.PolicyFrom, v.Posters = []policy.ListPolicy{p}, p.String(), a.backend(), p.Posters
+	} else if p, ok := a.cfg.ListPolicies[addr]; ok && !p.IsZero() {
+		own, v.Policy, v.PolicyFrom, v.Posters = []policy.ListPolicy{p}, p.String(), "config", p.Posters
+	}
+	c := policy.Effective(a.cfg.Policy, own)
+	v.MinAudience, v.MaxReplies, v.DeliveryBudget, v.Action = c.MinAudience, c.Limits.MaxReplies, c.Limits.DeliveryBudget, string(c.Action)
+	return v
+}
+
+func (a *Direct) SetListPolicy(ctx context.Context, addr, text string) (ListView, error) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	if !strings.Contains(addr, "@") || strings.ContainsAny(addr, " \t\r\n") {
+		return ListView{}, badRequest("list address %q: want local@domain", addr)
+	}
+	p, err := policy.ParseListPolicy(text)
+	if err != nil {
+		return ListView{}, badRequest("list %s: policy: %s", addr, OneLine(err))
+	}
+	if err := a.st.SetListPolicy(ctx, addr, p); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return ListView{}, badRequest("%s", OneLine(err))
+		}
+		return ListView{}, err
+	}
+	a.settingsChanged(ctx)
+	g, err := a.st.Globals(ctx)
+	if err != nil {
+		return ListView{}, err
+	}
+	return a.listView(addr, g), nil
 }
 
 func (a *Direct) SetList(ctx context.Context, addr string, members int) (ListView, error) {
@@ -194,18 +244,19 @@ func (a *Direct) DeleteList(ctx context.Context, addr string) (ListView, error) 
 	if err != nil {
 		return ListView{}, err
 	}
-	if _, ok := g.Lists[addr]; !ok {
+	_, sized := g.Lists[addr]
+	_, ruled := g.ListPolicies[addr]
+	if !sized && !ruled {
 		return ListView{}, notFound("list %s: not registered in the %s store", addr, a.backend())
 	}
 	if err := a.st.SetList(ctx, addr, 0); err != nil {
 		return ListView{}, err
 	}
-	a.settingsChanged(ctx)
-	left := ListView{List: addr}
-	if n, ok := a.cfg.Lists[addr]; ok {
-		left.Members, left.From = n, "config"
+	if err := a.st.SetListPolicy(ctx, addr, policy.ListPolicy{}); err != nil {
+		return ListView{}, err
 	}
-	return left, nil
+	a.settingsChanged(ctx)
+	return a.listView(addr, store.Globals{}), nil // what the config file still says
 }
 
 func (a *Direct) Mode(ctx context.Context) (ModeView, error) {

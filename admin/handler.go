@@ -45,6 +45,10 @@ type listRequest struct {
 	Members int `json:"members"`
 }
 
+type listPolicyRequest struct {
+	Policy string `json:"policy"` // policy.ParseListPolicy's text; "": none
+}
+
 type modeRequest struct {
 	Mode string `json:"mode"`
 }
@@ -194,6 +198,15 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 		v, err := api.DeleteList(r.Context(), r.PathValue("addr"))
 		reply(w, v, err)
 	})
+	mux.HandleFunc("PUT /admin/lists/{addr}/policy", func(w http.ResponseWriter, r *http.Request) {
+		var req listPolicyRequest
+		if err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := api.SetListPolicy(r.Context(), r.PathValue("addr"), req.Policy)
+		reply(w, v, err)
+	})
 	mux.HandleFunc("GET /admin/mode", func(w http.ResponseWriter, r *http.Request) {
 		v, err := api.Mode(r.Context())
 		reply(w, v, err)
@@ -237,6 +250,7 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 			reply(w, v, err)
 		}
 	})
+	handlePosters(mux, api, reply)
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no admin API endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -96,3 +96,69 @@ func TestThreadsLimitBounded(t *testing.T) {
 		t.Error("Direct.Threads accepted a limit above the maximum")
 	}
 }
+
+// TestListPolicyThroughHandler: a list's own policy set through the
+// admin API (as the subcommands do with the memory store) is in the
+// store, Lists shows the effective policy of a message to each list (the
+// store's over the config's over the site's), a bad policy is refused
+// naming the setting, and DeleteList removes size and policy.
+func TestListPolicyThroughHandler(t *testing.T) {
+	st := store.NewMemory()
+	site := policy.Defaults()
+	cfg := Config{Backend: "memory", Retention: time.Hour, Policy: site,
+		Lists:        map[string]int{"cfg@example.org": 50, "all@example.org": 3000},
+		ListPolicies: map[string]policy.ListPolicy{"cfg@example.org": {Action: policy.ConfigHold}, "all@example.org": {MaxReplies: policy.Some(5)}}}
+	changed := 0
+	d, err := NewDirect(cfg, st, func(events.Event) string { return "" }, func(context.Context) { changed++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "0123456789abcdef0123456789abcdef"
+	srv := httptest.NewServer(NewHandler(d, true, token))
+	defer srv.Close()
+	c := NewClient(srv.URL, token, 5*time.Second, "test")
+	ctx := context.Background()
+
+	v, err := c.SetListPolicy(ctx, "All@Example.org", "max_replies=3;posters=Comms@Example.org")
+	if err != nil || v.MaxReplies != 3 || v.Policy != "max_replies=3;posters=comms@example.org" || v.PolicyFrom != "memory" ||
+		v.Action != "reject" || v.MinAudience != 2500 || changed != 1 {
+		t.Fatalf("SetListPolicy: %+v, %v (changed %d)", v, err, changed)
+	}
+	if g, _ := st.Globals(ctx); g.ListPolicies["all@example.org"].String() != v.Policy {
+		t.Errorf("store holds %v", g.ListPolicies)
+	}
+	lists, err := c.Lists(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range lists {
+		got[l.List] = fmt.Sprintf("%d %s %q %s %d %d %s %v", l.Members, l.From, l.Policy, l.PolicyFrom, l.MaxReplies, l.DeliveryBudget, l.Action, l.Posters)
+	}
+	want := map[string]string{
+		"all@example.org": `3000 config "max_replies=3;posters=comms@example.org" memory 3 1000000 reject [comms@example.org]`,
+		"cfg@example.org": `50 config "action=hold" config 10 1000000 hold []`,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Lists:\n got %q\nwant %q", got, want)
+	}
+	for text, wantErr := range map[string]string{
+		"max_replies=-1":     "max_replies",
+		"action=drop":        "action",
+		"posters=<b>x</b> y": "posters",
+	} {
+		if _, err := c.SetListPolicy(ctx, "all@example.org", text); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("SetListPolicy(%q): %v, want an error naming %s", text, err, wantErr)
+		}
+	}
+	if _, err := c.SetListPolicy(ctx, "nolist", "max_replies=1"); err == nil {
+		t.Error("SetListPolicy on an address without @ succeeded")
+	}
+	left, err := c.DeleteList(ctx, "all@example.org")
+	if err != nil || left.Policy != "max_replies=5" || left.PolicyFrom != "config" || left.MaxReplies != 5 || left.Members != 3000 {
+		t.Errorf("DeleteList: %+v, %v: want the config's size and policy left", left, err)
+	}
+	if g, _ := st.Globals(ctx); len(g.ListPolicies) != 0 {
+		t.Errorf("policy left in the store: %v", g.ListPolicies)
+	}
+}

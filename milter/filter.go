@@ -48,6 +48,10 @@ type Config struct {
 	Retention    time.Duration // TTL of links and thread records
 	Refresh      time.Duration // how often the cached globals are re-read
 	Lists        map[string]int
+	// ListPolicies are the lists' own policies from the config file
+	// (list_policy); the store's (stormguard:listpolicy) replace them
+	// list by list.
+	ListPolicies map[string]policy.ListPolicy
 	Exempt       []string
 	Mode         policy.Mode // used when the store has no mode set
 	// The sender gate (policy.Config.Gate): who may post to the
@@ -116,6 +120,14 @@ func (c Config) Validate() error {
 	for addr, n := range c.Lists {
 		if n < 0 {
 			return fmt.Errorf("lists: %s: member count %d is negative", addr, n)
+		}
+	}
+	for addr, p := range c.ListPolicies {
+		if !strings.Contains(addr, "@") || strings.ContainsAny(addr, " \t\r\n") {
+			return fmt.Errorf("list_policy: %q is not a list address (want local@domain)", addr)
+		}
+		if _, err := policy.ParseListPolicy(p.String()); err != nil {
+			return fmt.Errorf("list_policy: %s: %s", addr, strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 	}
 	switch c.Mode {
@@ -209,12 +221,16 @@ type Decision struct {
 	Subject   string // the subject as written (decoded, one line), for reports and events
 	Fallback  bool   // decided by the local memory store because the shared store failed
 	Stored    bool   // the message went to a store
-	List      string // with rule gate: the largest registered list the message was sent to
+	List      string // with rule gate: the list whose own posters exclude the sender, else the largest registered list the message was sent to
 	// With Stored: the message's kind as the store counted it, and the
 	// registered lists among its envelope recipients (at most MaxLists),
 	// for the history (package report).
 	Kind  policy.Kind
 	Lists []string
+	// With Stored: the limits the message was counted under (its lists'
+	// strictest, policy.Effective, or the site's), e.g. for the share of
+	// them a near miss is.
+	Limits policy.Limits
 
 	conf *Config // the configuration it was decided by: its reply texts and header
 }
@@ -248,11 +264,20 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		AutoReply: policy.IsAutoReply(pm),
 		Audience:  audience,
 	}
+	// The policy of this message: its lists' (messagePolicy), or the
+	// site's when no list has one (nothing to look up: no cost).
+	pc, gatedBy := c.Policy, ""
+	if len(g.policies) > 0 {
+		pc, facts.ListGated, gatedBy = messagePolicy(g, m, pm.Recipients, facts.Poster)
+	}
 	d := Decision{Audience: audience, conf: c}
-	if !policy.NeedsStore(c.Policy, facts) {
-		d.Verdict = policy.Decide(c.Policy, facts, nil)
+	if !policy.NeedsStore(pc, facts) {
+		d.Verdict = policy.Decide(pc, facts, nil)
 		if d.Rule == policy.RuleGate {
-			d.List = largestList(m.Rcpts, large, g.lists)
+			d.List = gatedBy
+			if !facts.ListGated {
+				d.List = largestList(m.Rcpts, large, g.lists)
+			}
 			d.Subject = pm.Subject.Display
 		}
 		f.Stats.StoreSkipped.Add(1)
@@ -265,13 +290,14 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	d.Lists = registeredLists(m.Rcpts, g.lists)
 
 	d.Stored = true
-	tally, thread, source, err := f.record(ctx, c, f.store, m, id, facts)
+	d.Limits = pc.Limits
+	tally, thread, source, err := f.record(ctx, c, f.store, m, id, facts, pc.Limits)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)
 		switch {
 		case c.OnError == OnErrorTempfail:
 			f.warnStore(err, "tempfail")
-			d.Verdict = policy.OnStoreError(c.Policy, facts)
+			d.Verdict = policy.OnStoreError(pc, facts)
 			d.Thread = thread
 			return d
 		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in
@@ -280,15 +306,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 			f.warnStore(err, "accept, counting on this node only")
 			f.Stats.Fallbacks.Add(1)
 			d.Fallback = true
-			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, facts)
+			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, facts, pc.Limits)
 		}
 		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
-			d.Verdict = policy.Decide(c.Policy, facts, nil) // accept, rule store_error
+			d.Verdict = policy.Decide(pc, facts, nil) // accept, rule store_error
 			d.Thread = thread
 			return d
 		}
 	}
-	d.Verdict = policy.Decide(c.Policy, facts, &tally)
+	d.Verdict = policy.Decide(pc, facts, &tally)
 	d.Thread = thread
 	d.Count = tally.Count
 	d.Delivered = tally.Delivered
@@ -303,7 +329,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 // message was counted in if that was another one. Other replies resolve
 // their In-Reply-To, Thread-Index and subject keys first (the link cache,
 // else one Resolve round trip).
-func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, facts policy.Facts) (policy.Tally, policy.ThreadID, policy.Source, error) {
+func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, facts policy.Facts, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
 	defer cancel()
 	follow := id.Root != ""
@@ -335,7 +361,7 @@ func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Messa
 		Sender:    m.Sender,
 		Subject:   id.Display,
 		Now:       f.now(),
-		Limits:    c.Policy.Limits,
+		Limits:    limits, // the message's: its lists' strictest (messagePolicy)
 		Links:     id.Links,
 		Retention: c.Retention,
 		Follow:    follow,
@@ -413,6 +439,42 @@ func (c *Config) gateText(a policy.Action, list string) string {
 		list = "this list"
 	}
 	return strings.ReplaceAll(text, "{list}", list)
+}
+
+// messagePolicy is the policy for message m under the lists' own policies
+// (policy.Effective over the lists it goes to that have one), whether a
+// list's own posters stop its sender (policy.ListGated: poster says it is
+// a site poster), and the first list that does. The lists it goes to are
+// its envelope recipients', and with policy.split_envelopes also its
+// header's (hdr), as for its audience (policy.Config.Audience): a list a
+// forged header names reaches nobody, so its policy must not apply. It
+// allocates nothing for a message to at most 4 lists with a policy.
+func messagePolicy(g *globals, m *Message, hdr []string, poster bool) (c policy.Config, gated bool, gatedBy string) {
+	var buf [4]policy.ListPolicy
+	lists := buf[:0]
+	add := func(addrs []string) {
+		for _, a := range addrs {
+			lp, ok := g.policies[a]
+			if !ok {
+				if a = strings.ToLower(strings.Trim(a, "<> ")); a == "" {
+					continue
+				}
+				if lp, ok = g.policies[a]; !ok {
+					continue
+				}
+			}
+			lists = append(lists, lp.ListPolicy)
+			allowed := poster || lp.posters.match(m.Sender) || lp.posters.login(m.AuthUser)
+			if policy.ListGated(lp.ListPolicy, allowed) && !gated {
+				gated, gatedBy = true, a
+			}
+		}
+	}
+	add(m.Rcpts)
+	if g.cfg.Policy.SplitEnvelopes {
+		add(hdr)
+	}
+	return policy.Effective(g.cfg.Policy, lists), gated, gatedBy
 }
 
 // largestList is the registered list with the most members among the

@@ -22,11 +22,20 @@ type globals struct {
 	exempt  exemptSet
 	posters exemptSet // who may pass the sender gate: senders, @domains, SASL logins
 	mode    policy.Mode
+	// policies are the lists' own policies (config, replaced list by
+	// list by the store's), by lower-case address; empty when none.
+	policies map[string]listPolicy
 
 	loaded   bool           // read from the store at least once (else: the config file's only)
 	err      string         // why the store could not be read, while never loaded
 	invalid  map[string]int // the store's bad values, by key (store.Globals.Invalid)
 	problems []store.Problem
+}
+
+// listPolicy is a list's own policy with its posters ready to match.
+type listPolicy struct {
+	policy.ListPolicy
+	posters exemptSet
 }
 
 // exemptSet matches senders exactly or by "@domain".
@@ -86,6 +95,12 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 	for _, s := range sg.Posters {
 		g.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
 	}
+	for addr, p := range cfg.ListPolicies {
+		g.setPolicy(addr, p)
+	}
+	for addr, p := range sg.ListPolicies { // the store's replaces the config's, whole
+		g.setPolicy(addr, p)
+	}
 	switch sg.Mode {
 	case policy.ModeEnforce, policy.ModeMonitor, policy.ModeOff:
 		g.mode = sg.Mode
@@ -94,6 +109,25 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 		g.mode = policy.ModeEnforce
 	}
 	return g
+}
+
+func (g *globals) setPolicy(addr string, p policy.ListPolicy) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	if p.IsZero() {
+		delete(g.policies, addr)
+		return
+	}
+	lp := listPolicy{ListPolicy: p}
+	for _, s := range p.Posters {
+		if lp.posters == nil {
+			lp.posters = exemptSet{}
+		}
+		lp.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
+	}
+	if g.policies == nil {
+		g.policies = map[string]listPolicy{}
+	}
+	g.policies[addr] = lp
 }
 
 // globalsDeadline bounds one whole refresh; each call inside it has its
@@ -125,13 +159,13 @@ func (f *Filter) RefreshGlobals(ctx context.Context) error {
 	next := mergeGlobals(*prev.cfg, sg)
 	next.loaded = true
 	f.globals.Store(next)
-	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) || !maps.Equal(prev.posters, next.posters) {
+	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) || !maps.Equal(prev.posters, next.posters) || !samePolicies(prev.policies, next.policies) {
 		exempt := slices.Sorted(maps.Keys(next.exempt))
 		if len(exempt) > 20 {
 			exempt = append(exempt[:20], "…")
 		}
 		f.log.Info("site settings loaded", "mode", next.mode, "lists", len(next.lists),
-			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt, "posters", len(next.posters))
+			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt, "posters", len(next.posters), "list_policies", len(next.policies))
 	}
 	bad := 0
 	for _, n := range sg.Invalid {
@@ -205,6 +239,10 @@ func (f *Filter) RunRefresher(ctx context.Context) {
 			last = [2]logged{}
 		}
 	}
+}
+
+func samePolicies(a, b map[string]listPolicy) bool {
+	return maps.EqualFunc(a, b, func(x, y listPolicy) bool { return x.String() == y.String() })
 }
 
 func sumValues(m map[string]int) int {

@@ -14,11 +14,25 @@ import (
 // connections have not been offered it.
 var ErrHoldNeedsRestart = errors.New("policy.action/gate.action: hold needs the milter quarantine action, negotiated at start; takes effect at restart")
 
-// Holds reports whether c may hold a message (policy.action or an active
-// gate.action is hold), so the server must ask the MTA for the quarantine
-// action.
+// Holds reports whether c may hold a message (policy.action, a list
+// policy's action, or an active gate.action is hold: the gate is active
+// when gate.min_audience is on or a list names posters of its own), so
+// the server must ask the MTA for the quarantine action. A list policy
+// set in the store alone cannot ask for it: a message it would hold on a
+// node started without hold is tempfailed (session.EndOfMessage), never
+// let through.
 func (c Config) Holds() bool {
-	return c.Policy.Action == policy.ConfigHold || c.Policy.Gate.MinAudience > 0 && c.Policy.Gate.Action == policy.ConfigHold
+	if c.Policy.Action == policy.ConfigHold {
+		return true
+	}
+	gated := c.Policy.Gate.MinAudience > 0
+	for _, p := range c.ListPolicies {
+		if p.Action == policy.ConfigHold {
+			return true
+		}
+		gated = gated || len(p.Posters) > 0
+	}
+	return gated && c.Policy.Gate.Action == policy.ConfigHold
 }
 
 // conf is the configuration in force.

@@ -93,7 +93,11 @@ type Facts struct {
 	// Poster says the message may pass the sender gate: its envelope
 	// sender, the sender's @domain or its SASL login ({auth_authen}) is
 	// an allowed poster (gate.posters, stormguard:posters).
-	Poster    bool
+	Poster bool
+	// ListGated says the message goes to a list with posters of its own
+	// (ListPolicy.Posters) that does not allow its sender (ListGated):
+	// the gate stops it whatever its audience.
+	ListGated bool
 	AutoReply bool // IsAutoReply
 	Reply     bool // Identity.Reply
 	Audience  int  // Audience
@@ -264,13 +268,16 @@ func OnStoreError(c Config, f Facts) Verdict {
 	return Verdict{Action: ActionTempfail, Rule: RuleStoreError}
 }
 
-// Gated reports whether the sender gate stops a message: the gate is on
+// Gated reports whether the sender gate stops a message: its sender is
+// not exempt, mode is not off, and either the site's gate is on
 // (Gate.MinAudience > 0), the message reaches at least Gate.MinAudience
-// mailboxes, and its sender is neither an allowed poster nor exempt, with
-// mode not off.
+// mailboxes and its sender is no allowed poster, or it goes to a list
+// whose own posters do not include its sender (Facts.ListGated).
 func Gated(c Config, f Facts) bool {
-	return c.Gate.MinAudience > 0 && f.Audience >= c.Gate.MinAudience &&
-		!f.Poster && !f.Exempt && f.Mode != ModeOff
+	if f.Exempt || f.Mode == ModeOff {
+		return false
+	}
+	return f.ListGated || c.Gate.MinAudience > 0 && f.Audience >= c.Gate.MinAudience && !f.Poster
 }
 
 // gate is the gate's verdict: Gate.Action, or tag in monitor mode.

@@ -94,7 +94,10 @@ type Note struct {
 	Audience  int
 	Count     int   // replies counted in the thread's window
 	Delivered int64 // sum of their audiences
-	Time      time.Time
+	// Limits are the limits the message was counted under (its lists'
+	// strictest, policy.Effective); zero: Config.Limits, the site's.
+	Limits policy.Limits
+	Time   time.Time
 }
 
 // Stats are the recorder's counters; safe for concurrent use.
@@ -268,7 +271,11 @@ func (r *Recorder) add(batch map[policy.ThreadID]*pending, n Note) {
 				Sender: n.Sender, Status: status, Time: n.Time})
 		}
 	}
-	near := n.Kind == policy.KindReply && policy.NearMiss(r.cfg.Limits, n.Count, n.Delivered, r.cfg.NearMiss)
+	limits := n.Limits
+	if limits == (policy.Limits{}) {
+		limits = r.cfg.Limits
+	}
+	near := n.Kind == policy.KindReply && policy.NearMiss(limits, n.Count, n.Delivered, r.cfg.NearMiss)
 	if near && p.nearMiss.IsZero() {
 		p.nearMiss = n.Time
 	}

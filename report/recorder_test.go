@@ -56,7 +56,7 @@ func (o noter) Decided(d milter.Decision, m *milter.Message) {
 	if d.Stored {
 		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
 			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, Time: time.Now()})
+			Delivered: d.Delivered, Limits: d.Limits, Time: time.Now()})
 	}
 }
 
@@ -217,6 +217,37 @@ func TestNearMissIsRecorded(t *testing.T) {
 				t.Errorf("History: %+v, %v: want the near miss only", all, err)
 			}
 		})
+	}
+}
+
+// TestNearMissUsesTheListsLimits: a list's own max_replies (4, the site's
+// is 10) makes its thread's 2nd reply a near miss, as the site's limit
+// would not.
+func TestNearMissUsesTheListsLimits(t *testing.T) {
+	st := store.NewMemory()
+	cfg := milter.Defaults()
+	cfg.Lists = map[string]int{listAddr: 3000}
+	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {MaxReplies: policy.Some(4)}}
+	f, err := milter.NewFilter(cfg, st, nil, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := report.Defaults()
+	rc.Node, rc.Limits, rc.Retention, rc.Flush = "mx1", cfg.Policy.Limits, time.Hour, 50*time.Millisecond
+	rec, err := report.New(rc, historyOf(t, st), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetObserver(noter{rec})
+	mx, ctx := &node{f: f, rec: rec}, context.Background()
+	root := fmt.Sprintf("list.%d@example.org", time.Now().UnixNano())
+	d := mx.f.Decide(ctx, original(root, "L0"))
+	mx.f.Decide(ctx, reply(1, root, "L1"))
+	mx.f.Decide(ctx, reply(2, root, "L2"))
+	mx.close(t)
+	e, err := historyOf(t, st).HistoryOf(ctx, d.Thread)
+	if err != nil || e.IsStorm() || e.NearMissAt.IsZero() {
+		t.Errorf("entry %+v, %v: want a near miss under the list's max_replies 4", e, err)
 	}
 }
 

@@ -46,9 +46,10 @@ declare -A pkg_of=(
 	[slapadd]=slapd
 	[ldapsearch]=ldap-utils
 	[chromium]=chromium
+	[saslpasswd2]=sasl2-bin
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium saslpasswd2; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -65,7 +66,8 @@ Install them as root, e.g.:
   echo 'postfix postfix/main_mailer_type select No configuration' | sudo debconf-set-selections
   sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}
 (The Postfix tests also need to run as root; chromium is Debian's headless
-browser for the report page's test.)"
+browser for the report page's test; sasl2-bin gives the test Postfix SMTP
+AUTH through Cyrus SASL and a private sasldb.)"
 	fi
 	command -v apt-get >/dev/null 2>&1 || fail "missing packages: ${missing_pkgs[*]}, and no apt-get to install them"
 	step "installing ${missing_pkgs[*]}"
@@ -76,7 +78,7 @@ browser for the report page's test.)"
 	# slapd: no configuration, no directory, no system server; the tests
 	# run their own from a slapd.conf (internal/testenv/slapd.go).
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done

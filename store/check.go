@@ -169,6 +169,17 @@ func normAddr(what, s string) (string, error) {
 	return s, nil
 }
 
+// normListPolicy checks p through its text form (what Redis stores) and
+// returns it as read back from that text (posters lower case), with the
+// text.
+func normListPolicy(p policy.ListPolicy) (policy.ListPolicy, string, error) {
+	q, err := policy.ParseListPolicy(p.String())
+	if err != nil {
+		return policy.ListPolicy{}, "", fmt.Errorf("%w: list policy %q: %s", ErrInvalid, p.String(), strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return q, q.String(), nil
+}
+
 // checkAdmin validates an admin call's thread id and context.
 func checkAdmin(ctx context.Context, t policy.ThreadID) error {
 	if err := checkID("thread", string(t)); err != nil {

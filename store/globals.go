@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/stormguard/stormguard/policy"
 )
 
 // MaxListMembers caps a list size: a bigger one (a typo, or 2^63-1 that
@@ -45,7 +47,7 @@ func IsDataError(err error) bool {
 // Problem is one site setting in the store left out or changed because it
 // is not usable as written.
 type Problem struct {
-	Key   string // the Redis key (stormguard:lists, stormguard:exempt, stormguard:posters, stormguard:mode)
+	Key   string // the Redis key (stormguard:lists, stormguard:listpolicy, stormguard:exempt, stormguard:posters, stormguard:mode)
 	Field string // the hash field or set member; "" for a string key
 	Value string // as stored, cut to 64 characters
 	Why   string // what is wrong and what the daemon does instead
@@ -94,8 +96,8 @@ func parseListSize(v string) (n int, ok bool, why string) {
 	return n, true, ""
 }
 
-// Globals implements Store. It reads the lists hash, the exempt set and
-// the posters set in chunks (HSCAN, SSCAN: each chunk one call with its own deadline, so any
+// Globals implements Store. It reads the lists and list policy hashes,
+// the exempt set and the posters set in chunks (HSCAN, SSCAN: each chunk one call with its own deadline, so any
 // size loads), then the mode. A value an operator mistyped (a list size
 // that is not a positive number, an address without @, an unknown mode)
 // is left out or capped and described in Globals.Problems; a key of the
@@ -104,13 +106,21 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 	if err := ctx.Err(); err != nil {
 		return Globals{}, fmt.Errorf("store: globals: %w", err)
 	}
-	lk, ek, pk, mk := s.keys.Lists(), s.keys.Exempt(), s.keys.Posters(), s.keys.Mode()
-	p := newProblems(lk, ek, pk, mk)
+	lk, ek, pk, mk, lpk := s.keys.Lists(), s.keys.Exempt(), s.keys.Posters(), s.keys.Mode(), s.keys.ListPolicy()
+	p := newProblems(lk, ek, pk, mk, lpk)
 
 	rawLists := map[string]string{} // HSCAN may return a field twice
 	if err := s.scan(ctx, lk, true, p, func(kv []string) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			rawLists[kv[i]] = kv[i+1]
+		}
+	}); err != nil {
+		return Globals{}, err
+	}
+	rawPolicies := map[string]string{}
+	if err := s.scan(ctx, lpk, true, p, func(kv []string) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			rawPolicies[kv[i]] = kv[i+1]
 		}
 	}); err != nil {
 		return Globals{}, err
@@ -152,6 +162,25 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 		if ok {
 			g.Lists[a] = max(g.Lists[a], n)
 		}
+	}
+	for field, v := range rawPolicies {
+		a, err := normAddr("list", field)
+		if err != nil || !strings.Contains(a, "@") {
+			p.add(lpk, field, v, "the field is not a list address (want local@domain): left out")
+			continue
+		}
+		lp, err := policy.ParseListPolicy(v)
+		if err != nil {
+			p.add(lpk, field, v, "not a list policy ("+strings.ReplaceAll(err.Error(), "\n", "; ")+"): left out, the list follows the site's policy")
+			continue
+		}
+		if lp.IsZero() {
+			continue
+		}
+		if g.ListPolicies == nil {
+			g.ListPolicies = make(map[string]policy.ListPolicy, len(rawPolicies))
+		}
+		g.ListPolicies[a] = lp
 	}
 	for e := range rawExempt {
 		a, err := normAddr("exempt", e)

@@ -72,6 +72,51 @@ func TestGlobalsBadValues(t *testing.T) {
 	}
 }
 
+// TestGlobalsListPolicy: list policies written with redis-cli are read
+// with the globals; a mistyped one is left out (the list follows the
+// site's policy), named, never a panic.
+func TestGlobalsListPolicy(t *testing.T) {
+	h := openRedis(t, testenv.StartRedis(t), false)
+	k := h.Keys()
+	testenv.RedisCLI(t, h.addr, "HSET", k.ListPolicy(),
+		"All-Staff@Example.org", "max_replies=3; posters=comms@example.org",
+		"other@example.org", "",
+		"hold@example.org", "action=hold;delivery_budget=0",
+		"typo@example.org", "max_replys=3",
+		"neg@example.org", "max_replies=-3",
+		"<b>x</b>", "max_replies=3",
+		"crlf@example.org", "action=hold\r\nmax_replies=1")
+	g, err := h.Globals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for a, p := range g.ListPolicies {
+		got[a] = p.String()
+	}
+	want := map[string]string{"all-staff@example.org": "max_replies=3;posters=comms@example.org", "hold@example.org": "delivery_budget=0;action=hold"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ListPolicies = %q, want %q", got, want)
+	}
+	if g.Invalid[k.ListPolicy()] != 4 {
+		t.Errorf("Invalid = %v, want 4 for %s", g.Invalid, k.ListPolicy())
+	}
+	why := map[string]string{}
+	for _, p := range g.Problems {
+		why[p.Field] = p.Why
+	}
+	for field, w := range map[string]string{
+		"typo@example.org": `"max_replys" is not`,
+		"neg@example.org":  "max_replies:",
+		"<b>x</b>":         "not a list address",
+		"crlf@example.org": "action:",
+	} {
+		if !strings.Contains(why[field], w) || strings.ContainsAny(why[field], "\r\n") {
+			t.Errorf("problem for %q = %q, want %q on one line", field, why[field], w)
+		}
+	}
+}
+
 // TestGlobalsWrongType: a key of the wrong type is a data error (ErrData),
 // named, not an outage.
 func TestGlobalsWrongType(t *testing.T) {

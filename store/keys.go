@@ -24,6 +24,7 @@ import (
 //	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
 //	stormguard:history       zset    thread -> last seen (ms) of its history entry: the report's index (store/history_redis.go)
 //	stormguard:lists         hash    list address -> members (operators)
+//	stormguard:listpolicy    hash    list address -> its own policy, "max_replies=3;posters=comms@example.org" (operators; policy.ParseListPolicy)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
 //	stormguard:posters       set     senders, @domains and SASL logins allowed past the sender gate (operators)
 //	stormguard:mode          string  site mode (operators)
@@ -158,6 +159,10 @@ func (k Keys) History() string { return k.prefix + "history" }
 // Lists maps list addresses to their member counts.
 func (k Keys) Lists() string { return k.prefix + "lists" }
 
+// ListPolicy maps list addresses to their own policies, in the text form
+// policy.ParseListPolicy reads (one key, read with the globals).
+func (k Keys) ListPolicy() string { return k.prefix + "listpolicy" }
+
 // Exempt is the set of exempt senders and @domains.
 func (k Keys) Exempt() string { return k.prefix + "exempt" }
 
@@ -174,7 +179,7 @@ func (k Keys) Events() string { return k.prefix + "events" }
 // Unexpiring are the keys written without a TTL: the ones left behind
 // until someone deletes them.
 func (k Keys) Unexpiring() []string {
-	return append(k.ThreadIndex(), k.Storms(), k.History(), k.Lists(), k.Exempt(), k.Posters(), k.Mode())
+	return append(k.ThreadIndex(), k.Storms(), k.History(), k.Lists(), k.ListPolicy(), k.Exempt(), k.Posters(), k.Mode())
 }
 
 // Pattern is a SCAN MATCH pattern for every key under the prefix (glob

@@ -28,13 +28,14 @@ import (
 type Memory struct {
 	now func() time.Time // wall clock, for what has no Record.Now
 
-	mu      sync.Mutex
-	threads map[policy.ThreadID]*memThread
-	links   map[policy.Key]memLink
-	lists   map[string]int
-	exempt  map[string]struct{}
-	posters map[string]struct{}
-	mode    policy.Mode
+	mu         sync.Mutex
+	threads    map[policy.ThreadID]*memThread
+	links      map[policy.Key]memLink
+	lists      map[string]int
+	exempt     map[string]struct{}
+	posters    map[string]struct{}
+	listPolicy map[string]policy.ListPolicy
+	mode       policy.Mode
 
 	peakThreads, peakLinks int // high-water marks since the maps were last rebuilt
 
@@ -122,14 +123,15 @@ type memMeta struct {
 // (NewMemoryWith sets others).
 func NewMemory() *Memory {
 	return &Memory{
-		now:     time.Now,
-		threads: make(map[policy.ThreadID]*memThread),
-		links:   make(map[policy.Key]memLink),
-		lists:   make(map[string]int),
-		exempt:  make(map[string]struct{}),
-		posters: make(map[string]struct{}),
-		stormy:  make(map[policy.ThreadID]struct{}),
-		cfg:     MemoryDefaults(),
+		now:        time.Now,
+		threads:    make(map[policy.ThreadID]*memThread),
+		links:      make(map[policy.Key]memLink),
+		lists:      make(map[string]int),
+		exempt:     make(map[string]struct{}),
+		posters:    make(map[string]struct{}),
+		listPolicy: make(map[string]policy.ListPolicy),
+		stormy:     make(map[policy.ThreadID]struct{}),
+		cfg:        MemoryDefaults(),
 	}
 }
 
@@ -397,6 +399,9 @@ func (m *Memory) Globals(ctx context.Context) (Globals, error) {
 		Exempt:  slices.Sorted(maps.Keys(m.exempt)),
 		Posters: slices.Sorted(maps.Keys(m.posters)),
 		Mode:    m.mode,
+		// ListPolicy values share their Posters slices: they are never
+		// changed in place (SetListPolicy replaces them).
+		ListPolicies: maps.Clone(m.listPolicy),
 	}, nil
 }
 
@@ -486,6 +491,28 @@ func (m *Memory) SetList(ctx context.Context, addr string, members int) error {
 	return nil
 }
 
+// SetListPolicy implements Admin.
+func (m *Memory) SetListPolicy(ctx context.Context, addr string, p policy.ListPolicy) error {
+	a, err := normAddr("list address", addr)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		p, _, err = normListPolicy(p)
+	}
+	if err != nil {
+		return fmt.Errorf("store: set list policy %s: %w", addr, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p.IsZero() {
+		delete(m.listPolicy, a)
+	} else {
+		m.listPolicy[a] = p // normListPolicy made its own Posters
+	}
+	return nil
+}
+
 // SetMode implements Admin.
 func (m *Memory) SetMode(ctx context.Context, mode policy.Mode) error {
 	err := checkMode(mode)
@@ -529,6 +556,22 @@ func (m *Memory) AddPoster(ctx context.Context, poster string) error {
 	defer m.mu.Unlock()
 	m.posters[s] = struct{}{}
 	return nil
+}
+
+// RemovePoster implements Admin.
+func (m *Memory) RemovePoster(ctx context.Context, poster string) (bool, error) {
+	s, err := normAddr("poster", poster)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: remove poster %s: %w", poster, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.posters[s]
+	delete(m.posters, s)
+	return ok, nil
 }
 
 // Thread implements Admin.

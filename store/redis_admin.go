@@ -84,6 +84,27 @@ func (s *Redis) SetList(ctx context.Context, addr string, members int) error {
 	return nil
 }
 
+// SetListPolicy implements Admin: the field is the list's address, the
+// value p's text form, as an operator writes it with redis-cli.
+func (s *Redis) SetListPolicy(ctx context.Context, addr string, p policy.ListPolicy) error {
+	a, err := normAddr("list address", addr)
+	var text string
+	if err == nil {
+		_, text, err = normListPolicy(p)
+	}
+	if err == nil {
+		if text == "" {
+			err = s.client.HDel(ctx, s.keys.ListPolicy(), a).Err()
+		} else {
+			err = s.client.HSet(ctx, s.keys.ListPolicy(), a, text).Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: set list policy %s: %w", addr, err)
+	}
+	return nil
+}
+
 // SetMode implements Admin.
 func (s *Redis) SetMode(ctx context.Context, m policy.Mode) error {
 	err := checkMode(m)
@@ -122,6 +143,19 @@ func (s *Redis) AddPoster(ctx context.Context, poster string) error {
 		return fmt.Errorf("store: add poster %s: %w", poster, err)
 	}
 	return nil
+}
+
+// RemovePoster implements Admin.
+func (s *Redis) RemovePoster(ctx context.Context, poster string) (bool, error) {
+	a, err := normAddr("poster", poster)
+	var n int64
+	if err == nil {
+		n, err = s.client.SRem(ctx, s.keys.Posters(), a).Result()
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: remove poster %s: %w", poster, err)
+	}
+	return n > 0, nil
 }
 
 // Thread implements Admin: one pipeline over the thread's keys. TTLs are

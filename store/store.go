@@ -62,7 +62,10 @@ type Globals struct {
 	// Posters may post past the sender gate: senders, @domains or SASL
 	// logins, lower case.
 	Posters []string
-	Mode    policy.Mode // "" when unset (the configured default applies)
+	// ListPolicies are the lists' own policies (list address, lower
+	// case); a list without one is absent.
+	ListPolicies map[string]policy.ListPolicy
+	Mode         policy.Mode // "" when unset (the configured default applies)
 
 	// Problems are values left out or capped because they are not usable
 	// as written (store/globals.go), the first few; Invalid counts all of
@@ -125,6 +128,8 @@ type Admin interface {
 	Reset(ctx context.Context, t policy.ThreadID) error
 	// SetList sets a list's member count; members <= 0 deletes it.
 	SetList(ctx context.Context, addr string, members int) error
+	// SetListPolicy sets a list's own policy; the zero policy deletes it.
+	SetListPolicy(ctx context.Context, addr string, p policy.ListPolicy) error
 	// SetMode sets the site-wide mode; "" deletes it (the configured
 	// default applies).
 	SetMode(ctx context.Context, m policy.Mode) error
@@ -133,6 +138,9 @@ type Admin interface {
 	// AddPoster adds a sender, @domain or SASL login to the gate's
 	// allowed posters.
 	AddPoster(ctx context.Context, poster string) error
+	// RemovePoster takes a sender, @domain or SASL login out of the
+	// store's allowed posters; removed is false when it was not there.
+	RemovePoster(ctx context.Context, poster string) (removed bool, err error)
 	// Thread reports one thread, its window as of now. ErrNotFound if
 	// unknown. Block and override TTLs are the store's own: Redis' clock
 	// for Redis, now for the memory store.

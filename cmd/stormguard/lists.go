@@ -1,20 +1,23 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/policy"
 )
 
 func newListsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lists",
-		Short: "Show list sizes (the store's: Redis hash stormguard:lists or the daemon's memory; and the config file's); lists set ADDR N, lists delete ADDR, lists sync",
+		Short: "Show list sizes and the policy a message to each list gets (the store's: Redis hashes stormguard:lists and stormguard:listpolicy or the daemon's memory; and the config file's); lists set ADDR N [--max-replies N ...], lists delete ADDR, lists sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, ctx, done, err := openAdmin(cmd, stdout)
@@ -30,17 +33,13 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 				fmt.Fprintln(stdout, "no lists registered; every address counts 1 (stormguard lists set ADDR MEMBERS)")
 				return nil
 			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "LIST\tMEMBERS\tFROM")
-			for _, l := range lists {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", l.List, l.Members, l.From)
-			}
-			return tw.Flush()
+			return printLists(stdout, lists)
 		},
 	}
+	var pf listPolicyFlags
 	set := &cobra.Command{
-		Use:   "set ADDRESS MEMBERS",
-		Short: "Register a list's member count in the store (Redis: every node within store.refresh; memory: the daemon at once)",
+		Use:   "set ADDRESS MEMBERS [--max-replies N] [--delivery-budget N] [--min-audience N] [--action A] [--posters a@b,@dom] [--clear-policy]",
+		Short: "Register a list's member count, and with any policy flag its own policy (replacing the one it had), in the store (Redis: every node within store.refresh; memory: the daemon at once)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
@@ -48,6 +47,10 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("members %q: want a positive whole number", args[1])
 			}
 			if err := admin.CheckList(args[0], n); err != nil {
+				return err
+			}
+			text, setPolicy, err := pf.text(cmd)
+			if err != nil {
 				return err
 			}
 			a, ctx, done, err := openAdmin(cmd, stdout)
@@ -60,9 +63,21 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(stdout, "list %s: %d members; %s\n", l.List, l.Members, a.reach())
+			if setPolicy {
+				v, err := a.api.SetListPolicy(ctx, args[0], text)
+				if err != nil {
+					return err
+				}
+				own := "none (the site's)"
+				if v.Policy != "" {
+					own = admin.CleanText(v.Policy, 0) + " (" + v.PolicyFrom + ")"
+				}
+				fmt.Fprintf(stdout, "list %s: own policy %s; a message to it alone: %s\n", admin.CleanText(v.List, 0), own, effective(v))
+			}
 			return nil
 		},
 	}
+	pf.add(set)
 	del := &cobra.Command{
 		Use:   "delete ADDRESS",
 		Short: "Remove a list's member count from the store",
@@ -87,6 +102,94 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 	}
 	cmd.AddCommand(set, del, newListsSyncCmd(stdout))
 	return cmd
+}
+
+// listPolicyFlags are lists set's policy flags.
+type listPolicyFlags struct {
+	maxReplies, minAudience int
+	budget                  int64
+	action, posters         string
+	clear                   bool
+}
+
+func (f *listPolicyFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.maxReplies, "max-replies", 0, "this list's policy.max_replies (0: the rule off for it)")
+	fl.Int64Var(&f.budget, "delivery-budget", 0, "this list's policy.delivery_budget (0: the rule off for it)")
+	fl.IntVar(&f.minAudience, "min-audience", 0, "this list's policy.min_audience")
+	fl.StringVar(&f.action, "action", "", "this list's policy.action: reject, tempfail, hold or monitor")
+	fl.StringVar(&f.posters, "posters", "", "only these may post to the list (besides gate.posters and exempt senders): senders, @domains, SASL logins, comma-separated")
+	fl.BoolVar(&f.clear, "clear-policy", false, "remove the list's own policy from the store")
+}
+
+// text is the policy the flags give, in policy.ParseListPolicy's form,
+// and whether any was given ("" with --clear-policy).
+func (f *listPolicyFlags) text(cmd *cobra.Command) (string, bool, error) {
+	fl := cmd.Flags()
+	var parts []string
+	for _, c := range []struct{ flag, key, val string }{
+		{"min-audience", "min_audience", strconv.Itoa(f.minAudience)},
+		{"max-replies", "max_replies", strconv.Itoa(f.maxReplies)},
+		{"delivery-budget", "delivery_budget", strconv.FormatInt(f.budget, 10)},
+		{"action", "action", f.action},
+		{"posters", "posters", f.posters},
+	} {
+		if fl.Changed(c.flag) {
+			if strings.ContainsAny(c.val, ";=") {
+				return "", false, fmt.Errorf("--%s %q: no ; or = allowed", c.flag, c.val)
+			}
+			parts = append(parts, c.key+"="+c.val)
+		}
+	}
+	if f.clear && len(parts) > 0 {
+		return "", false, errors.New("--clear-policy: give it alone, without other policy flags")
+	}
+	text := strings.Join(parts, ";")
+	if _, err := policy.ParseListPolicy(text); err != nil {
+		return "", false, fmt.Errorf("list policy: %s", admin.OneLine(err))
+	}
+	return text, f.clear || len(parts) > 0, nil
+}
+
+// printLists is the lists table: size and where it comes from, then the
+// policy a message to that list alone gets and where the list's own comes
+// from ("site" when it has none). Every value is made one clean line.
+func printLists(w io.Writer, lists []admin.ListView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIST\tMEMBERS\tFROM\tMIN_AUDIENCE\tMAX_REPLIES\tDELIVERY_BUDGET\tACTION\tPOSTERS\tPOLICY_FROM")
+	for _, l := range lists {
+		members, from := strconv.Itoa(l.Members), l.From
+		if from == "" {
+			members, from = "-", "-"
+		}
+		posters, pfrom := "-", "site"
+		if len(l.Posters) > 0 {
+			posters = strings.Join(l.Posters, ",")
+		}
+		if l.PolicyFrom != "" {
+			pfrom = l.PolicyFrom
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", admin.CleanText(l.List, 80), members, from,
+			l.MinAudience, limitText(int64(l.MaxReplies)), limitText(l.DeliveryBudget), admin.CleanText(l.Action, 10), admin.CleanText(posters, 120), pfrom)
+	}
+	return tw.Flush()
+}
+
+func limitText(n int64) string {
+	if n == 0 {
+		return "off"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// effective is a ListView's effective policy on one line.
+func effective(v admin.ListView) string {
+	s := fmt.Sprintf("min_audience %d, max_replies %s, delivery_budget %s, action %s", v.MinAudience,
+		limitText(int64(v.MaxReplies)), limitText(v.DeliveryBudget), v.Action)
+	if len(v.Posters) > 0 {
+		s += ", posters " + admin.CleanText(strings.Join(v.Posters, ","), 120)
+	}
+	return s
 }
 
 func newModeCmd(stdout io.Writer) *cobra.Command {

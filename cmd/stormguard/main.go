@@ -67,6 +67,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newStormsCmd(stdout), newShowCmd(stdout),
 		newOverrideCmd(stdout, "allow"), newOverrideCmd(stdout, "block"), newOverrideCmd(stdout, "reset"),
 		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout), newQueueCmd(stdout))
+	root.AddCommand(newPostersCmd(stdout)) // posters.go
 	return root
 }
 

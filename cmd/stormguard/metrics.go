@@ -242,7 +242,7 @@ func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 	if o.rec != nil && d.Stored {
 		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
 			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, Time: time.Now()})
+			Delivered: d.Delivered, Limits: d.Limits, Time: time.Now()})
 	}
 	switch {
 	case policy.IsLimit(d.Rule):

@@ -103,7 +103,7 @@ func (r *reloader) reload() bool {
 	if !r.holds && applied.FilterConfig().Holds() {
 		// A hold needs the quarantine action, which the MTA's
 		// connections were not asked for: keep the running actions.
-		pinned = []string{"policy.action", "gate.action", "gate.min_audience"}
+		pinned = []string{"policy.action", "gate.action", "gate.min_audience", "list_policy"}
 		applied, changed, restart = config.Reload(r.running, next, pinned...)
 	}
 	if err := r.f.SetConfig(applied.FilterConfig()); err != nil { // validated by load: not expected

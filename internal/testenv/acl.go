@@ -19,7 +19,7 @@ const RedisACLRules = "resetkeys ~stormguard:* resetchannels &stormguard:* -@all
 	"+evalsha +eval +script|load +multi +exec +publish " +
 	"+get +set +del +exists +pttl +pexpire " +
 	"+hget +hgetall +hset +hsetnx +hdel +hincrby " +
-	"+smembers +sadd +hscan +sscan +zadd +zrange +zremrangebyscore " +
+	"+smembers +sadd +srem +hscan +sscan +zadd +zrange +zremrangebyscore " +
 	"+pexpireat +rpush +ltrim +lrange +zremrangebyrank"
 
 // RedisACLUser and RedisACLPassword are the user AddACLUser creates.

@@ -30,6 +30,12 @@ type PostfixOptions struct {
 	// DefaultAction is milter_default_action: what Postfix does when the
 	// milter is unreachable or fails. Empty means "tempfail".
 	DefaultAction string
+	// SASL, when not empty, adds a submission service on its own port
+	// (SubmissionAddr) that requires SMTP AUTH (PLAIN, LOGIN; no TLS
+	// needed) with these logins and passwords, through Cyrus SASL and a
+	// private sasldb (sasl.go); Postfix passes the login to milters in
+	// {auth_authen}. The main port (Addr) offers no AUTH, as an MX.
+	SASL map[string]string
 	// Extra main.cf settings, applied after (and so overriding) the
 	// defaults StartPostfix writes.
 	Extra map[string]string
@@ -44,6 +50,9 @@ type Postfix struct {
 	ConfigDir string // config_directory: main.cf, master.cf
 	QueueDir  string // queue_directory
 	DataDir   string // data_directory
+	// SubmissionAddr is the submission service's host:port (127.0.0.1),
+	// with PostfixOptions.SASL; "" without.
+	SubmissionAddr string
 
 	postfix  string // path of the postfix command
 	postconf string
@@ -81,10 +90,19 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 			t.Fatalf("testenv: postfix: %v", err)
 		}
 	}
+	var sasl [][2]string
+	if len(opts.SASL) > 0 {
+		sasl = p.saslSetup(opts.SASL)
+	}
 	// "postfix start" creates what is missing, checks the rest and waits
 	// (master -w) until the master has opened its listeners.
 	p.start(func() error {
-		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts)), 0o644); err != nil {
+		if sasl != nil {
+			// A port taken by the time master binds it shows in the log
+			// as for the main port, and start tries again.
+			p.SubmissionAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		}
+		if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(p.mainCF(opts, sasl)), 0o644); err != nil {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, "master.cf"), []byte(p.masterCF()), 0o644); err != nil {
@@ -106,7 +124,7 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 
 // mainCF renders main.cf: everything a test instance needs, nothing taken
 // from /etc/postfix.
-func (p *Postfix) mainCF(opts PostfixOptions) string {
+func (p *Postfix) mainCF(opts PostfixOptions, sasl [][2]string) string {
 	action := opts.DefaultAction
 	if action == "" {
 		action = "tempfail"
@@ -177,6 +195,7 @@ func (p *Postfix) mainCF(opts PostfixOptions) string {
 			[2]string{"default_transport", "discard:stormguard test instance"},
 			[2]string{"relay_transport", "discard:stormguard test instance"})
 	}
+	settings = append(settings, sasl...)
 	keys := make([]string, 0, len(opts.Extra))
 	for k := range opts.Extra {
 		keys = append(keys, k)
@@ -186,9 +205,21 @@ func (p *Postfix) mainCF(opts PostfixOptions) string {
 		settings = append(settings, [2]string{k, opts.Extra[k]})
 	}
 
+	// A later setting replaces an earlier one in place (Postfix would
+	// take the last but warn in every process's log).
+	at := map[string]int{}
+	var lines [][2]string
+	for _, kv := range settings {
+		if i, ok := at[kv[0]]; ok {
+			lines[i] = kv
+			continue
+		}
+		at[kv[0]] = len(lines)
+		lines = append(lines, kv)
+	}
 	var b strings.Builder
 	b.WriteString("# Private Postfix for a stormguard test; written by internal/testenv.\n")
-	for _, kv := range settings {
+	for _, kv := range lines {
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
 	}
 	return b.String()
@@ -200,7 +231,7 @@ func (p *Postfix) masterCF() string {
 	return `# Private Postfix for a stormguard test; written by internal/testenv.
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 ` + p.Addr + ` inet n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
+` + p.submissionCF() + `pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite

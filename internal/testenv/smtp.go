@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -213,7 +214,7 @@ func (ss *sinkSession) Logout() error { return nil }
 // Reply is the answer an SMTP server gave at one stage of a transaction.
 type Reply struct {
 	// Stage is where the answer came: "helo" (the banner or the answer
-	// to EHLO), "mail", "rcpt", "data" (the answer to DATA itself) or
+	// to EHLO), "auth" (SendAuth's login), "mail", "rcpt", "data" (the answer to DATA itself) or
 	// "end" (the answer after the final dot).
 	Stage string
 	Code  int    // three-digit reply code
@@ -254,6 +255,18 @@ const sendTimeout = 2 * time.Minute
 // at, or else the answer to the final dot (OK() true on 250). The error is
 // only for connection and protocol failures, never for a rejection.
 func Send(addr, from string, rcpts []string, data []byte) (Reply, error) {
+	return send(addr, nil, from, rcpts, data)
+}
+
+// SendAuth is Send after AUTH PLAIN as login with password (over plain
+// text: the test MTAs offer it without TLS). A refused login is a Reply at
+// stage "auth".
+func SendAuth(addr, login, password, from string, rcpts []string, data []byte) (Reply, error) {
+	return send(addr, sasl.NewPlainClient("", login, password), from, rcpts, data)
+}
+
+// send is Send, authenticating with auth first when it is not nil.
+func send(addr string, auth sasl.Client, from string, rcpts []string, data []byte) (Reply, error) {
 	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return Reply{}, fmt.Errorf("testenv: send: %w", err)
@@ -273,6 +286,11 @@ func Send(addr, from string, rcpts []string, data []byte) (Reply, error) {
 	}
 	if err := c.Hello("client.stormguard.test"); err != nil {
 		return refused("helo", "", err)
+	}
+	if auth != nil {
+		if err := c.Auth(auth); err != nil {
+			return refused("auth", "", err)
+		}
 	}
 	if err := c.Mail(from, nil); err != nil {
 		return refused("mail", "", err)

@@ -211,7 +211,7 @@ func testGlobals(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Lists) != 0 || len(g.Exempt) != 0 || len(g.Posters) != 0 || g.Mode != "" {
+	if len(g.Lists) != 0 || len(g.Exempt) != 0 || len(g.Posters) != 0 || len(g.ListPolicies) != 0 || g.Mode != "" {
 		t.Errorf("a new store's globals: %+v, want none", g)
 	}
 	for _, err := range []error{
@@ -227,6 +227,10 @@ func testGlobals(t *testing.T, s Store) {
 		s.AddPoster(c, "jdoe"),
 		s.AddPoster(c, "comms@example.org"),
 		s.SetMode(c, policy.ModeMonitor),
+		s.SetListPolicy(c, "All-Staff@Example.org", policy.ListPolicy{MaxReplies: policy.Some(3), Posters: []string{"Comms@Example.org", "@hr.example.org"}}),
+		s.SetListPolicy(c, "quiet@example.org", policy.ListPolicy{MaxReplies: policy.Some(0), DeliveryBudget: policy.Some[int64](0), MinAudience: policy.Some(50), Action: policy.ConfigHold}),
+		s.SetListPolicy(c, "gone@example.org", policy.ListPolicy{Action: policy.ConfigTempfail}),
+		s.SetListPolicy(c, "gone@example.org", policy.ListPolicy{}),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -248,6 +252,28 @@ func testGlobals(t *testing.T, s Store) {
 	if g.Mode != policy.ModeMonitor {
 		t.Errorf("Mode = %q", g.Mode)
 	}
+	// RemovePoster: case does not matter, a second removal finds nothing.
+	for i, want := range []bool{true, false} {
+		if removed, err := s.RemovePoster(c, " JDoe "); err != nil || removed != want {
+			t.Errorf("RemovePoster(jdoe) #%d = %v, %v; want %v", i+1, removed, err, want)
+		}
+	}
+	if g, err = s.Globals(c); err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"@hr.example.org", "comms@example.org"}; !slices.Equal(g.Posters, w) {
+		t.Errorf("Posters after RemovePoster(jdoe) = %q, want %q", g.Posters, w)
+	}
+	gotLP := map[string]string{}
+	for a, p := range g.ListPolicies {
+		gotLP[a] = p.String()
+	}
+	if w := map[string]string{
+		"all-staff@example.org": "max_replies=3;posters=comms@example.org,@hr.example.org",
+		"quiet@example.org":     "min_audience=50;max_replies=0;delivery_budget=0;action=hold",
+	}; !maps.Equal(gotLP, w) {
+		t.Errorf("ListPolicies = %q, want %q", gotLP, w)
+	}
 	if err := s.SetMode(c, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +281,15 @@ func testGlobals(t *testing.T, s Store) {
 		t.Errorf("Mode after deleting it = %q, %v", g.Mode, err)
 	}
 	for name, err := range map[string]error{
-		"SetMode(bogus)":     s.SetMode(c, "bogus"),
-		"SetList(\"\")":      s.SetList(c, " ", 5),
-		"AddExempt(\"\")":    s.AddExempt(c, ""),
-		"AddPoster(\"a b\")": s.AddPoster(c, "a b"),
+		"SetMode(bogus)":      s.SetMode(c, "bogus"),
+		"SetList(\"\")":       s.SetList(c, " ", 5),
+		"AddExempt(\"\")":     s.AddExempt(c, ""),
+		"AddPoster(\"a b\")":  s.AddPoster(c, "a b"),
+		"RemovePoster(\"\")":  func() error { _, err := s.RemovePoster(c, "\t"); return err }(),
+		"SetListPolicy(\"\")": s.SetListPolicy(c, "", policy.ListPolicy{MaxReplies: policy.Some(3)}),
+		"SetListPolicy(-1)":   s.SetListPolicy(c, "x@example.org", policy.ListPolicy{MaxReplies: policy.Some(-1)}),
+		"SetListPolicy(drop)": s.SetListPolicy(c, "x@example.org", policy.ListPolicy{Action: "drop"}),
+		"SetListPolicy(a b)":  s.SetListPolicy(c, "x@example.org", policy.ListPolicy{Posters: []string{"a b"}}),
 	} {
 		if !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%s = %v, want ErrInvalid", name, err)

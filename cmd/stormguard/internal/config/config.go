@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
@@ -97,11 +99,13 @@ type Config struct {
 	Gate struct {
 		MinAudience int      `mapstructure:"min_audience" to:"Filter.Policy.Gate.MinAudience" help:"sender gate: a message to this many mailboxes or more needs an allowed poster or exempt sender; 0: off (e.g. 5000)"`
 		Action      string   `mapstructure:"action" to:"Filter.Policy.Gate.Action" help:"for others: reject, tempfail or hold (MTA hold queue)"`
-		Posters     []string `mapstructure:"posters" to:"Filter.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
+		Posters     []string `mapstructure:"posters" to:"Filter.Posters,Admin.Posters" help:"allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"`
 		RejectText  string   `mapstructure:"reject_text" to:"Filter.GateRejectText" help:"550 text ({list}: the list); 451: 4.x.x"`
 	} `mapstructure:"gate"`
-	Lists    map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
-	ListSync struct {       // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
+	Lists map[string]int `mapstructure:"lists" to:"Filter.Lists,Admin.Lists" help:"list address -> member count; Redis hash stormguard:lists adds more and wins"`
+	// Read by listPolicies into Filter.ListPolicies and Admin.ListPolicies.
+	ListPolicy map[string]string `mapstructure:"list_policy" help:"list address -> its own policy: \"max_replies=3;action=hold;posters=comms@example.org\" (also delivery_budget, min_audience; unset: the site's); a message to several lists gets the strictest; Redis hash stormguard:listpolicy replaces a list's entry (docs/operations.md#per-list-policy)"`
+	ListSync   struct {          // stormguard lists sync; docs/operations.md#list-sizes-from-ldap-and-alias-maps
 		Every            time.Duration `mapstructure:"every" help:"serve runs lists sync this often; 0: never"`
 		Timeout          time.Duration `mapstructure:"timeout" to:"ListSync.Timeout" help:"deadline of one sync; past it nothing is written"`
 		MinMembers       int           `mapstructure:"min_members" to:"ListSync.MinMembers" help:"smaller synced lists are not written"`
@@ -192,6 +196,9 @@ func (c *Config) plain() plain {
 		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
 	}
 	p.Events.PublishTimeout = max(c.Redis.Timeout, time.Second)
+	p.Filter.ListPolicies, _ = c.listPolicies() // validated in validate
+	p.Admin.ListPolicies = p.Filter.ListPolicies
+	p.Admin.Policy = p.Filter.Policy
 	if p.Report.Node == "" {
 		p.Report.Node = hostname()
 	}
@@ -316,10 +323,35 @@ func (c *Config) validate() error {
 	if err := c.ListSyncConfig().Validate(); err != nil {
 		return err
 	}
+	if _, err := c.listPolicies(); err != nil {
+		return err
+	}
 	if c.Policy.Header == "" || strings.ContainsAny(c.Policy.Header, ": \t\r\n") {
 		return fmt.Errorf("policy.header: %q is not a header name", c.Policy.Header)
 	}
 	return c.FilterConfig().Validate()
+}
+
+// listPolicies reads list_policy, naming the list of each mistake.
+func (c *Config) listPolicies() (map[string]policy.ListPolicy, error) {
+	if len(c.ListPolicy) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]policy.ListPolicy, len(c.ListPolicy))
+	var errs []string
+	for addr, text := range c.ListPolicy {
+		p, err := policy.ParseListPolicy(text)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %s", addr, strings.ReplaceAll(err.Error(), "\n", "; ")))
+			continue
+		}
+		out[strings.ToLower(strings.TrimSpace(addr))] = p
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return out, fmt.Errorf("list_policy: %s", strings.Join(errs, "; "))
+	}
+	return out, nil
 }
 
 // SocketMode is listen_mode, the permissions of a unix listen socket.

@@ -35,7 +35,7 @@ func formatDefault(v any) string {
 		return d.String()
 	case []string:
 		return "[" + strings.Join(d, ", ") + "]"
-	case map[string]int:
+	case map[string]int, map[string]string:
 		return "{}"
 	default:
 		return fmt.Sprint(d)

@@ -228,12 +228,18 @@ func decodeInto(in, out any) error {
 // "addr=count,addr=count". Viper splits keys at dots, so a YAML map keyed by
 // list addresses arrives nested ({"all-staff@example": {"org": 3000}}); the
 // hook joins it back.
+//
+// It reads list_policy (address -> policy text) the same way; its
+// environment form is "addr=policy" entries separated by spaces.
 var listsHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeOf(map[string]int{}) {
+	if to != reflect.TypeOf(map[string]int{}) && to != reflect.TypeOf(map[string]string{}) {
 		return data, nil
 	}
 	switch d := data.(type) {
 	case string:
+		if to == reflect.TypeOf(map[string]string{}) {
+			return parseListPolicyEnv(d)
+		}
 		return parseListsEnv(d)
 	case map[string]any:
 		out := map[string]any{}
@@ -276,6 +282,18 @@ func flattenLists(prefix string, m map[string]any, out map[string]any) {
 		}
 		out[strings.ToLower(k)] = v
 	}
+}
+
+func parseListPolicyEnv(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, entry := range strings.Fields(s) {
+		addr, pol, ok := strings.Cut(entry, "=")
+		if !ok || addr == "" {
+			return nil, fmt.Errorf("list_policy: %q is not address=policy", entry)
+		}
+		out[strings.ToLower(addr)] = pol
+	}
+	return out, nil
 }
 
 func parseListsEnv(s string) (map[string]int, error) {

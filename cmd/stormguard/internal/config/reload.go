@@ -12,7 +12,7 @@ import (
 // which is swapped whole, and the log level. Every other key is read once
 // at start (a listener, a store connection, the history recorder, the
 // notifier): a change to it takes effect at restart.
-var liveKeys = []string{"mode", "log.level", "store.on_error", "lists", "policy.", "gate."}
+var liveKeys = []string{"mode", "log.level", "store.on_error", "lists", "list_policy", "policy.", "gate."}
 
 // Live reports whether key takes effect when the daemon re-reads its
 // configuration, rather than at restart.
