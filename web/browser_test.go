@@ -14,7 +14,7 @@ import (
 // TestPageInChromium: the page in a real browser, over the in-test
 // history: the charts draw the buckets' points with no console error,
 // exception or CSP violation; the hostile subject's script never runs;
-// 1,000 rows load in under a second; on a phone's width nothing but the
+// 1,000 rows load (the time is logged); on a phone's width nothing but the
 // tables scrolls sideways; the allow button works after logging in. (The
 // daemon's own proof, through the milter, is cmd/stormguard's
 // TestReportPage.)
