@@ -291,7 +291,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 
 	d.Stored = true
 	d.Limits = pc.Limits
-	tally, thread, source, err := f.record(ctx, c, f.store, m, id, facts, pc.Limits)
+	tally, thread, source, err := f.record(ctx, c, f.store, m, id, d.Kind, facts.Audience, pc.Limits)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)
 		switch {
@@ -306,7 +306,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 			f.warnStore(err, "accept, counting on this node only")
 			f.Stats.Fallbacks.Add(1)
 			d.Fallback = true
-			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, facts, pc.Limits)
+			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, d.Kind, facts.Audience, pc.Limits)
 		}
 		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
 			d.Verdict = policy.Decide(pc, facts, nil) // accept, rule store_error
@@ -329,7 +329,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 // message was counted in if that was another one. Other replies resolve
 // their In-Reply-To, Thread-Index and subject keys first (the link cache,
 // else one Resolve round trip).
-func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, facts policy.Facts, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
+func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, kind policy.Kind, audience int, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
 	defer cancel()
 	follow := id.Root != ""
@@ -356,8 +356,8 @@ func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Messa
 	rec := store.Record{
 		Thread:    thread,
 		Message:   id.Own,
-		Kind:      policy.KindOf(c.Policy, facts),
-		Audience:  facts.Audience,
+		Kind:      kind, // decided once, in decide (Decision.Kind)
+		Audience:  audience,
 		Sender:    m.Sender,
 		Subject:   id.Display,
 		Now:       f.now(),

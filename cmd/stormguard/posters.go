@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -46,41 +47,19 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	add := &cobra.Command{
-		Use:   "add SENDER|@DOMAIN|LOGIN",
-		Short: "Allow a sender, a domain or a SASL login to post past the sender gate (Redis: every node within store.refresh; memory: the daemon at once)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := admin.CheckPoster(args[0]); err != nil {
-				return err
-			}
-			a, ctx, done, err := openAdmin(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			defer done()
-			p, err := a.api.AddPoster(ctx, args[0])
+	add := posterCmd(stdout, "add SENDER|@DOMAIN|LOGIN",
+		"Allow a sender, a domain or a SASL login to post past the sender gate (Redis: every node within store.refresh; memory: the daemon at once)",
+		func(ctx context.Context, a *session, poster string) error {
+			p, err := a.api.AddPoster(ctx, poster)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "poster %s: allowed; %s\n", p.Poster, a.reach())
 			return nil
-		},
-	}
-	del := &cobra.Command{
-		Use:   "delete SENDER|@DOMAIN|LOGIN",
-		Short: "Remove an allowed poster from the store",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := admin.CheckPoster(args[0]); err != nil {
-				return err
-			}
-			a, ctx, done, err := openAdmin(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			defer done()
-			left, err := a.api.DeletePoster(ctx, args[0])
+		})
+	del := posterCmd(stdout, "delete SENDER|@DOMAIN|LOGIN", "Remove an allowed poster from the store",
+		func(ctx context.Context, a *session, poster string) error {
+			left, err := a.api.DeletePoster(ctx, poster)
 			if err != nil {
 				return err
 			}
@@ -90,8 +69,26 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 			}
 			fmt.Fprintln(stdout, msg)
 			return nil
-		},
-	}
+		})
 	cmd.AddCommand(add, del)
 	return cmd
+}
+
+// posterCmd is a posters subcommand that changes one poster: the argument
+// is checked before anything is opened, then run does the change.
+func posterCmd(stdout io.Writer, use, short string, run func(ctx context.Context, a *session, poster string) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := admin.CheckPoster(args[0]); err != nil {
+				return err
+			}
+			a, ctx, done, err := openAdmin(cmd, stdout)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return run(ctx, a, args[0])
+		},
+	}
 }
