@@ -404,11 +404,7 @@ func (f *Filter) warnStore(err error, what string) {
 		"store_errors", f.Stats.StoreErrors.Load(), "fallbacks", f.Stats.Fallbacks.Load())
 }
 
-// ReplyText is the SMTP text for a refusal, with the thread filled in.
-func (f *Filter) ReplyText(a policy.Action, t policy.ThreadID) string {
-	return f.conf().replyText(a, t)
-}
-
+// replyText is the SMTP text for a refusal, with the thread filled in.
 func (c *Config) replyText(a policy.Action, t policy.ThreadID) string {
 	text := c.RejectText
 	if a == policy.ActionTempfail {
@@ -420,13 +416,9 @@ func (c *Config) replyText(a policy.Action, t policy.ThreadID) string {
 	return strings.ReplaceAll(text, "{thread}", string(t))
 }
 
-// GateText is the SMTP text for a refusal by the sender gate, with the
+// gateText is the SMTP text for a refusal by the sender gate, with the
 // list filled in: gate.reject_text, whose enhanced code 5.x.x becomes
 // 4.x.x for a tempfail.
-func (f *Filter) GateText(a policy.Action, list string) string {
-	return f.conf().gateText(a, list)
-}
-
 func (c *Config) gateText(a policy.Action, list string) string {
 	text := c.GateRejectText
 	if text == "" {
