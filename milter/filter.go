@@ -324,17 +324,16 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 
 // record resolves the thread and makes the one atomic store call.
 //
-// A reply with References needs no lookup: it is recorded in its root's
-// thread with Follow, and the store itself moves it to the thread the root
-// message was counted in if that was another one. Other replies resolve
-// their In-Reply-To, Thread-Index and subject keys first (the link cache,
-// else one Resolve round trip).
+// A reply first resolves its identities (policy.Identity.Lookup: its
+// ancestors' ids, its Thread-Index GUID, its subject key) through the
+// node's link cache, else in one Resolve call, a single round trip; then
+// it is recorded in the thread policy.Resolve picks. Originals look
+// nothing up.
 func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, kind policy.Kind, audience int, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
 	defer cancel()
-	follow := id.Root != ""
 	var found []policy.ThreadID
-	if !follow && len(id.Lookup) > 0 {
+	if len(id.Lookup) > 0 {
 		var cached bool
 		found, cached = f.links.lookup(id.Lookup, f.now())
 		if !cached {
@@ -364,7 +363,6 @@ func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Messa
 		Limits:    limits, // the message's: its lists' strictest (messagePolicy)
 		Links:     id.Links,
 		Retention: c.Retention,
-		Follow:    follow,
 	}
 	start := time.Now()
 	tally, err := st.Record(ctx, rec)

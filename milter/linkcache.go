@@ -8,12 +8,11 @@ import (
 )
 
 // linkCache remembers, for a short while, which thread an identity key is
-// linked to ("" for no link). Replies with References need no lookup (the
-// store follows their root itself); for the others — In-Reply-To only,
-// Thread-Index only, a reply subject only — a storm's replies carry the same
-// parent, GUID or subject and list, so after the first one a node resolves
-// the thread without a store round trip and the atomic Record is the only
-// call.
+// linked to ("" for no link). Most replies of a storm answer the same
+// message (the original, or one reply that drew many answers) and carry
+// the same GUID or subject and list, so after the first one a node
+// resolves the thread without a store round trip and the atomic Record is
+// the only call.
 // A stale entry can only delay, by at most its TTL, a link written by
 // another node; it never changes a count.
 //
@@ -42,8 +41,12 @@ func newLinkCache(ttl time.Duration, max int) *linkCache {
 	return &linkCache{ttl: ttl, max: max, entries: make(map[policy.Key]linkEntry)}
 }
 
-// lookup returns the cached threads for keys, or ok=false if any is missing
-// or expired.
+// lookup answers for keys, in order of preference, as Resolve would: ok
+// when every key up to the first one linked to a thread is cached (found
+// then holds that thread at its index, and "" before it and after it), or
+// every key is cached as not linked. A key missing or expired before that
+// makes ok false: the store must be asked, since that key may lead to a
+// nearer thread.
 func (c *linkCache) lookup(keys []policy.Key, now time.Time) (found []policy.ThreadID, ok bool) {
 	if c == nil {
 		return nil, false
@@ -56,7 +59,10 @@ func (c *linkCache) lookup(keys []policy.Key, now time.Time) (found []policy.Thr
 		if !hit || now.After(e.expires) {
 			return nil, false
 		}
-		found[i] = e.thread
+		if e.thread != "" {
+			found[i] = e.thread
+			return found, true
+		}
 	}
 	return found, true
 }

@@ -26,8 +26,18 @@ func TestLinkCache(t *testing.T) {
 	if _, ok := c.lookup(k, now.Add(11*time.Second)); ok {
 		t.Fatal("expired entries still served")
 	}
-	if _, ok := c.lookup(append(k, policy.MessageIDKey("c@example.org")), now); ok {
-		t.Fatal("a partly cached key list must miss")
+	// Keys in order of preference: a key not cached before the first one
+	// linked may lead nearer, so the store must be asked; one after it
+	// cannot change the answer.
+	c0 := policy.MessageIDKey("c@example.org")
+	if _, ok := c.lookup([]policy.Key{c0, k[0]}, now); ok {
+		t.Fatal("an uncached key before the linked one must miss")
+	}
+	if got, ok := c.lookup([]policy.Key{k[1], k[0], c0}, now); !ok || got[0] != "" || got[1] != "1111111111111111" || got[2] != "" {
+		t.Fatalf("linked key after a key cached as unlinked: %v, %v", got, ok)
+	}
+	if _, ok := c.lookup([]policy.Key{k[1], c0}, now); ok {
+		t.Fatal("no key linked and one not cached must miss")
 	}
 }
 

@@ -2,6 +2,7 @@ package milter
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -62,12 +64,23 @@ func onlyEvalsha(trips []string) bool {
 	return len(trips) == 1 && strings.Count(trips[0], "evalsha") == 1 && !strings.Contains(trips[0], "get")
 }
 
+// lookupThenEvalsha reports whether trips are one pipeline of GETs (the
+// links, at most n of them) and then one EVALSHA.
+func lookupThenEvalsha(trips []string, n int) bool {
+	if len(trips) != 2 || !onlyEvalsha(trips[1:]) {
+		return false
+	}
+	gets := strings.Split(trips[0], "+")
+	return len(gets) <= n && !slices.ContainsFunc(gets, func(c string) bool { return c != "get" })
+}
+
 // TestRedisRoundTripsPerMessage counts the Redis round trips each class of
 // message costs on one node, through the milter protocol, against a real
-// Redis: small-audience mail none; a large-audience reply with References
-// one (one pipeline, one EVALSHA), whether or not this node has seen the
-// thread, and two only when its root was itself counted in another thread;
-// other large-audience replies at most two.
+// Redis: small-audience mail none; a large-audience original one (one
+// pipeline, one EVALSHA); a large-audience reply whose ancestors this
+// node's link cache holds one; any other at most two: one pipeline of
+// link reads (at most policy.MaxLookup GETs, however long its References),
+// then the EVALSHA.
 func TestRedisRoundTripsPerMessage(t *testing.T) {
 	addr := testenv.StartRedis(t)
 	hook := &tripCounter{}
@@ -110,15 +123,19 @@ func TestRedisRoundTripsPerMessage(t *testing.T) {
 		t.Errorf("small-audience new mail: %d round trips %v, want 0", len(trips), trips)
 	}
 
-	if trips := step("large reply-all with References, thread seen here", replyAll(2, root), 250); !onlyEvalsha(trips) {
-		t.Errorf("large reply with References to a known thread: %v, want one pipeline with one EVALSHA", trips)
+	// The link cache holds only what the store answered: the first reply
+	// to a root reads its links, the next ones find them cached.
+	if trips := step("large reply-all with References, root not yet cached", replyAll(2, root), 250); !lookupThenEvalsha(trips, 2) {
+		t.Errorf("first reply to the root on this node: %v, want one pipeline of GETs, then one EVALSHA", trips)
+	}
+	if trips := step("next large reply-all to the same root (cached)", replyAll(20, root), 250); !onlyEvalsha(trips) {
+		t.Errorf("next reply to the root: %v, want one pipeline with one EVALSHA", trips)
 	}
 
-	// A thread this node has never seen (the original went through another
-	// node, or was never seen at all): still one round trip, no lookup.
+	// A thread nobody has seen (the original was never seen at all).
 	other := "root-other@example.org"
-	if trips := step("large reply-all with References, thread new to this node", replyAll(3, other), 250); !onlyEvalsha(trips) {
-		t.Errorf("first reply of an unseen thread: %v, want one pipeline with one EVALSHA", trips)
+	if trips := step("large reply-all with References, thread unknown", replyAll(3, other), 250); !lookupThenEvalsha(trips, 2) {
+		t.Errorf("first reply of an unseen thread: %v, want one pipeline of GETs, then one EVALSHA", trips)
 	}
 	if trips := step("next large reply-all with References, same thread", replyAll(4, other), 250); !onlyEvalsha(trips) {
 		t.Errorf("second reply of the thread: %v, want one pipeline with one EVALSHA", trips)
@@ -141,12 +158,33 @@ func TestRedisRoundTripsPerMessage(t *testing.T) {
 	if trips := step("large reply with Thread-Index only", idx, 0); len(trips) > 2 {
 		t.Errorf("large reply with Thread-Index only: %d round trips %v, want at most 2", len(trips), trips)
 	}
-	// reply-7 was counted in root's thread (its subject key is the
-	// original's), not in its own id's: a reply whose References start
-	// with it is followed there by the store, in a second round trip.
+	// reply-7 was counted in root's thread (by the original's subject
+	// key): a reply naming only reply-7 (iPhone Mail) finds that thread
+	// through reply-7's own link.
 	moved := replyAll(8, "reply-7@example.org")
-	if trips := step("large reply-all, References root counted elsewhere", moved, 0); len(trips) != 2 || !onlyEvalsha(trips[:1]) || !onlyEvalsha(trips[1:]) {
-		t.Errorf("reply to a moved root: %v, want two pipelines of one EVALSHA each", trips)
+	if trips := step("large reply naming only a reply counted elsewhere", moved, 0); !lookupThenEvalsha(trips, 2) {
+		t.Errorf("iPhone-style reply to a reply: %v, want one pipeline of GETs, then one EVALSHA", trips)
+	}
+	// A reply in a chain, References as Gmail writes them: the root is
+	// cached, its parent (reply-8, recorded just now) is not.
+	chain := replyAll(21, root)
+	chain.headers[4] = [2]string{"In-Reply-To", " <reply-8@example.org>"}
+	chain.headers[5] = [2]string{"References", " <" + root + "> <reply-8@example.org>"}
+	if trips := step("large reply in a chain, parent not cached", chain, 0); !lookupThenEvalsha(trips, 3) {
+		t.Errorf("chain reply: %v, want one pipeline of GETs, then one EVALSHA", trips)
+	}
+	// However long its References, one pipeline of at most
+	// policy.MaxLookup reads.
+	long := replyAll(22, root)
+	var refs strings.Builder
+	refs.WriteString(" <" + root + ">")
+	for i := range 200 {
+		fmt.Fprintf(&refs, "\r\n <hop-%d@example.org>", i)
+	}
+	long.headers[5] = [2]string{"References", refs.String()}
+	long.headers[4] = [2]string{"In-Reply-To", " <hop-199@example.org>"}
+	if trips := step("large reply with 201 References ids", long, 0); !lookupThenEvalsha(trips, policy.MaxLookup) {
+		t.Errorf("long References: %v, want one pipeline of at most %d GETs, then one EVALSHA", trips, policy.MaxLookup)
 	}
 
 	// Once the thread crosses max_replies (6 here), refusals cost the same

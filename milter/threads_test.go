@@ -54,16 +54,16 @@ func TestMixedClientsCountInOneThread(t *testing.T) {
 	}{
 		{"Thunderbird (References)", "a@example.org", policy.Headers{
 			MessageID: "<tb-1@example.org>", InReplyTo: "<AM0PR01MB1234.orig@eurprd01.prod.outlook.com>",
-			References: "<AM0PR01MB1234.orig@eurprd01.prod.outlook.com>", Subject: "Re: Budget 2027"}, policy.Source("references")},
+			References: "<AM0PR01MB1234.orig@eurprd01.prod.outlook.com>", Subject: "Re: Budget 2027"}, policy.SourceAncestor},
 		{"Outlook (Thread-Index only)", "b@example.org", policy.Headers{
 			MessageID: "<AM0PR01MB5678.r1@eurprd01.prod.outlook.com>", ThreadIndex: threadIndex(0x40, 1),
 			Subject: "RE: Budget 2027"}, policy.Source("thread-index")},
 		{"phone replying to the Thunderbird reply (In-Reply-To only)", "c@example.org", policy.Headers{
-			MessageID: "<phone-1@example.org>", InReplyTo: "<tb-1@example.org>", Subject: "Re: Budget 2027"}, policy.Source("in-reply-to")},
+			MessageID: "<phone-1@example.org>", InReplyTo: "<tb-1@example.org>", Subject: "Re: Budget 2027"}, policy.SourceAncestor},
 		{"client that keeps only the subject (German)", "d@example.org", policy.Headers{
 			MessageID: "<web-1@example.org>", Subject: "AW: Budget 2027"}, policy.Source("subject")},
 		{"reply to the subject-only reply (In-Reply-To only)", "e@example.org", policy.Headers{
-			MessageID: "<phone-2@example.org>", InReplyTo: "<web-1@example.org>", Subject: "Sv: Budget 2027"}, policy.Source("in-reply-to")},
+			MessageID: "<phone-2@example.org>", InReplyTo: "<web-1@example.org>", Subject: "Sv: Budget 2027"}, policy.SourceAncestor},
 	}
 	for i, s := range steps {
 		d := f.Decide(ctx, msg(s.sender, s.h))

@@ -222,7 +222,7 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 }
 
 // MayLink reports whether a message of kind k that the store tallied as
-// t may link its identities (Record.Links, and its alias) to the thread it
+// t may link its identities (Record.Links) to the thread it
 // was recorded in: only when the store let it through (an override allow,
 // or, without an override, noted, counted or a duplicate). A refused
 // message, a storm's next reply or a forgery refused in a thread it made

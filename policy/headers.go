@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -13,10 +14,11 @@ import (
 // Parsing limits. A header that goes past them is cut, never rejected.
 const (
 	maxHeaderBytes    = 256 << 10 // bytes of one raw header value examined
-	maxMessageIDBytes = 998       // RFC 5322 line length: longer ids are cut
-	maxIDs            = 100       // ids kept from one References / In-Reply-To
-	maxAddressBytes   = 320       // RFC 5321: 64 + "@" + 255; longer ones are dropped
-	maxAddresses      = 10000     // distinct addresses kept from To and Cc together
+	maxMessageIDBytes = 500       // a longer "id" is no message-id (no client writes one)
+	idListEnds        = 10        // ids kept from each end of one References / In-Reply-To
+	maxIDs            = 2 * idListEnds
+	maxAddressBytes   = 320   // RFC 5321: 64 + "@" + 255; longer ones are dropped
+	maxAddresses      = 10000 // distinct addresses kept from To and Cc together
 )
 
 // unfold undoes header folding: it drops every CR and LF, as RFC 5322
@@ -51,51 +53,74 @@ func cutBytes(s string, n int) string {
 }
 
 // ParseMessageID returns the first message-id in v: the content of the
-// first <...> pair, or, when v has no brackets, a bare token that contains
-// an "@". The id is cleaned (see ParseIDList) and ok is false when v holds
-// no usable id.
-func ParseMessageID(v string) (string, bool) {
-	var first [1]string // no allocation for the one id kept
-	ids := scanIDs(first[:0], unfold(v), 1)
-	if len(ids) == 0 {
-		return "", false
-	}
-	return ids[0], true
+// first <...> pair that is a usable id, or a bare token that is one (see
+// ParseIDList). ok is false when v holds no usable id.
+func ParseMessageID(v string) (id string, ok bool) {
+	eachID(unfold(v), func(s string) bool {
+		id, ok = s, true
+		return false
+	})
+	return id, ok
 }
 
 // ParseIDList returns the message-ids of a References or In-Reply-To value
-// in order, without duplicates, at most the first 100.
+// in order, each once (at its first place), at most its first 10 and its
+// last 10: a long References keeps both its root (RFC 5322 order: the
+// root first) and the nearest ancestors (the parent last; some clients
+// write them newest first, and that end is kept too).
 //
-// Each id is what stood between "<" and ">" (or a bare token with an "@"
-// outside brackets, which some clients send), with whitespace and control
-// characters removed, cut at 998 bytes, and its domain part (after the last
-// "@") in lower case: domains are case-insensitive, the left part is kept
-// as it is. Comments "(...)" and quoted phrases outside brackets (obsolete
-// In-Reply-To forms) are skipped. A bare token without "@" is not taken as
-// an id: it is most likely a word of such a phrase, and a common word taken
-// as a thread root would join unrelated messages.
+// Each id is what stood between "<" and ">" (or a bare token outside
+// brackets, which some web forms send), with whitespace and control
+// characters removed and its domain part (after the last "@") in lower
+// case: domains are case-insensitive, the left part is kept as it is. An
+// id without a local part and a domain around its "@" ("<yes>", "<1234>",
+// "<@x>"), or longer than 500 bytes, is no message-id: it is dropped, so
+// that it can neither name a thread nor be linked to one (a common word
+// taken as a thread root would join unrelated messages). Comments "(...)"
+// and quoted phrases outside brackets (obsolete In-Reply-To forms) are
+// skipped.
 func ParseIDList(v string) []string {
-	return scanIDs(nil, unfold(v), maxIDs)
-}
-
-// scanIDs is the one tokenizer behind ParseMessageID and ParseIDList, so
-// that an id in References and the same id in Message-ID normalise alike.
-// It appends at most limit ids of s to ids.
-func scanIDs(ids []string, s string, limit int) []string {
-	skip := skipper{s: s}
-	add := func(raw string, bare bool) {
-		id := cleanID(raw)
-		if id == "" || (bare && !strings.Contains(id, "@")) {
-			return
+	var ids []string
+	var tail [idListEnds]string // a ring of the last ids past the first idListEnds
+	n := 0                      // ids in tail; the oldest is at next-n
+	next := 0
+	eachID(unfold(v), func(id string) bool {
+		if slices.Contains(ids, id) {
+			return true
 		}
-		for _, seen := range ids {
-			if seen == id {
-				return
+		for i := range n {
+			if tail[(next-n+i+idListEnds)%idListEnds] == id {
+				return true
 			}
 		}
-		ids = append(ids, id)
+		if len(ids) < idListEnds {
+			ids = append(ids, id)
+			return true
+		}
+		tail[next] = id
+		next = (next + 1) % idListEnds
+		n = min(n+1, idListEnds)
+		return true
+	})
+	for i := range n {
+		ids = append(ids, tail[(next-n+i+idListEnds)%idListEnds])
 	}
-	for i := 0; i < len(s) && len(ids) < limit; {
+	return ids
+}
+
+// eachID is the one tokenizer behind ParseMessageID and ParseIDList, so
+// that an id in References and the same id in Message-ID normalise alike.
+// It calls yield with each usable id of s (cleanID) in order, until yield
+// returns false.
+func eachID(s string, yield func(id string) bool) {
+	skip := skipper{s: s}
+	add := func(raw string) bool {
+		if id := cleanID(raw); id != "" {
+			return yield(id)
+		}
+		return true
+	}
+	for i := 0; i < len(s); {
 		switch c := s[i]; {
 		case c == '<':
 			// The id runs to the next '>'. A '<' before it restarts; no
@@ -108,14 +133,18 @@ func scanIDs(ids []string, s string, limit int) []string {
 			case j < len(s) && s[j] == '<':
 				i = j
 			case j < len(s):
-				add(s[i+1:j], false)
+				if !add(s[i+1 : j]) {
+					return
+				}
 				i = j + 1
 			default:
 				end := i + 1
 				for end < len(s) && !isSpace(s[end]) {
 					end++
 				}
-				add(s[i+1:end], false)
+				if !add(s[i+1 : end]) {
+					return
+				}
 				i = end
 			}
 		case c == '(':
@@ -129,29 +158,36 @@ func scanIDs(ids []string, s string, limit int) []string {
 			for j < len(s) && !isSpace(s[j]) && !strings.ContainsRune("<>(),\"", rune(s[j])) {
 				j++
 			}
-			add(s[i:j], true)
+			if !add(s[i:j]) {
+				return
+			}
 			i = j
 		}
 	}
-	return ids
 }
 
-// cleanID removes whitespace and control characters, cuts the id at
-// maxMessageIDBytes and lower-cases its domain part.
+// cleanID removes whitespace and control characters and lower-cases the
+// domain part; it returns "" for what is no message-id: nothing on either
+// side of the last "@", or longer than maxMessageIDBytes.
 func cleanID(raw string) string {
+	if len(raw) > 4*maxMessageIDBytes {
+		return "" // too long even before cleaning: spare the copy
+	}
 	id := strings.Map(func(r rune) rune {
 		if r <= ' ' || r == 0x7f || r == utf8.RuneError || (r >= 0x80 && r < 0xa0) {
 			return -1
 		}
 		return r
 	}, raw)
-	id = cutBytes(id, maxMessageIDBytes)
-	if at := strings.LastIndexByte(id, '@'); at >= 0 {
-		if domain := strings.ToLower(id[at+1:]); domain != id[at+1:] {
-			id = id[:at+1] + domain
-			// Lower-casing can change byte lengths in theory; keep the cap.
-			id = cutBytes(id, maxMessageIDBytes)
-		}
+	at := strings.LastIndexByte(id, '@')
+	if at <= 0 || at == len(id)-1 {
+		return ""
+	}
+	if domain := strings.ToLower(id[at+1:]); domain != id[at+1:] {
+		id = id[:at+1] + domain
+	}
+	if len(id) > maxMessageIDBytes || !utf8.ValidString(id) {
+		return ""
 	}
 	return id
 }

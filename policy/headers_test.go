@@ -11,7 +11,7 @@ import (
 )
 
 func TestParseMessageID(t *testing.T) {
-	long := strings.Repeat("x", 2000) + "@example.org"
+	long := strings.Repeat("x", maxMessageIDBytes-len("@example.org")) + "@example.org"
 	tests := []struct {
 		name string
 		in   string
@@ -35,10 +35,15 @@ func TestParseMessageID(t *testing.T) {
 		{"unclosed bracket", "<abc@example.org", "abc@example.org", true},
 		{"bracket restarts", "<junk <abc@example.org>", "abc@example.org", true},
 		{"stray closing bracket", "> abc@example.org", "abc@example.org", true},
-		{"no @ inside brackets is still an id", "<1234.5678>", "1234.5678", true},
+		{"no @ is no id", "<1234.5678>", "", false},
+		{"git-send-email's <yes> is no id", "<yes>", "", false},
+		{"no local part", "<@example.org>", "", false},
+		{"no domain", "<abc@>", "", false},
+		{"no @ first, then an id", "<yes> <a@x>", "a@x", true},
 		{"control characters dropped", "<a\x00b\x7f@x>", "ab@x", true},
 		{"invalid UTF-8 dropped", "<a\xffb@x>", "ab@x", true},
-		{"capped at 998 bytes", "<" + long + ">", long[:998], true},
+		{"500 bytes is an id", "<" + long + ">", long, true},
+		{"501 bytes is none", "<x" + long + ">", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +76,8 @@ func TestParseIDList(t *testing.T) {
 		{"quoted phrase with brackets", `"<not@id>" <a@x>`, []string{"a@x"}},
 		{"comment", "<a@x> (resent) <b@x>", []string{"a@x", "b@x"}},
 		{"bare ids", "a@x b@y", []string{"a@x", "b@y"}},
+		{"ids without @ dropped", "<yes> <1234> <a@x> <@x> <b@>", []string{"a@x"}},
+		{"over-long id dropped", "<a@x> <" + strings.Repeat("y", 600) + "@x> <b@x>", []string{"a@x", "b@x"}},
 		{"empty", "", nil},
 		{"garbage", "<<<>>>(((", nil},
 	}
@@ -81,10 +88,23 @@ func TestParseIDList(t *testing.T) {
 			}
 		})
 	}
-	t.Run("capped at the first 100", func(t *testing.T) {
+	t.Run("both ends of a long list", func(t *testing.T) {
 		got := ParseIDList(many)
-		if len(got) != 100 || got[0] != "id@x" {
-			t.Errorf("got %d ids starting %q, want 100 starting id@x", len(got), got[0])
+		all := strings.Fields(strings.NewReplacer("<", "", ">", "", "\r\n", "").Replace(many))
+		want := append(slices.Clone(all[:idListEnds]), all[len(all)-idListEnds:]...)
+		if !slices.Equal(got, want) {
+			t.Errorf("got %q,\nwant the first and last %d: %q", got, idListEnds, want)
+		}
+	})
+	t.Run("a repeat of a kept id is dropped at either end", func(t *testing.T) {
+		var b strings.Builder
+		for i := range 30 {
+			b.WriteString("<" + itoa(i) + "@x> ")
+		}
+		b.WriteString("<0@x> <29@x> <30@x>")
+		got := ParseIDList(b.String())
+		if len(got) != maxIDs || got[0] != "0@x" || got[len(got)-1] != "30@x" || got[len(got)-2] != "29@x" {
+			t.Errorf("got %q", got)
 		}
 	})
 }

@@ -9,8 +9,9 @@ import (
 type Source string
 
 const (
-	SourceReferences  Source = "references"   // References' first id, the root
-	SourceInReplyTo   Source = "in-reply-to"  // the parent's id, through its link
+	SourceAncestor    Source = "ancestor"     // a References or In-Reply-To id linked to a thread: the nearest such
+	SourceReferences  Source = "references"   // References' first id, when no ancestor is known
+	SourceInReplyTo   Source = "in-reply-to"  // In-Reply-To's id, when the message has no References and no ancestor is known
 	SourceThreadIndex Source = "thread-index" // Outlook's conversation GUID
 	SourceSubject     Source = "subject"      // reply subject and list recipients
 	SourceNew         Source = "new"          // none known: the message starts a thread
@@ -19,19 +20,36 @@ const (
 // maxReportRunes caps Identity.Subject.
 const maxReportRunes = 200
 
+// maxParents bounds the In-Reply-To ids a message looks up (its last
+// ones): a parent is one id, and a few clients add a second.
+const maxParents = 3
+
+// MaxLookup bounds Identity.Lookup: maxParents In-Reply-To ids, the ids
+// ParseIDList keeps of References, the Thread-Index GUID and the subject
+// key. It is the most link reads one message can cost.
+const MaxLookup = maxParents + maxIDs + 2
+
 // Identity is everything policy can tell about a message's conversation
-// from its headers alone. The caller resolves Lookup through the store
-// (Store.Resolve), passes the answer to Resolve, and records Links against
-// the thread Resolve picked.
+// from its headers alone. The caller resolves Lookup through the stored
+// links (Store.Resolve), passes the answer to Resolve, and records Links
+// against the thread Resolve picked.
 type Identity struct {
-	Own     Key      // MessageIDKey of its own Message-ID ("" if none)
-	Root    Key      // MessageIDKey of References' first id; when set, Lookup is just [Root] and the thread is Root's link or Root.Thread()
-	Lookup  []Key    // keys to resolve through stored links: [Root] when Root is set, else In-Reply-To's last id, Thread-Index GUID key, subject key
+	Own Key // MessageIDKey of its own Message-ID ("" if none)
+	// Lookup are the keys to resolve through stored links, in the order
+	// Resolve prefers them: the ancestors (In-Reply-To's ids, then
+	// References' ids, each nearest first: last to first), then the
+	// Thread-Index GUID key, then, only for a message with no ancestor
+	// ids, the subject key. At most MaxLookup, none repeated, never Own.
+	Lookup  []Key
 	Sources []Source // what each Lookup key is, aligned with Lookup
-	Links   []Key    // identities this message links to its thread: Own, GUID key, subject key (non-empty ones, no duplicates)
-	Reply   bool     // threading headers or a reply prefix
-	Subject string   // normalised base subject for reports, at most 200 runes
-	Display string   // the subject as people wrote it, decoded and made one safe line, at most 200 runes
+	// Root names the thread when no Lookup key is linked to one:
+	// References' first id, else In-Reply-To's last; "" without either.
+	Root     Key
+	RootFrom Source // SourceReferences or SourceInReplyTo
+	Links    []Key  // identities this message links to its thread: Own, GUID key, subject key (non-empty ones, no duplicates)
+	Reply    bool   // threading headers or a reply prefix
+	Subject  string // normalised base subject for reports, at most 200 runes
+	Display  string // the subject as people wrote it, decoded and made one safe line, at most 200 runes
 }
 
 // Identify works out a message's identities from its parsed headers. lists
@@ -51,45 +69,60 @@ type Identity struct {
 //
 // A message is a reply when Message.IsReply says so: an In-Reply-To or
 // References id, an Outlook Thread-Index with child blocks, or a reply
-// prefix on its subject. Only replies look anything up: a reply with
-// References looks up its root only, others their parent's id, their
-// Thread-Index GUID and their subject key, in that order. Every message,
+// prefix on its subject. Only replies look anything up. Every message,
 // replies and originals alike, links its own identities, so that later
-// replies carrying only a Thread-Index, only an In-Reply-To or only a reply
-// subject find its thread.
+// replies naming any of them find its thread.
+//
+// Clients disagree on what they keep (the design's client table): iPhone
+// Mail names only the parent, RainLoop writes References newest first,
+// Mutt keeps the last ten ids, and a reply to a message that had only
+// In-Reply-To starts its References with that message's parent. Each of
+// them names at least one ancestor that stormguard recorded, which is why
+// every ancestor is looked up and not only References' first id.
 func Identify(m Message, lists []string) Identity {
 	var id Identity
 	if m.MessageID != "" {
 		id.Own = MessageIDKey(m.MessageID)
 	}
-	if len(m.References) > 0 {
-		id.Root = MessageIDKey(m.References[0])
-	}
-	var parent Key
-	if n := len(m.InReplyTo); n > 0 {
-		parent = MessageIDKey(m.InReplyTo[n-1])
-	}
+	id.Subject = cutRunes(m.Subject.Base, maxReportRunes)
+	id.Display = m.Subject.Display
+	subjectKey := SubjectKey(m.Subject.Base, lists)
 	var guidKey Key
 	if m.ThreadIndex.GUID != "" {
 		guidKey = makeKey(kindThreadIndex, m.ThreadIndex.GUID)
 	}
-	id.Subject = cutRunes(m.Subject.Base, maxReportRunes)
-	id.Display = m.Subject.Display
-	subjectKey := SubjectKey(m.Subject.Base, lists)
 	id.Reply = m.IsReply()
 
-	switch {
-	case id.Root != "":
-		id.Lookup, id.Sources = []Key{id.Root}, []Source{SourceReferences}
-	case id.Reply:
-		for _, l := range []struct {
-			k Key
-			s Source
-		}{{parent, SourceInReplyTo}, {guidKey, SourceThreadIndex}, {subjectKey, SourceSubject}} {
-			if l.k != "" && l.k != id.Own && !slices.Contains(id.Lookup, l.k) {
-				id.Lookup = append(id.Lookup, l.k)
-				id.Sources = append(id.Sources, l.s)
+	// A message cannot answer itself: its own id is skipped wherever it
+	// appears in its threading headers.
+	for _, r := range m.References {
+		if k := MessageIDKey(r); k != id.Own {
+			id.Root, id.RootFrom = k, SourceReferences
+			break
+		}
+	}
+	for i := len(m.InReplyTo) - 1; i >= 0 && id.Root == ""; i-- {
+		if k := MessageIDKey(m.InReplyTo[i]); k != id.Own {
+			id.Root, id.RootFrom = k, SourceInReplyTo
+		}
+	}
+	if id.Reply {
+		add := func(k Key, s Source) {
+			if k != "" && k != id.Own && !slices.Contains(id.Lookup, k) {
+				id.Lookup = append(id.Lookup, k)
+				id.Sources = append(id.Sources, s)
 			}
+		}
+		for i, n := len(m.InReplyTo)-1, 0; i >= 0 && n < maxParents; i, n = i-1, n+1 {
+			add(MessageIDKey(m.InReplyTo[i]), SourceAncestor)
+		}
+		for i := len(m.References) - 1; i >= 0; i-- {
+			add(MessageIDKey(m.References[i]), SourceAncestor)
+		}
+		ancestors := len(id.Lookup) > 0
+		add(guidKey, SourceThreadIndex)
+		if !ancestors && id.Root == "" {
+			add(subjectKey, SourceSubject)
 		}
 	}
 	for _, k := range []Key{id.Own, guidKey, subjectKey} {
@@ -122,21 +155,24 @@ func SubjectKey(base string, lists []string) Key {
 }
 
 // Resolve picks the message's thread and says which identity gave it. found
-// is the store's answer for id.Lookup (aligned with it), or nil when the
-// caller did not ask. The thread is the first non-empty found[i]; else
-// Root.Thread() when Root is set; else the Thread() of the first Lookup key,
-// so that replies to a message stormguard never saw still agree on a
-// thread; else Own.Thread(), a new thread. When Own is empty too it returns
-// "" and the caller makes a thread up.
+// is the store's answer for id.Lookup (aligned with it; missing entries
+// count as not linked), or nil when the caller did not ask.
 //
-// With References, asking the store is optional: without an answer the
-// thread is Root.Thread(), which is the root's own thread whenever the root
-// started it. It is not when the first id of References is itself a reply
-// that was counted in another thread, as happens when a client replies to
-// an Outlook reply that carried no References: its link leads to the
-// storm's thread, Root.Thread() would start a new one. The milter does not
-// ask: it records such a reply in Root.Thread() with store.Record.Follow,
-// and the store follows the root to the storm's thread in the same call.
+// The thread is the one the first linked Lookup key leads to: the nearest
+// ancestor stormguard recorded, else the conversation of the Thread-Index
+// GUID, else (a reply without ancestor ids) that of the subject. Else,
+// with ancestor ids, Root.Thread(), so that replies to a message
+// stormguard never saw still agree on a thread; else the Thread() of the
+// first Lookup key; else Own.Thread(), a new thread. When Own is empty
+// too it returns "" and the caller makes a thread up.
+//
+// When known ancestors lead to different threads (two conversations that
+// stormguard counted apart, or a hostile References naming two storms),
+// the nearest one's thread is the message's, and only that thread counts
+// it. The message links only its own identities, never an ancestor's,
+// and a link is only ever written where none exists, so naming a thread
+// in References moves nothing: no thread is merged into another, and each
+// keeps its count, block and override.
 func Resolve(id Identity, found []ThreadID) (ThreadID, Source) {
 	for i, t := range found {
 		if i >= len(id.Lookup) {
@@ -148,7 +184,7 @@ func Resolve(id Identity, found []ThreadID) (ThreadID, Source) {
 	}
 	switch {
 	case id.Root != "":
-		return id.Root.Thread(), SourceReferences
+		return id.Root.Thread(), id.RootFrom
 	case len(id.Lookup) > 0:
 		return id.Lookup[0].Thread(), id.source(0)
 	}
@@ -156,10 +192,10 @@ func Resolve(id Identity, found []ThreadID) (ThreadID, Source) {
 }
 
 // source is the Source of Lookup[i]; an Identity built by hand without
-// Sources says "in-reply-to", the first kind of lookup.
+// Sources says "ancestor", the first kind of lookup.
 func (id Identity) source(i int) Source {
 	if i < len(id.Sources) {
 		return id.Sources[i]
 	}
-	return SourceInReplyTo
+	return SourceAncestor
 }

@@ -112,8 +112,8 @@ func TestMixedClientsOneThread(t *testing.T) {
 	var s linkStore
 	msgs := realisticStorm()
 	want := MessageIDKey("AM6PR04MB5863C1E0D2F9A1B7E4C3A2D5F6E7A8B9@am6pr04mb5863.eurprd04.prod.outlook.com").Thread()
-	wantSrc := []Source{SourceNew, SourceReferences, SourceThreadIndex, SourceReferences, SourceReferences,
-		SourceInReplyTo, SourceSubject, SourceInReplyTo, SourceSubject}
+	wantSrc := []Source{SourceNew, SourceAncestor, SourceThreadIndex, SourceAncestor, SourceAncestor,
+		SourceAncestor, SourceSubject, SourceAncestor, SourceSubject}
 	for i, m := range msgs {
 		t.Run(m.client, func(t *testing.T) {
 			_, lists := Audience(nil, ParseAddressList(append(m.h.To, m.h.Cc...)), map[string]int{allStaff: 850000})
@@ -177,7 +177,8 @@ func TestIdentify(t *testing.T) {
 	lists := []string{"B@x.org", "<a@x.org>", "a@x.org"}
 	subj := SubjectKey("hello", []string{"a@x.org", "b@x.org"})
 	tix := makeKey(kindThreadIndex, testGUID)
-	own, parent, root := MessageIDKey("own@x"), MessageIDKey("parent@x"), MessageIDKey("root@x")
+	own, parent, mid, root := MessageIDKey("own@x"), MessageIDKey("parent@x"), MessageIDKey("mid@x"), MessageIDKey("root@x")
+	anc := SourceAncestor
 	tests := []struct {
 		name    string
 		h       Headers
@@ -189,12 +190,26 @@ func TestIdentify(t *testing.T) {
 			Identity{Own: own, Links: []Key{own, subj}, Subject: "hello"}, nil},
 		{"original without lists has no subject key", Headers{MessageID: "<own@x>", Subject: "Hello"}, nil,
 			Identity{Own: own, Links: []Key{own}, Subject: "hello"}, nil},
-		{"references: root only", Headers{MessageID: "<own@x>", References: "<root@x> <parent@x>", InReplyTo: "<parent@x>", Subject: "Re: Hello", ThreadIndex: makeThreadIndex(testGUID, 2)}, lists,
-			Identity{Own: own, Root: root, Lookup: []Key{root}, Links: []Key{own, tix, subj}, Reply: true, Subject: "hello"}, []Source{SourceReferences}},
-		{"in-reply-to: last id", Headers{MessageID: "<own@x>", InReplyTo: "<root@x> <parent@x>", Subject: "Hello"}, lists,
-			Identity{Own: own, Lookup: []Key{parent, subj}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{SourceInReplyTo, SourceSubject}},
-		{"all lookups in order", Headers{MessageID: "<own@x>", InReplyTo: "<parent@x>", Subject: "RE: Hello", ThreadIndex: makeThreadIndex(testGUID, 1)}, lists,
-			Identity{Own: own, Lookup: []Key{parent, tix, subj}, Links: []Key{own, tix, subj}, Reply: true, Subject: "hello"}, []Source{SourceInReplyTo, SourceThreadIndex, SourceSubject}},
+		{"references: every ancestor, nearest first, then the GUID", Headers{MessageID: "<own@x>", References: "<root@x> <mid@x> <parent@x>", InReplyTo: "<parent@x>", Subject: "Re: Hello", ThreadIndex: makeThreadIndex(testGUID, 2)}, lists,
+			Identity{Own: own, Root: root, Lookup: []Key{parent, mid, root, tix}, Links: []Key{own, tix, subj}, Reply: true, Subject: "hello"}, []Source{anc, anc, anc, SourceThreadIndex}},
+		{"RainLoop: References newest first", Headers{MessageID: "<own@x>", References: "<parent@x> <mid@x> <root@x>", InReplyTo: "<parent@x>", Subject: "Re: Hello"}, lists,
+			Identity{Own: own, Root: parent, Lookup: []Key{parent, root, mid}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{anc, anc, anc}},
+		{"iPhone Mail: the parent only", Headers{MessageID: "<own@x>", References: "<parent@x>", InReplyTo: "<parent@x>", Subject: "Re: Hello"}, lists,
+			Identity{Own: own, Root: parent, Lookup: []Key{parent}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{anc}},
+		{"in-reply-to: last id first, no subject lookup", Headers{MessageID: "<own@x>", InReplyTo: "<root@x> <parent@x>", Subject: "Hello"}, lists,
+			Identity{Own: own, Root: parent, Lookup: []Key{parent, root}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{anc, anc}},
+		{"in-reply-to and the GUID", Headers{MessageID: "<own@x>", InReplyTo: "<parent@x>", Subject: "RE: Hello", ThreadIndex: makeThreadIndex(testGUID, 1)}, lists,
+			Identity{Own: own, Root: parent, Lookup: []Key{parent, tix}, Links: []Key{own, tix, subj}, Reply: true, Subject: "hello"}, []Source{anc, SourceThreadIndex}},
+		{"no ancestor ids: the GUID, then the subject", Headers{MessageID: "<own@x>", Subject: "RE: Hello", ThreadIndex: makeThreadIndex(testGUID, 1)}, lists,
+			Identity{Own: own, Lookup: []Key{tix, subj}, Links: []Key{own, tix, subj}, Reply: true, Subject: "hello"}, []Source{SourceThreadIndex, SourceSubject}},
+		{"ids without @ are no ancestors", Headers{MessageID: "<own@x>", References: "<yes> <1234.5678> <@x> <a@> <root@x>", InReplyTo: "<yes>", Subject: "Re: Hello"}, lists,
+			Identity{Own: own, Root: root, Lookup: []Key{root}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{anc}},
+		{"only ids without @: the subject", Headers{MessageID: "<own@x>", References: "<yes>", InReplyTo: "<yes>", Subject: "Re: Hello"}, lists,
+			Identity{Own: own, Lookup: []Key{subj}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{SourceSubject}},
+		{"its own id in References is skipped", Headers{MessageID: "<own@x>", References: "<own@x> <root@x> <own@x>", Subject: "Re: Hello"}, lists,
+			Identity{Own: own, Root: root, Lookup: []Key{root}, Links: []Key{own, subj}, Reply: true, Subject: "hello"}, []Source{anc}},
+		{"an id twice counts once", Headers{MessageID: "<own@x>", References: "<root@x> <parent@x> <root@x>", InReplyTo: "<parent@x> <parent@x>"}, lists,
+			Identity{Own: own, Root: root, Lookup: []Key{parent, root}, Links: []Key{own}, Reply: true}, []Source{anc, anc}},
 		{"thread-index children make a reply", Headers{ThreadIndex: makeThreadIndex(testGUID, 1), Subject: "Hello"}, nil,
 			Identity{Lookup: []Key{tix}, Links: []Key{tix}, Reply: true, Subject: "hello"}, []Source{SourceThreadIndex}},
 		{"thread-index of a new conversation does not", Headers{ThreadIndex: makeThreadIndex(testGUID, 0), Subject: "Hello"}, nil,
@@ -209,7 +224,13 @@ func TestIdentify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Identify(Parse(tt.h), tt.lists)
 			tt.want.Sources = tt.wantSrc
-			if got.Own != tt.want.Own || got.Root != tt.want.Root || got.Reply != tt.want.Reply || got.Subject != tt.want.Subject ||
+			if tt.want.Root != "" {
+				tt.want.RootFrom = SourceReferences
+				if tt.h.References == "" {
+					tt.want.RootFrom = SourceInReplyTo
+				}
+			}
+			if got.Own != tt.want.Own || got.Root != tt.want.Root || got.RootFrom != tt.want.RootFrom || got.Reply != tt.want.Reply || got.Subject != tt.want.Subject ||
 				!slices.Equal(got.Lookup, tt.want.Lookup) || !slices.Equal(got.Sources, tt.want.Sources) || !slices.Equal(got.Links, tt.want.Links) {
 				t.Errorf("Identify =\n %+v\nwant\n %+v", got, tt.want)
 			}
@@ -225,7 +246,8 @@ func TestIdentify(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	a, b, c, own := MessageIDKey("a"), MessageIDKey("b"), MessageIDKey("c"), MessageIDKey("own")
-	id := Identity{Own: own, Lookup: []Key{a, b, c}, Sources: []Source{SourceInReplyTo, SourceThreadIndex, SourceSubject}}
+	id := Identity{Own: own, Lookup: []Key{a, b, c}, Sources: []Source{SourceThreadIndex, SourceSubject, SourceSubject}}
+	refs := Identity{Own: own, Root: c, RootFrom: SourceReferences, Lookup: []Key{a, b, c}, Sources: []Source{SourceAncestor, SourceAncestor, SourceAncestor}}
 	tests := []struct {
 		name  string
 		id    Identity
@@ -233,17 +255,18 @@ func TestResolve(t *testing.T) {
 		want  ThreadID
 		src   Source
 	}{
-		{"root, not asked", Identity{Own: own, Root: a, Lookup: []Key{a}, Sources: []Source{SourceReferences}}, nil, a.Thread(), SourceReferences},
-		{"root, not linked", Identity{Own: own, Root: a, Lookup: []Key{a}, Sources: []Source{SourceReferences}}, []ThreadID{""}, a.Thread(), SourceReferences},
-		{"root, linked elsewhere", Identity{Own: own, Root: a, Lookup: []Key{a}, Sources: []Source{SourceReferences}}, []ThreadID{"00000000000000aa"}, "00000000000000aa", SourceReferences},
-		{"first found wins", id, []ThreadID{"", "00000000000000bb", "00000000000000cc"}, "00000000000000bb", SourceThreadIndex},
-		{"nothing found: first lookup key", id, []ThreadID{"", "", ""}, a.Thread(), SourceInReplyTo},
-		{"store not asked", id, nil, a.Thread(), SourceInReplyTo},
+		{"ancestors, not asked: the root", refs, nil, c.Thread(), SourceReferences},
+		{"ancestors, none linked: the root", refs, []ThreadID{"", "", ""}, c.Thread(), SourceReferences},
+		{"the root linked elsewhere", refs, []ThreadID{"", "", "00000000000000aa"}, "00000000000000aa", SourceAncestor},
+		{"two threads: the nearest ancestor's", refs, []ThreadID{"", "00000000000000bb", "00000000000000aa"}, "00000000000000bb", SourceAncestor},
+		{"first found wins", id, []ThreadID{"", "00000000000000bb", "00000000000000cc"}, "00000000000000bb", SourceSubject},
+		{"nothing found: first lookup key", id, []ThreadID{"", "", ""}, a.Thread(), SourceThreadIndex},
+		{"store not asked", id, nil, a.Thread(), SourceThreadIndex},
 		{"found longer than Lookup", Identity{Own: own}, []ThreadID{"00000000000000dd"}, own.Thread(), SourceNew},
-		{"found shorter than Lookup", id, []ThreadID{""}, a.Thread(), SourceInReplyTo},
+		{"found shorter than Lookup", id, []ThreadID{""}, a.Thread(), SourceThreadIndex},
 		{"new thread", Identity{Own: own}, nil, own.Thread(), SourceNew},
 		{"nothing at all", Identity{}, nil, "", SourceNew},
-		{"hand-made identity without Sources", Identity{Lookup: []Key{b}}, []ThreadID{"00000000000000ee"}, "00000000000000ee", SourceInReplyTo},
+		{"hand-made identity without Sources", Identity{Lookup: []Key{b}}, []ThreadID{"00000000000000ee"}, "00000000000000ee", SourceAncestor},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,7 +291,7 @@ func FuzzIdentify(f *testing.F) {
 				t.Fatalf("bad key %q", k)
 			}
 		}
-		if len(id.Lookup) != len(id.Sources) || len(id.Lookup) > 3 || len(id.Links) > 3 {
+		if len(id.Lookup) != len(id.Sources) || len(id.Lookup) > MaxLookup || len(id.Links) > 3 {
 			t.Fatalf("Lookup %d, Sources %d, Links %d", len(id.Lookup), len(id.Sources), len(id.Links))
 		}
 		for i, k := range id.Links {
@@ -276,8 +299,13 @@ func FuzzIdentify(f *testing.F) {
 				t.Fatalf("Links %q", id.Links)
 			}
 		}
-		if id.Root != "" && (len(id.Lookup) != 1 || id.Lookup[0] != id.Root || !id.Reply) {
-			t.Fatalf("Root %q, Lookup %q", id.Root, id.Lookup)
+		if id.Root != "" && (!slices.Contains(id.Lookup, id.Root) || id.Root == id.Own || !id.Reply) {
+			t.Fatalf("Root %q, Own %q, Lookup %q", id.Root, id.Own, id.Lookup)
+		}
+		for i, k := range id.Lookup {
+			if k == "" || k == id.Own || slices.Contains(id.Lookup[:i], k) {
+				t.Fatalf("Lookup %q, Own %q", id.Lookup, id.Own)
+			}
 		}
 		if !id.Reply && len(id.Lookup) > 0 {
 			t.Fatalf("an original looks up %q", id.Lookup)
@@ -312,11 +340,16 @@ func ExampleIdentify() {
 
 	// Nothing known about the parent yet: the reply takes the parent's
 	// thread, like every other reply to it.
-	thread, src := Resolve(id, []ThreadID{"", ""})
+	thread, src := Resolve(id, []ThreadID{""})
 	fmt.Println(thread == MessageIDKey("AM6PR04MB5863@am6pr04mb5863.eurprd04.prod.outlook.com").Thread(), src)
+
+	// The parent was counted in a storm: the reply is counted there too.
+	thread, src = Resolve(id, []ThreadID{"3f9a0c1d2b4e5f60"})
+	fmt.Println(thread, src)
 	// Output:
-	// true quartalsergebnisse [in-reply-to subject]
+	// true quartalsergebnisse [ancestor]
 	// true in-reply-to
+	// 3f9a0c1d2b4e5f60 ancestor
 }
 
 // The milter runs Parse, Audience, IsAutoReply and (at least for

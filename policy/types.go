@@ -164,8 +164,7 @@ type Tally struct {
 	Delivered int64         // sum of their audiences
 	Crossed   Rule          // with StatusCrossed: RuleMaxReplies or RuleDeliveryBudget
 	BlockTTL  time.Duration // remaining block time when blocked or crossed
-	// Thread is the thread the store recorded the message in: the one
-	// asked for, or, when the store followed it (store.Record.Follow),
-	// the thread it led to. Policy does not read it.
+	// Thread is the thread the store recorded the message in (the
+	// record's). Policy does not read it.
 	Thread ThreadID
 }

@@ -108,21 +108,6 @@ func parseMode(v string) policy.Mode {
 	return m
 }
 
-// aliasOf is the thread whose alias (Record.Follow) recording r writes:
-// its own message-id's thread, when it carried no References. A message
-// with References needs none: a reply to it starts its own References
-// with the same root (RFC 5322 §3.6.4), never with this message's id.
-// A message recorded in its own id's thread (an original) writes the
-// alias too, naming that very thread: the alias is written only if none
-// exists (first writer wins), so this one claims it before a later
-// message carrying the same id, a forgery, could lead Follow elsewhere.
-func (r *Record) aliasOf() policy.ThreadID {
-	if own := r.Message.Thread(); own != "" && !r.Follow {
-		return own
-	}
-	return ""
-}
-
 // member is a reply's entry in its thread's window:
 // "<message key>:<sender print>:<audience>", so that the same message
 // again (an MTA's retry, a relay hop) is the same entry, and a message-id

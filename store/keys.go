@@ -15,7 +15,6 @@ import (
 //	stormguard:{T}:block     string  the rule that blocked it, with the block's TTL
 //	stormguard:{T}:override  string  "allow" or "block", set by operators
 //	stormguard:{T}:senders   hash    sender -> the status of its last message
-//	stormguard:{M}:alias     string  the thread the message whose own id starts M was counted in
 //	stormguard:{T}:queued    list    JSON queue ids (store.QueueRef) of the messages let through or held, for store.retention
 //	stormguard:{T}:notified  string  the node that mails thread T's storm notice, for notify.once_per (store/notice.go)
 //	stormguard:{T}:history   string  JSON history entry (store.HistoryEntry) of a storm or near miss, until last seen + report.history
@@ -49,14 +48,13 @@ func NewKeys(prefix string) Keys {
 // Prefix is the prefix every key starts with.
 func (k Keys) Prefix() string { return k.prefix }
 
-// Indexes into Thread's keys: record.lua's KEYS[1..6], in order.
+// Indexes into Thread's keys: record.lua's KEYS[1..5], in order.
 const (
 	keyReplies = iota
 	keyMeta
 	keyBlock
 	keyOverride
 	keySenders
-	keyAlias
 	numThreadKeys
 )
 
@@ -69,13 +67,12 @@ var threadKeyNames = [numThreadKeys]string{
 	keyBlock:    "block",
 	keyOverride: "override",
 	keySenders:  "senders",
-	keyAlias:    "alias",
 }
 
 func (k Keys) tag(t policy.ThreadID) string { return k.prefix + "{" + string(t) + "}:" }
 
-// Thread returns a thread's six keys in record.lua's KEYS order: replies,
-// meta, block, override, senders, alias.
+// Thread returns a thread's five keys in record.lua's KEYS order: replies,
+// meta, block, override, senders.
 func (k Keys) Thread(t policy.ThreadID) []string {
 	tag := k.tag(t)
 	keys := make([]string, numThreadKeys)
@@ -99,10 +96,6 @@ func (k Keys) Override(t policy.ThreadID) string { return k.tag(t) + threadKeyNa
 
 // Senders maps each sender in a thread to the status of its last message.
 func (k Keys) Senders(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keySenders] }
-
-// Alias names the thread that the message whose own id starts t was
-// counted in (Record.Follow).
-func (k Keys) Alias(t policy.ThreadID) string { return k.tag(t) + threadKeyNames[keyAlias] }
 
 // Link is an identity's link to its thread.
 func (k Keys) Link(id policy.Key) string { return k.prefix + "link:{" + string(id) + "}" }

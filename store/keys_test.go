@@ -20,7 +20,6 @@ func TestKeys(t *testing.T) {
 		k.Block(th):        "acme:sg:{0123456789abcdef}:block",
 		k.Override(th):     "acme:sg:{0123456789abcdef}:override",
 		k.Senders(th):      "acme:sg:{0123456789abcdef}:senders",
-		k.Alias(th):        "acme:sg:{0123456789abcdef}:alias",
 		k.Link(id):         "acme:sg:link:{00112233445566778899aabbccddeeff}",
 		k.Threads(0):       "acme:sg:threads:{0}",
 		k.Threads(15):      "acme:sg:threads:{15}",
@@ -40,7 +39,7 @@ func TestKeys(t *testing.T) {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	}
-	if got, want := k.Thread(th), []string{k.Replies(th), k.Meta(th), k.Block(th), k.Override(th), k.Senders(th), k.Alias(th)}; !slices.Equal(got, want) {
+	if got, want := k.Thread(th), []string{k.Replies(th), k.Meta(th), k.Block(th), k.Override(th), k.Senders(th)}; !slices.Equal(got, want) {
 		t.Errorf("Thread = %q, want %q", got, want)
 	}
 	if got := store.NewKeys("").Mode(); got != store.DefaultPrefix+"mode" {

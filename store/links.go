@@ -10,18 +10,18 @@ import (
 	"github.com/stormguard/stormguard/policy"
 )
 
-// How the Redis store writes a message's links and alias.
+// How the Redis store writes a message's links.
 //
-// Two rules, both from policy: a link or alias is written only if none
+// Two rules, both from policy: a link is written only if none
 // exists (first writer wins: SET NX), so no later message, a forged one
 // included, moves an identity to another thread; and only for a message
 // the store let through (policy.MayLink), so that a refused message
 // leaves no way into the thread it was refused in.
 //
-// The second rule cannot be checked before the writes if a References
-// reply is to stay one round trip: record.lua decides in the thread's
-// slot, and on a Cluster the links live in other slots, so the links go
-// in the same pipeline as the script. A node therefore guesses: it writes
+// The second rule cannot be checked before the writes if a record is to
+// stay one round trip: record.lua decides in the thread's slot, and on a
+// Cluster the links live in other slots, so the links go in the same
+// pipeline as the script. A node therefore guesses: it writes
 // them, unless it saw the thread refuse within the last refusingTTL
 // (Redis.refusing). When the guess was wrong it corrects in a second
 // round trip: a refused message deletes the keys it created (never one
@@ -70,31 +70,20 @@ func (c *refusing) note(t policy.ThreadID, tally policy.Tally, k policy.Kind, no
 	c.m[t] = now.Add(ttl)
 }
 
-// linkWrite is one queued link or alias write.
+// linkWrite is one queued link write.
 type linkWrite struct {
-	key  string
-	nx   *redis.BoolCmd   // SET NX: create only
-	move *redis.StatusCmd // SET: a key this message created in the round before
+	key string
+	nx  *redis.BoolCmd // SET NX: create only
 }
 
-// wrote reports whether the write created or moved its key.
-func (w linkWrite) wrote() bool {
-	if w.nx != nil {
-		return w.nx.Err() == nil && w.nx.Val()
-	}
-	return w.move != nil && w.move.Err() == nil
-}
+// wrote reports whether the write created its key.
+func (w linkWrite) wrote() bool { return w.nx.Err() == nil && w.nx.Val() }
 
-// linkKeys are the keys of r's links and, when it has one (aliasOf), its
-// alias: the alias lets a later reply whose References start with this
-// message's id find r.Thread (Follow) without a lookup.
+// linkKeys are the keys of r's links.
 func (s *Redis) linkKeys(r Record) []string {
-	keys := make([]string, 0, len(r.Links)+1)
+	keys := make([]string, 0, len(r.Links))
 	for _, k := range r.Links {
 		keys = append(keys, s.keys.Link(k))
-	}
-	if own := r.aliasOf(); own != "" {
-		keys = append(keys, s.keys.Alias(own))
 	}
 	return keys
 }
@@ -108,16 +97,7 @@ func (s *Redis) queueCreate(ctx context.Context, pipe redis.Pipeliner, r Record,
 	return out
 }
 
-// queueMove queues SET of keys, which this message created, to r.Thread.
-func (s *Redis) queueMove(ctx context.Context, pipe redis.Pipeliner, r Record, keys []string) []linkWrite {
-	out := make([]linkWrite, len(keys))
-	for i, k := range keys {
-		out[i] = linkWrite{key: k, move: pipe.Set(ctx, k, string(r.Thread), r.Retention)}
-	}
-	return out
-}
-
-// written are the keys of ws that were created or moved.
+// written are the keys of ws that were created.
 func written(ws []linkWrite) []string {
 	var out []string
 	for _, w := range ws {

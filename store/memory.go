@@ -195,11 +195,6 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r.Follow {
-		if l, ok := m.links[aliasKey(r.Thread)]; ok && l.until > now {
-			r.Thread = l.thread
-		}
-	}
 	th := m.getOrCreate(r.Thread, now)
 
 	md := &th.meta
@@ -287,9 +282,6 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 		for _, k := range r.Links {
 			m.linkNX(k, link, now)
 		}
-		if own := r.aliasOf(); own != "" {
-			m.linkNX(aliasKey(own), link, now)
-		}
 	}
 	m.peakLinks = max(m.peakLinks, len(m.links))
 	m.recorded(r, th, now) // bounds, listing order, then sweep (memory_cap.go)
@@ -355,10 +347,6 @@ func (m *Memory) sweep(now int64) {
 		m.peakLinks = len(m.links)
 	}
 }
-
-// aliasKey is where the memory store keeps a thread's alias (Record.Follow):
-// in the links map, under a key no identity hash can equal (hashes are hex).
-func aliasKey(t policy.ThreadID) policy.Key { return policy.Key("alias:" + string(t)) }
 
 // rebuild copies a map into one sized for what it holds now (maps.Clone
 // would keep the old size).

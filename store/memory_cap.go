@@ -99,9 +99,6 @@ func (m *Memory) recorded(r Record, th *memThread, now int64) {
 	for _, k := range r.Links {
 		m.noteLink(th, k)
 	}
-	if own := r.aliasOf(); own != "" {
-		m.noteLink(th, aliasKey(own))
-	}
 	if len(th.links) > 2*th.linksKept+8 {
 		m.compactLinks(th)
 	}

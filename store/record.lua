@@ -6,7 +6,7 @@ storm rule" are its twin, and storetest's LimitTable holds them to the
 same answers. store/script_test.go checks that the KEYS and ARGV below are
 the ones store/redis.go passes, in the same order.
 
-It touches only the thread's six keys, which share the thread id as their
+It touches only the thread's five keys, which share the thread id as their
 Cluster hash tag: never a global or link key, so it runs on Redis Cluster.
 Time comes only from ARGV[2]; TTLs are Redis' own (PX/PEXPIRE).
 
@@ -19,11 +19,6 @@ KEYS[2]  {T}:meta      hash   subject, sender, first_seen, last_seen, window, au
 KEYS[3]  {T}:block     string rule that blocked the thread, PX block_for
 KEYS[4]  {T}:override  string "allow" or "block", set by operators; other values are ignored
 KEYS[5]  {T}:senders   hash   sender -> the status of its last message
-KEYS[6]  {T}:alias     string the thread that the message whose own message-id
-                              gives T (References' root) was recorded in, T
-                              itself for an original; written by the caller's
-                              pipeline, only if absent and only for a message
-                              this script let through (policy.MayLink)
 
 ARGV[1]  kind            "original", "reply" or "autoreply"
 ARGV[2]  now             time of the message, Unix ms
@@ -35,23 +30,19 @@ ARGV[7]  subject         subject, "" for none
 ARGV[8]  window          ms, >= 1
 ARGV[9]  block_for       ms, >= 1
 ARGV[10] retention       ms, >= 1: TTL of meta and senders (longer while blocked)
-ARGV[11] follow          "1": T is References' root thread; if KEYS[6] names
-                         another thread, record nothing and redirect there
-ARGV[12] max_duplicates  policy.MaxDuplicates: passes of a counted message as
+ARGV[11] max_duplicates  policy.MaxDuplicates: passes of a counted message as
                          itself (same member); see "The repeat rule" below
-ARGV[13] max_replies     the limits, in policy.LimitRules order (policy/limits.go),
-ARGV[14] delivery_budget each 0 (rule off) to 2^53; see "The storm rule" below
+ARGV[12] max_replies     the limits, in policy.LimitRules order (policy/limits.go),
+ARGV[13] delivery_budget each 0 (rule off) to 2^53; see "The storm rule" below
 
-Returns {override, status, count, delivered, crossed, block_ttl, redirect}:
+Returns {override, status, count, delivered, crossed, block_ttl}:
 override   "allow", "block" or ""
 status     "noted", "counted", "duplicate" (the same member, within max_duplicates
-           passes), "blocked", "crossed", or "redirect"
-           (follow was set and KEYS[6] names a thread: nothing was written)
+           passes), "blocked" or "crossed"
 count      replies in the window, including this one if counted
 delivered  sum of their audiences
 crossed    with "crossed": the rule crossed (a policy.LimitRules name), else ""
 block_ttl  ms of block left when blocked or crossed (0 when not, or no expiry)
-redirect   with "redirect": the thread KEYS[6] names, else ""
 ]]
 
 local kind            = ARGV[1]
@@ -64,18 +55,9 @@ local subject         = ARGV[7]
 local window          = ARGV[8]
 local block_for       = ARGV[9]
 local retention       = ARGV[10]
-local follow          = ARGV[11]
-local max_duplicates  = tonumber(ARGV[12])
-local max_replies     = tonumber(ARGV[13])
-local delivery_budget = tonumber(ARGV[14])
-
-if follow == '1' then
-  local alias = redis.call('GET', KEYS[6])
-  -- An alias naming T itself (an original's) leads nowhere else.
-  if alias and not string.find(KEYS[6], '{' .. alias .. '}', 1, true) then
-    return {'', 'redirect', 0, 0, '', 0, alias}
-  end
-end
+local max_duplicates  = tonumber(ARGV[11])
+local max_replies     = tonumber(ARGV[12])
+local delivery_budget = tonumber(ARGV[13])
 
 local k_replies, k_meta, k_block, k_override, k_senders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- Numbers for arithmetic; the strings above are written as they came.
@@ -175,4 +157,4 @@ if block_ttl > keep then keep = block_ttl end
 redis.call('PEXPIRE', k_meta, ms(keep))
 redis.call('PEXPIRE', k_senders, ms(keep))
 
-return {override, status, count, delivered, crossed, block_ttl, ''}
+return {override, status, count, delivered, crossed, block_ttl}

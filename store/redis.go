@@ -76,7 +76,7 @@ func checkPrefix(p string) error {
 
 // Redis is the store shared by all nodes of a site. Record is one round
 // trip: record.lua (atomic, in the thread's slot) pipelined with the link
-// writes.
+// writes. Resolve is one pipelined round of GETs.
 type Redis struct {
 	client   redis.UniversalClient
 	keys     Keys
@@ -174,48 +174,19 @@ func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	return tally, nil
 }
 
-// statusRedirect is record.lua's answer when Follow led elsewhere; it
-// never leaves the store.
-const statusRedirect policy.Status = "redirect"
-
 func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	if err := r.check(); err != nil {
 		return policy.Tally{}, err
 	}
-	keys := s.linkKeys(r)
 	// Write the links in the script's round trip unless this node saw
 	// the thread refuse lately (store/links.go).
 	try := r.Kind != policy.KindAutoReply && !s.refusing.has(r.Thread, time.Now())
 	var create []string
 	if try {
-		create = keys
+		create = s.linkKeys(r)
 	}
-	tally, redirect, ws, err := s.recordOnce(ctx, r, r.Follow, create, nil)
+	tally, ws, err := s.recordOnce(ctx, r, create)
 	created := written(ws)
-	if err == nil && redirect != "" {
-		// The root was recorded in another thread: record the message
-		// there. The links the first round created lead to the root's
-		// thread; this round moves them (they are this message's own),
-		// or, if the first round wrote none, tries them afresh.
-		if err := checkID("redirect thread", string(redirect)); err != nil {
-			return policy.Tally{}, errors.Join(fmt.Errorf("%s: %w", s.keys.Alias(r.Thread), err), s.dropLinks(ctx, created))
-		}
-		from := r.Thread
-		r.Thread = redirect
-		var move []string
-		create = nil
-		switch {
-		case try:
-			move = created
-		case r.Kind != policy.KindAutoReply && !s.refusing.has(redirect, time.Now()):
-			try, create = true, keys
-		}
-		tally, _, ws, err = s.recordOnce(ctx, r, false, create, move)
-		if err == nil {
-			created = written(ws)
-			s.refusing.note(from, tally, r.Kind, time.Now())
-		}
-	}
 	if err != nil {
 		// The verdict is not the store's to give: no links.
 		return policy.Tally{}, errors.Join(err, s.dropLinks(ctx, created))
@@ -244,7 +215,6 @@ const (
 	argWindow
 	argBlockFor
 	argRetention
-	argFollow
 	argMaxDuplicates
 	argLimits // the first limit
 )
@@ -260,13 +230,12 @@ var recordArgNames = [argLimits]string{
 	argWindow:        "window",
 	argBlockFor:      "block_for",
 	argRetention:     "retention",
-	argFollow:        "follow",
 	argMaxDuplicates: "max_duplicates",
 }
 
 // recordArgs is record.lua's ARGV for r: the arguments recordArgNames
 // names, then each policy.LimitRules limit.
-func recordArgs(r Record, follow bool) []any {
+func recordArgs(r Record) []any {
 	msg, member := r.member()
 	args := make([]any, argLimits+len(policy.LimitRules))
 	args[argKind] = string(r.Kind)
@@ -279,10 +248,6 @@ func recordArgs(r Record, follow bool) []any {
 	args[argWindow] = strconv.FormatInt(r.Limits.Window.Milliseconds(), 10)
 	args[argBlockFor] = strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10)
 	args[argRetention] = strconv.FormatInt(r.Retention.Milliseconds(), 10)
-	args[argFollow] = ""
-	if follow {
-		args[argFollow] = "1"
-	}
 	args[argMaxDuplicates] = strconv.Itoa(policy.MaxDuplicates)
 	for i, lr := range policy.LimitRules {
 		args[argLimits+i] = strconv.FormatInt(lr.Limit(r.Limits), 10)
@@ -291,53 +256,49 @@ func recordArgs(r Record, follow bool) []any {
 }
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
-// with the link and alias writes (SET NX of create, SET of move: keys
-// this message created in the round before) and the thread index. With
-// follow, the script first reads r.Thread's alias: redirect is then set,
-// and nothing was recorded, when it names another thread. ws are the
-// queued link writes, whose results are read even when err is set.
-func (s *Redis) recordOnce(ctx context.Context, r Record, follow bool, create, move []string) (tally policy.Tally, redirect policy.ThreadID, ws []linkWrite, err error) {
+// with the link writes (SET NX of create) and the thread index. ws are
+// the queued link writes, whose results are read even when err is set.
+func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tally policy.Tally, ws []linkWrite, err error) {
 	keys := s.keys.Thread(r.Thread)
-	args := recordArgs(r, follow)
+	args := recordArgs(r)
 
 	pipe := s.client.Pipeline()
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
-	ws = append(s.queueCreate(ctx, pipe, r, create), s.queueMove(ctx, pipe, r, move)...)
+	ws = s.queueCreate(ctx, pipe, r, create)
 	s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !isNoScript(cmd.Err()) {
-			return policy.Tally{}, "", ws, err
+			return policy.Tally{}, ws, err
 		}
 		for _, w := range ws {
-			if w.nx != nil && w.nx.Err() != nil || w.move != nil && w.move.Err() != nil {
-				return policy.Tally{}, "", ws, fmt.Errorf("link %s: failed", w.key)
+			if w.nx.Err() != nil {
+				return policy.Tally{}, ws, fmt.Errorf("link %s: failed", w.key)
 			}
 		}
 		// The script cache was flushed, or this is a new server: load
 		// the script and run it once more (the links are written).
 		if err := recordScript.Load(ctx, s.client).Err(); err != nil {
-			return policy.Tally{}, "", ws, fmt.Errorf("load record.lua: %w", err)
+			return policy.Tally{}, ws, fmt.Errorf("load record.lua: %w", err)
 		}
 		cmd = recordScript.EvalSha(ctx, s.client, keys, args...)
 	}
-	tally, redirect, err = parseTally(cmd)
+	tally, err = parseTally(cmd)
 	tally.Thread = r.Thread
-	return tally, redirect, ws, err
+	return tally, ws, err
 }
 
 func isNoScript(err error) bool {
 	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
-// parseTally checks and reads record.lua's reply; redirect is set with
-// status "redirect".
-func parseTally(cmd *redis.Cmd) (policy.Tally, policy.ThreadID, error) {
+// parseTally checks and reads record.lua's reply.
+func parseTally(cmd *redis.Cmd) (policy.Tally, error) {
 	v, err := cmd.Slice()
 	if err != nil {
-		return policy.Tally{}, "", err
+		return policy.Tally{}, err
 	}
-	if len(v) != 7 {
-		return policy.Tally{}, "", fmt.Errorf("record.lua returned %d values, want 7", len(v))
+	if len(v) != 6 {
+		return policy.Tally{}, fmt.Errorf("record.lua returned %d values, want 6", len(v))
 	}
 	rd := replyReader{v: v}
 	t := policy.Tally{
@@ -348,20 +309,15 @@ func parseTally(cmd *redis.Cmd) (policy.Tally, policy.ThreadID, error) {
 		Crossed:   policy.Rule(rd.str(4)),
 		BlockTTL:  time.Duration(rd.int(5)) * time.Millisecond,
 	}
-	redirect := policy.ThreadID(rd.str(6))
 	switch t.Status {
 	case policy.StatusNoted, policy.StatusCounted, policy.StatusDuplicate, policy.StatusBlocked, policy.StatusCrossed:
-	case statusRedirect:
-		if redirect == "" {
-			rd.fail(errors.New("redirect to no thread"))
-		}
 	default:
 		rd.fail(fmt.Errorf("status %q", t.Status))
 	}
 	if rd.err != nil {
-		return policy.Tally{}, "", fmt.Errorf("record.lua reply: %w", rd.err)
+		return policy.Tally{}, fmt.Errorf("record.lua reply: %w", rd.err)
 	}
-	return t, redirect, nil
+	return t, nil
 }
 
 // replyReader reads a script's array reply, checking each value's type;

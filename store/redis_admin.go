@@ -44,9 +44,7 @@ func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Ove
 	return nil
 }
 
-// Reset implements Admin, in one MULTI on the thread's slot. The alias
-// is not the thread's state (it leads elsewhere): a thread that has only
-// an alias is not found, and its alias stays.
+// Reset implements Admin, in one MULTI on the thread's slot.
 func (s *Redis) Reset(ctx context.Context, t policy.ThreadID) error {
 	if err := checkID("thread", string(t)); err != nil {
 		return fmt.Errorf("store: reset thread %s: %w", t, err)

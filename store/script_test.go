@@ -115,28 +115,23 @@ func TestRecordArgs(t *testing.T) {
 		Limits:    policy.Limits{MaxReplies: 7, DeliveryBudget: 98765, Window: time.Hour, BlockFor: 2 * time.Hour},
 		Retention: 24 * time.Hour,
 	}
-	for _, follow := range []bool{false, true} {
-		args := recordArgs(r, follow)
-		names := wantArgs()
-		if len(args) != len(names) {
-			t.Fatalf("recordArgs: %d values for %d names", len(args), len(names))
-		}
-		got := map[string]any{}
-		for i, n := range names {
-			got[n] = args[i]
-		}
-		want := map[string]any{
-			"kind": "reply", "now": "1700000000123", "msg": string(r.Message),
-			"member": string(r.Message) + ":" + policy.SenderPrint("a@example.org") + ":4321", "audience": "4321",
-			"sender": "a@example.org", "subject": "Re: x",
-			"window": "3600000", "block_for": "7200000", "retention": "86400000", "follow": "",
-			"max_duplicates": strconv.Itoa(policy.MaxDuplicates), "max_replies": "7", "delivery_budget": "98765",
-		}
-		if follow {
-			want["follow"] = "1"
-		}
-		if !maps.Equal(got, want) {
-			t.Errorf("follow %v: recordArgs by name = %v,\nwant %v", follow, got, want)
-		}
+	args := recordArgs(r)
+	names := wantArgs()
+	if len(args) != len(names) {
+		t.Fatalf("recordArgs: %d values for %d names", len(args), len(names))
+	}
+	got := map[string]any{}
+	for i, n := range names {
+		got[n] = args[i]
+	}
+	want := map[string]any{
+		"kind": "reply", "now": "1700000000123", "msg": string(r.Message),
+		"member": string(r.Message) + ":" + policy.SenderPrint("a@example.org") + ":4321", "audience": "4321",
+		"sender": "a@example.org", "subject": "Re: x",
+		"window": "3600000", "block_for": "7200000", "retention": "86400000",
+		"max_duplicates": strconv.Itoa(policy.MaxDuplicates), "max_replies": "7", "delivery_budget": "98765",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("recordArgs by name = %v,\nwant %v", got, want)
 	}
 }

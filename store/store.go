@@ -41,17 +41,9 @@ type Record struct {
 	Limits   policy.Limits
 	// Links are the message's identities (own message-id, Thread-Index
 	// GUID, subject key) to point at Thread for Retention, so that later
-	// replies that carry only one of them find this thread.
+	// replies naming any of them find this thread.
 	Links     []policy.Key
 	Retention time.Duration // TTL of links and thread records
-	// Follow says Thread is only where the message's identity points
-	// (References' root: Thread is Root.Thread()). If the message that
-	// carried that root as its own message-id was itself recorded in
-	// another thread, the store records this one there instead, in the
-	// same call, and says so in Tally.Thread. So a reply with References
-	// needs no link lookup first: one call, and one round trip to Redis
-	// unless the root was moved (then two).
-	Follow bool
 }
 
 // Globals are the site-wide settings operators change with redis-cli. The
@@ -81,10 +73,9 @@ type Store interface {
 	Resolve(ctx context.Context, keys []policy.Key) ([]policy.ThreadID, error)
 	// Record records one message in its thread and reports, in the same
 	// atomic step, the thread's override, block and counts. It also writes
-	// the message's identity links, and, when a message without Follow is
-	// recorded in a thread other than its own message-id's
-	// (Message.Thread()), the alias that Follow reads. Tally.Thread is the
-	// thread it was recorded in.
+	// the message's identity links, each only where none exists and only
+	// when the message was let through (policy.MayLink). Tally.Thread is
+	// the thread it was recorded in.
 	Record(ctx context.Context, r Record) (policy.Tally, error)
 	// Globals reads the site-wide settings.
 	Globals(ctx context.Context) (Globals, error)

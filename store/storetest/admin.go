@@ -139,58 +139,6 @@ func testLinks(t *testing.T, s Store) {
 	}
 }
 
-// testFollow: a reply whose References root was itself recorded in another
-// thread (an Outlook reply counted by its Thread-Index, say) is recorded in
-// that thread when it asks to follow; without the alias, or without
-// Follow, it stays where it was sent.
-func testFollow(t *testing.T, s Store) {
-	storm, now, l := NewThread(), time.Now(), limits(10, 0)
-	moved := reply(storm, now, 3000, l) // its own id's thread is not storm
-	record(t, s, moved)
-
-	r := reply(moved.Message.Thread(), now, 3000, l)
-	r.Follow, r.Links = true, []policy.Key{NewKey()}
-	got := record(t, s, r)
-	want(t, "reply to the moved root", got, policy.StatusCounted, 2, 6000)
-	if got.Thread != storm {
-		t.Errorf("Follow from %s: recorded in %s, want %s", r.Thread, got.Thread, storm)
-	}
-	dup := r
-	dup.Thread = moved.Message.Thread() // the same message again (a relay hop)
-	want(t, "the same reply again", record(t, s, dup), policy.StatusDuplicate, 2, 6000)
-
-	// What the followed reply links and aliases lands in storm too.
-	if ids, err := s.Resolve(ctx(t), r.Links); err != nil || ids[0] != storm {
-		t.Errorf("Resolve(followed reply) = %q, %v; want %s", ids, err, storm)
-	}
-	// A reply recorded with Follow carried References: replies to it start
-	// theirs with the same root, so it leaves no alias of its own.
-	r2 := reply(r.Message.Thread(), now, 3000, l)
-	r2.Follow = true
-	if got := record(t, s, r2); got.Thread != r2.Thread || got.Count != 1 {
-		t.Errorf("Follow from a reply that was itself followed: %s count %d, want %s count 1 (no alias)", got.Thread, got.Count, r2.Thread)
-	}
-
-	stay := reply(moved.Message.Thread(), now, 3000, l) // no Follow: where it was sent
-	if got := record(t, s, stay); got.Thread != stay.Thread || got.Count != 1 {
-		t.Errorf("without Follow: %s count %d, want %s count 1", got.Thread, got.Count, stay.Thread)
-	}
-	fresh := reply(NewThread(), now, 3000, l) // nothing to follow
-	fresh.Follow = true
-	if got := record(t, s, fresh); got.Thread != fresh.Thread || got.Count != 1 {
-		t.Errorf("Follow with no alias: %s count %d, want %s count 1", got.Thread, got.Count, fresh.Thread)
-	}
-	orig := reply(NewThread(), now, 3000, l)
-	orig.Kind = policy.KindOriginal
-	orig.Thread = orig.Message.Thread() // an original starts its own thread: no alias
-	record(t, s, orig)
-	r3 := reply(orig.Thread, now, 3000, l)
-	r3.Follow = true
-	if got := record(t, s, r3); got.Thread != orig.Thread || got.Count != 1 {
-		t.Errorf("reply to an original: %s count %d, want %s count 1", got.Thread, got.Count, orig.Thread)
-	}
-}
-
 func testLinkTTL(t *testing.T, s Store) {
 	k := NewKey()
 	r := reply(NewThread(), time.Now(), 3000, limits(10, 0))
@@ -341,27 +289,5 @@ func testConcurrent(t *testing.T, s Store) {
 		if ti := info(t, s, th, now); ti.Accepted != limit || ti.Refused != writers-limit || ti.InWindow != limit {
 			t.Errorf("round %d: accepted %d refused %d in window %d", round, ti.Accepted, ti.Refused, ti.InWindow)
 		}
-	}
-}
-
-// testResetAliasOnly: a thread known only by its alias (the thread a
-// message's own id would start, when that message was recorded in another
-// thread) has no state of its own: Thread and Reset say ErrNotFound, as an
-// operator expects, and the alias still leads Follow to the real thread.
-func testResetAliasOnly(t *testing.T, s Store) {
-	storm, now, l := NewThread(), time.Now(), limits(10, 0)
-	moved := reply(storm, now, 3000, l) // its own id's thread is not storm: writes an alias there
-	record(t, s, moved)
-	aliased := moved.Message.Thread()
-	if _, err := s.Thread(ctx(t), aliased, now); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Thread(alias only) = %v, want ErrNotFound", err)
-	}
-	if err := s.Reset(ctx(t), aliased); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Reset(alias only) = %v, want ErrNotFound", err)
-	}
-	r := reply(aliased, now, 3000, l)
-	r.Follow = true
-	if got := record(t, s, r); got.Thread != storm || got.Count != 2 {
-		t.Errorf("Follow after the refused reset: %s count %d, want %s count 2", got.Thread, got.Count, storm)
 	}
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// Thread identity that outsiders cannot steer (P8): links and aliases are
-// written by the first message that carries them, and only by a message
-// the store let through.
+// Thread identity that outsiders cannot steer: links are written by the
+// first message that carries them, and only by a message the store let
+// through.
 
 func resolve(t *testing.T, s store.Store, keys ...policy.Key) []policy.ThreadID {
 	t.Helper()
@@ -23,9 +23,8 @@ func resolve(t *testing.T, s store.Store, keys ...policy.Key) []policy.ThreadID 
 }
 
 // testLinksFirstWriterWins: a later message carrying an identity already
-// linked, a forged Message-ID say, moves neither its link nor the alias
-// that leads References replies (Follow), even when it is counted in a
-// thread of its own.
+// linked, a forged Message-ID say, does not move its link, even when it is
+// counted in a thread of its own.
 func testLinksFirstWriterWins(t *testing.T, s Store) {
 	now, l := time.Now(), limits(10, 0)
 	root := reply("", now, 3000, l)
@@ -40,36 +39,33 @@ func testLinksFirstWriterWins(t *testing.T, s Store) {
 	if got := resolve(t, s, root.Message); got[0] != root.Thread {
 		t.Errorf("root's link after the forgery = %q, want %s", got[0], root.Thread)
 	}
-	r := reply(root.Thread, now, 3000, l)
-	r.Follow = true
-	if got := record(t, s, r); got.Thread != root.Thread || got.Count != 1 {
-		t.Errorf("References reply after the forgery: %s count %d, want %s count 1", got.Thread, got.Count, root.Thread)
+	if got := record(t, s, reply(root.Thread, now, 3000, l)); got.Thread != root.Thread || got.Count != 1 {
+		t.Errorf("reply after the forgery: %s count %d, want %s count 1", got.Thread, got.Count, root.Thread)
 	}
 
-	// A message whose own id was never seen claims its alias; a second
-	// message with the same id does not move it.
+	// A reply counted in a thread other than its own id's claims its id's
+	// link there; a second message with the same id does not move it.
 	moved := reply(NewThread(), now, 3000, l)
+	moved.Links = []policy.Key{moved.Message}
 	record(t, s, moved)
 	again := reply(NewThread(), now, 3000, l)
-	again.Message = moved.Message
-	record(t, s, again)
-	f := reply(moved.Message.Thread(), now, 3000, l)
-	f.Follow = true
-	if got := record(t, s, f); got.Thread != moved.Thread {
-		t.Errorf("Follow after a second message with the id: %s, want the first one's %s", got.Thread, moved.Thread)
+	again.Message, again.Links = moved.Message, []policy.Key{moved.Message}
+	want(t, "second message with the id", record(t, s, again), policy.StatusCounted, 1, 3000)
+	if got := resolve(t, s, moved.Message); got[0] != moved.Thread {
+		t.Errorf("link after a second message with the id = %q, want the first one's %s", got[0], moved.Thread)
 	}
 }
 
 // testRefusedWritesNoLinks: a refused message (crossing a limit, on a
-// blocked thread, under an override block) writes no link and no alias,
-// and neither does an auto-reply.
+// blocked thread, under an override block) writes no link, and neither
+// does an auto-reply.
 func testRefusedWritesNoLinks(t *testing.T, s Store) {
 	now, l := time.Now(), limits(1, 0)
 	th := NewThread()
 	want(t, "first", record(t, s, reply(th, now, 3000, l)), policy.StatusCounted, 1, 3000)
 	var refused []store.Record
 	for i, status := range []policy.Status{policy.StatusCrossed, policy.StatusBlocked, policy.StatusBlocked} {
-		r := reply(th, now, 3000, l) // its own id's thread is not th: it would write an alias
+		r := reply(th, now, 3000, l)
 		r.Links = []policy.Key{NewKey(), r.Message}
 		if got := record(t, s, r); got.Status != status {
 			t.Fatalf("refusal %d: %+v, want %s", i, got, status)
@@ -90,11 +86,6 @@ func testRefusedWritesNoLinks(t *testing.T, s Store) {
 	for i, r := range refused {
 		if got := resolve(t, s, r.Links...); !slices.Equal(got, make([]policy.ThreadID, len(r.Links))) {
 			t.Errorf("refused %d (%s): links lead to %q, want nowhere", i, r.Kind, got)
-		}
-		f := reply(r.Message.Thread(), now, 3000, limits(10, 0))
-		f.Follow = true
-		if got := record(t, s, f); got.Thread != f.Thread {
-			t.Errorf("refused %d (%s): Follow from its id's thread went to %s: it left an alias", i, r.Kind, got.Thread)
 		}
 	}
 }
