@@ -48,9 +48,10 @@ declare -A pkg_of=(
 	[chromium]=chromium
 	[saslpasswd2]=sasl2-bin
 	[miltertest]=miltertest
+	[notmuch]=notmuch
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium saslpasswd2 miltertest; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium saslpasswd2 miltertest notmuch; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -79,7 +80,7 @@ AUTH through Cyrus SASL and a private sasldb.)"
 	# slapd: no configuration, no directory, no system server; the tests
 	# run their own from a slapd.conf (internal/testenv/slapd.go).
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules miltertest
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules miltertest notmuch
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done
