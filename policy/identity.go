@@ -38,8 +38,8 @@ type Identity struct {
 	// Lookup are the keys to resolve through stored links, in the order
 	// Resolve prefers them: the ancestors (In-Reply-To's ids, then
 	// References' ids, each nearest first: last to first), then the
-	// Thread-Index GUID key, then, only for a message with no ancestor
-	// ids, the subject key. At most MaxLookup, none repeated, never Own.
+	// Thread-Index GUID key, then, for a reply that names no ancestor,
+	// the subject key. At most MaxLookup, none repeated, never Own.
 	Lookup  []Key
 	Sources []Source // what each Lookup key is, aligned with Lookup
 	// Root names the thread when no Lookup key is linked to one:
@@ -121,7 +121,12 @@ func Identify(m Message, lists []string) Identity {
 		}
 		ancestors := len(id.Lookup) > 0
 		add(guidKey, SourceThreadIndex)
-		if !ancestors && id.Root == "" {
+		if !ancestors {
+			// A reply that names ancestors is not threaded by its
+			// subject: when none of them is known, its root names the
+			// thread, and the same subject on the same list may be
+			// another conversation (a storm blocked yesterday, a second
+			// "[PATCH] fix the build").
 			add(subjectKey, SourceSubject)
 		}
 	}
@@ -160,10 +165,10 @@ func SubjectKey(base string, lists []string) Key {
 //
 // The thread is the one the first linked Lookup key leads to: the nearest
 // ancestor stormguard recorded, else the conversation of the Thread-Index
-// GUID, else (a reply without ancestor ids) that of the subject. Else,
-// with ancestor ids, Root.Thread(), so that replies to a message
-// stormguard never saw still agree on a thread; else the Thread() of the
-// first Lookup key; else Own.Thread(), a new thread. When Own is empty
+// GUID, else (a reply naming no ancestor) that of the reply subject on
+// the same lists. Else, with ancestor ids, Root.Thread(), so that replies
+// to a message stormguard never saw still agree on a thread; else the
+// Thread() of the first Lookup key; else Own.Thread(), a new thread. When Own is empty
 // too it returns "" and the caller makes a thread up.
 //
 // When known ancestors lead to different threads (two conversations that
