@@ -51,18 +51,19 @@ func (c *clock) set(d time.Duration) { c.off.Store(int64(d)) }
 
 func (c *clock) now() time.Time { return c.epoch.Add(time.Duration(c.off.Load())) }
 
-// observer keeps the rule of the last decision and the first store
-// failure. The nodes call it on their connections' goroutines; the driver
+// observer keeps the rule and thread of the last decision and the first
+// store failure. The nodes call it on their connections' goroutines; the driver
 // reads it after each answer.
 type observer struct {
-	mu   sync.Mutex
-	rule policy.Rule
-	err  error
+	mu     sync.Mutex
+	rule   policy.Rule
+	thread policy.ThreadID
+	err    error
 }
 
 func (o *observer) Decided(d milter.Decision, _ *milter.Message) {
 	o.mu.Lock()
-	o.rule = d.Rule
+	o.rule, o.thread = d.Rule, d.Thread
 	o.mu.Unlock()
 }
 
@@ -81,6 +82,12 @@ func (o *observer) lastRule() policy.Rule {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.rule
+}
+
+func (o *observer) lastThread() policy.ThreadID {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.thread
 }
 
 func (o *observer) failure() error {
@@ -106,6 +113,7 @@ type message struct {
 	from    string
 	rcpts   []string
 	headers [][2]string
+	mail    Mail // the client's headers, what a reply to it reads; nil for the plain replies
 }
 
 // stormMessages is the original at 0, then one reply-all per arrival time.

@@ -55,6 +55,16 @@ type Config struct {
 	Seed     int64 // seed of the burst curve: the same seed gives the same run
 	Nodes    int   // mail nodes, each with its own milter; message i goes to node i mod Nodes
 
+	// How people reply. Clients is the mix of mail clients the repliers
+	// write with (each reply's client drawn from the seed; the catalogue
+	// in clients.go writes its headers), and ReplyShare the share of them,
+	// 0 to 1, who answer a reply picked at random among those delivered
+	// so far rather than the original. Without Clients every reply is a
+	// plain one (In-Reply-To and References naming the original, an id of
+	// its own), and ReplyShare must be 0.
+	Clients    Mix
+	ReplyShare float64
+
 	Filter milter.Config      // the daemon's filter settings, the policy among them
 	Redis  *store.RedisConfig // nil: a fresh memory store per scenario
 }
@@ -88,6 +98,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sim: nodes must be at most %d, got %d", MaxNodes, c.Nodes)
 	case c.Duration < 0:
 		return fmt.Errorf("sim: duration must not be negative, got %s", c.Duration)
+	case !(c.ReplyShare >= 0 && c.ReplyShare <= 1): // NaN too
+		return fmt.Errorf("sim: reply share must be between 0 and 1, got %v", c.ReplyShare)
+	case c.ReplyShare > 0 && len(c.Clients) == 0:
+		return fmt.Errorf("sim: reply share %v needs a client mix: plain replies all answer the original", c.ReplyShare)
+	}
+	if len(c.Clients) > 0 {
+		if err := c.Clients.Validate(); err != nil {
+			return err
+		}
 	}
 	switch c.Curve {
 	case Burst, Uniform, Front:
@@ -115,15 +134,19 @@ func (c Config) backend() string {
 // Report is the outcome of a run, as the command prints it (WriteText) or
 // encodes it as JSON.
 type Report struct {
-	Audience  int        `json:"audience"`
-	Replies   int        `json:"replies"`
-	Duration  string     `json:"duration"`
-	Curve     string     `json:"curve"`
-	Seed      int64      `json:"seed"`
-	Nodes     int        `json:"nodes"`
-	Backend   string     `json:"backend"`
-	Policy    Policy     `json:"policy"`
-	Scenarios []Scenario `json:"scenarios"`
+	Audience int    `json:"audience"`
+	Replies  int    `json:"replies"`
+	Duration string `json:"duration"`
+	Curve    string `json:"curve"`
+	Seed     int64  `json:"seed"`
+	Nodes    int    `json:"nodes"`
+	Backend  string `json:"backend"`
+	// Clients is the client mix as ParseMix reads it, "" for plain
+	// replies; ReplyShare the share answering an earlier reply.
+	Clients    string     `json:"clients,omitempty"`
+	ReplyShare float64    `json:"reply_share"`
+	Policy     Policy     `json:"policy"`
+	Scenarios  []Scenario `json:"scenarios"`
 	// Cleanup says what became of the Redis keys the run wrote.
 	Cleanup string `json:"redis_cleanup,omitempty"`
 
@@ -156,7 +179,10 @@ type Scenario struct {
 	// FirstRefusal is the simulated time of the first refused reply; nil: none.
 	FirstRefusal     *float64 `json:"first_refusal_seconds"`
 	FirstRefusalRule string   `json:"first_refusal_rule,omitempty"`
-	Series           []Point  `json:"series"`
+	// Threads is how many threads the filter counted the storm's messages
+	// in: 1 when it saw one conversation; 0 for the computed scenario.
+	Threads int     `json:"threads"`
+	Series  []Point `json:"series"`
 }
 
 // Point is the cumulative deliveries after the message that arrived at Seconds.
@@ -190,18 +216,19 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Report, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	msgs := stormMessages(arrivals(c.Curve, c.Replies, c.Duration, c.Seed))
+	at := arrivals(c.Curve, c.Replies, c.Duration, c.Seed)
 	pc := c.Filter.Policy
 	rep := &Report{
 		Audience: c.Audience, Replies: c.Replies, Duration: c.Duration.String(), Curve: string(c.Curve), Seed: c.Seed,
 		Nodes: c.Nodes, Backend: c.backend(), Header: c.Filter.Header, Span: c.Duration,
+		Clients: c.Clients.String(), ReplyShare: c.ReplyShare,
 		Policy: Policy{MinAudience: pc.MinAudience, Limits: limits(pc.Limits),
 			Window: pc.Limits.Window.String(), BlockFor: pc.Limits.BlockFor.String(), Action: string(pc.Action), Mode: string(c.Filter.Mode)},
 	}
 	unprotected := Scenario{ID: "unprotected", Name: "unprotected", Sent: c.Replies, Accepted: c.Replies}
-	for _, m := range msgs {
+	for _, t := range append([]time.Duration{0}, at...) { // the original, then the replies
 		unprotected.Deliveries += int64(c.Audience)
-		unprotected.Series = append(unprotected.Series, Point{m.at.Seconds(), unprotected.Deliveries})
+		unprotected.Series = append(unprotected.Series, Point{t.Seconds(), unprotected.Deliveries})
 	}
 
 	stores, err := newStores(ctx, c)
@@ -213,7 +240,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Report, error) {
 	for _, r := range protected(pc.Limits) {
 		fc := c.Filter
 		fc.Policy.Limits = r.limits
-		res, err := runScenario(ctx, c, fc, stores, msgs, log)
+		res, err := runScenario(ctx, c, fc, stores, newStorm(c, at), log)
 		if err != nil {
 			runErr = fmt.Errorf("sim: scenario %q: %w", r.name, err)
 			break
@@ -233,7 +260,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Report, error) {
 
 // runScenario sends the messages one at a time, in arrival order, each to
 // its node, on a fresh store, and tallies the answers.
-func runScenario(ctx context.Context, c Config, fc milter.Config, stores *stores, msgs []message, log *slog.Logger) (res Scenario, err error) {
+func runScenario(ctx context.Context, c Config, fc milter.Config, stores *stores, msgs *storm, log *slog.Logger) (res Scenario, err error) {
 	st, err := stores.fresh(ctx, c.Audience)
 	if err != nil {
 		return Scenario{}, err
@@ -256,11 +283,16 @@ func runScenario(ctx context.Context, c Config, fc milter.Config, stores *stores
 		}
 		nodes = append(nodes, n)
 	}
-	res = Scenario{Simulated: true, Limits: limits(fc.Policy.Limits), Sent: len(msgs) - 1}
-	for i, m := range msgs {
+	res = Scenario{Simulated: true, Limits: limits(fc.Policy.Limits), Sent: msgs.len() - 1}
+	var sent []message
+	var delivered []int // the replies delivered so far, by index in sent
+	threads := map[policy.ThreadID]bool{}
+	for i := range msgs.len() {
 		if err := ctx.Err(); err != nil {
 			return Scenario{}, err
 		}
+		m := msgs.message(i, sent, delivered)
+		sent = append(sent, m)
 		clock.set(m.at)
 		v, err := nodes[i%len(nodes)].send(m, fmt.Sprintf("SIM%05d", i), fc.Header)
 		if err == nil {
@@ -269,13 +301,17 @@ func runScenario(ctx context.Context, c Config, fc milter.Config, stores *stores
 		if err != nil {
 			return Scenario{}, fmt.Errorf("message %d (node %d, +%s): %w", i, i%len(nodes)+1, m.at, err)
 		}
-		delivered := v == verdictAccepted || v == verdictTagged
-		if delivered {
+		if th := obs.lastThread(); th != "" {
+			threads[th] = true
+		}
+		ok := v == verdictAccepted || v == verdictTagged
+		if ok {
 			res.Deliveries += int64(c.Audience)
 		}
 		if i > 0 {
 			switch {
-			case delivered:
+			case ok:
+				delivered = append(delivered, i)
 				res.Accepted++
 				if v == verdictTagged {
 					res.Tagged++
@@ -290,6 +326,7 @@ func runScenario(ctx context.Context, c Config, fc milter.Config, stores *stores
 		}
 		res.Series = append(res.Series, Point{m.at.Seconds(), res.Deliveries})
 	}
+	res.Threads = len(threads)
 	return res, nil
 }
 

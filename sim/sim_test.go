@@ -345,3 +345,156 @@ func TestGateHold(t *testing.T) {
 			s.Accepted, s.Refused, s.Deliveries, s.FirstRefusalRule)
 	}
 }
+
+// TestSingleClientNamingTheOriginal: with every reply answering the
+// original (ReplyShare 0) and one client writing them all, each client of
+// the catalogue gives the plain replies' NHSmail figures: the storm is one
+// thread whatever headers its client writes.
+func TestSingleClientNamingTheOriginal(t *testing.T) {
+	for _, cl := range Clients() {
+		t.Run(cl.Name, func(t *testing.T) {
+			c := Defaults()
+			c.Clients = Mix{{cl.Name, 1}}
+			rep := run(t, c)
+			checkNHS(t, rep)
+			for _, s := range rep.Scenarios[1:] {
+				if s.Threads != 1 {
+					t.Errorf("%s: counted in %d threads, want 1", s.ID, s.Threads)
+				}
+			}
+			if rep.Clients != cl.Name+"=1" || rep.ReplyShare != 0 {
+				t.Errorf("report: clients %q, reply share %v", rep.Clients, rep.ReplyShare)
+			}
+		})
+	}
+}
+
+// TestNHSFiguresWithClientMix: the default client mix, half the repliers
+// answering an earlier reply, must stop the NHSmail storm where the plain
+// replies stop: one thread, the same figures, on the memory store and on
+// Redis shared by 4 nodes.
+func TestNHSFiguresWithClientMix(t *testing.T) {
+	mix := func(c Config) Config {
+		c.Clients, c.ReplyShare = DefaultMix(), DefaultReplyShare
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		c    func(t *testing.T) Config
+	}{
+		{"memory", func(*testing.T) Config { return mix(Defaults()) }},
+		{"redis-4-nodes", func(t *testing.T) Config {
+			c := mix(onRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}}))
+			c.Nodes = 4
+			return c
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := run(t, tc.c(t))
+			checkNHS(t, rep)
+			for _, s := range rep.Scenarios[1:] {
+				if s.Threads != 1 {
+					t.Errorf("%s: the storm's messages were counted in %d threads, want 1", s.ID, s.Threads)
+				}
+			}
+		})
+	}
+}
+
+// TestStormMessages: with a mix, each reply is written by the client drawn
+// for it and answers the original, or with the reply share a reply picked
+// among those delivered (never a refused one); the draws follow the seed.
+func TestStormMessages(t *testing.T) {
+	c := Defaults()
+	c.Replies, c.Clients, c.ReplyShare = 4000, Mix{{"iphone", 3}, {"gmail", 1}}, 0.25
+	at := arrivals(c.Curve, c.Replies, c.Duration, c.Seed)
+	s := newStorm(c, at)
+	sent := []message{s.message(0, nil, nil)}
+	rootID := sent[0].mail.Get("Message-ID")
+	var delivered []int
+	toReply, iphones := 0, 0
+	for i := 1; i < s.len(); i++ {
+		m := s.message(i, sent, delivered)
+		sent = append(sent, m)
+		irt := m.mail.Get("In-Reply-To")
+		if irt != rootID {
+			toReply++
+			p := slices.IndexFunc(sent, func(x message) bool { return x.mail.Get("Message-ID") == irt })
+			if p < 1 || p%2 == 1 || !slices.Contains(m.rcpts, sent[p].from) {
+				t.Fatalf("reply %d answers %s (message %d): not a delivered reply, or its sender not among %v", i, irt, p, m.rcpts)
+			}
+		}
+		if strings.HasPrefix(m.mail.Get("X-Mailer"), "iPhone Mail") {
+			iphones++
+		}
+		if m.at != at[i-1] || m.from != fmt.Sprintf("replier-%d@%s", i, domain) {
+			t.Fatalf("reply %d: at %s from %s", i, m.at, m.from)
+		}
+		if i%2 == 0 { // the even replies are delivered, the odd ones refused
+			delivered = append(delivered, i)
+		}
+	}
+	// Reply 1 has nothing delivered to answer; each later one answers a
+	// reply with probability 0.25.
+	if toReply < 900 || toReply > 1100 {
+		t.Errorf("%d of 4000 replies answer a reply, want about 1000", toReply)
+	}
+	if iphones < 2850 || iphones > 3150 {
+		t.Errorf("%d of 4000 replies by iPhone Mail, want about 3000", iphones)
+	}
+	again := newStorm(c, at)
+	if m := again.message(7, sent[:7], []int{2, 4, 6}); !slices.Equal(m.headers, s.message(7, sent[:7], []int{2, 4, 6}).headers) {
+		t.Error("the same seed wrote reply 7 differently")
+	}
+	c.Seed = 2
+	if m := newStorm(c, at).message(7, sent[:7], []int{2, 4, 6}); slices.Equal(m.headers, s.message(7, sent[:7], []int{2, 4, 6}).headers) {
+		t.Error("seeds 1 and 2 wrote the same reply 7")
+	}
+}
+
+// TestClientMixValidate: the mix and the reply share are checked with the
+// rest of the config.
+func TestClientMixValidate(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.ReplyShare = 0.5 }, "sim: reply share 0.5 needs a client mix: plain replies all answer the original"},
+		{func(c *Config) { c.Clients, c.ReplyShare = DefaultMix(), 1.5 }, "sim: reply share must be between 0 and 1, got 1.5"},
+		{func(c *Config) { c.Clients, c.ReplyShare = DefaultMix(), -0.1 }, "sim: reply share must be between 0 and 1, got -0.1"},
+		{func(c *Config) { c.Clients, c.ReplyShare = DefaultMix(), math.NaN() }, "sim: reply share must be between 0 and 1, got NaN"},
+		{func(c *Config) { c.Clients = Mix{{"pine", 1}} }, `sim: clients: unknown client "pine"`},
+	} {
+		c := Defaults()
+		tc.change(&c)
+		if _, err := Run(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run: %v; want %q", err, tc.want)
+		}
+	}
+}
+
+// TestClientMixReport: the table says how the replies were written and,
+// when the filter split the storm, into how many threads; the JSON holds
+// the mix and the share.
+func TestClientMixReport(t *testing.T) {
+	c := Defaults()
+	c.Replies, c.Audience = 30, 3000
+	c.Clients, c.ReplyShare = Mix{{"iphone", 1}}, 1 // every reply answers a reply: iPhone Mail names only its parent
+	rep := run(t, c)
+	out := text(t, rep)
+	if !strings.Contains(out, "\nreplies: clients by weight iphone 1; 100% answer a reply picked at random among those delivered, the others the original\npolicy: ") {
+		t.Errorf("table lacks the replies line:\n%s", out)
+	}
+	s := rep.scenario(t, "count_rule")
+	if s.Threads > 1 && !strings.Contains(out, fmt.Sprintf("\nthreads: the filter counted the storm's messages in %d threads (count rule only), ", s.Threads)) {
+		t.Errorf("the storm was split into %d threads; the table does not say so:\n%s", s.Threads, out)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || !strings.Contains(string(b), `"clients":"iphone=1","reply_share":1,`) || !strings.Contains(string(b), `"threads":`) {
+		t.Errorf("JSON: %s, %v", b, err)
+	}
+	plain := text(t, run(t, Defaults()))
+	if strings.Contains(plain, "replies:") || strings.Contains(plain, "threads:") {
+		t.Errorf("plain replies, one thread: no replies or threads line wanted:\n%s", plain)
+	}
+}

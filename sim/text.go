@@ -19,6 +19,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	p := r.Policy
 	fmt.Fprintf(w, "simulated storm: 1 original + %d reply-alls to a list of %s over %s (curve %s, seed %d), %d %s, %s store\n",
 		r.Replies, thousands(int64(r.Audience)), r.Duration, r.Curve, r.Seed, r.Nodes, plural(r.Nodes, "node"), r.Backend)
+	if r.Clients != "" {
+		mix, _ := ParseMix(r.Clients) // Run wrote it from a valid mix
+		fmt.Fprintf(w, "replies: clients by weight %s; %s answer a reply picked at random among those delivered, the others the original\n",
+			describeMix(mix), strconv.FormatFloat(r.ReplyShare*100, 'f', -1, 64)+"%")
+	}
 	fmt.Fprintf(w, "policy: min_audience %s, ", thousands(int64(p.MinAudience)))
 	var offInCount []string // the limits the count rule only scenario turns off
 	for _, l := range policy.LimitRules {
@@ -30,8 +35,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "window %s, block_for %s, action %s, mode %s\n\n", p.Window, p.BlockFor, p.Action, p.Mode)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tREPLIES\tACCEPTED\tREFUSED\tDELIVERIES\tFIRST REFUSAL")
-	var tagged []string
+	var tagged, threads []string
+	split := false
 	for _, s := range r.Scenarios {
+		if s.Simulated {
+			threads = append(threads, fmt.Sprintf("%d %s (%s)", s.Threads, plural(s.Threads, "thread"), s.Name))
+			split = split || s.Threads > 1
+		}
 		first := "-"
 		if s.FirstRefusal != nil {
 			first = "+" + time.Duration(*s.FirstRefusal*float64(time.Second)).Round(time.Second).String()
@@ -50,6 +60,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "\ndeliveries: %s mailboxes for the original and for each reply delivered. unprotected is computed;\n", thousands(int64(r.Audience)))
 	fmt.Fprintf(w, "the others ran through %d real milter %s on a fresh %s store (count rule only: %s).\n",
 		r.Nodes, plural(r.Nodes, "node"), r.Backend, strings.Join(offInCount, ", "))
+	if split {
+		fmt.Fprintf(w, "threads: the filter counted the storm's messages in %s.\n", strings.Join(threads, ", "))
+	}
 	if len(tagged) > 0 {
 		fmt.Fprintf(w, "monitor: replies delivered with the %s header instead of refused: %s.\n", r.Header, strings.Join(tagged, ", "))
 	}

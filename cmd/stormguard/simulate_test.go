@@ -91,3 +91,43 @@ func TestSimulateBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestSimulateClientFlags: --clients and --reply-share reach the
+// simulator; --clients plain --reply-share 0 is the plain replies, each
+// naming the original; mistakes are one line each.
+func TestSimulateClientFlags(t *testing.T) {
+	cfg := writeConfig(t, "")
+	plain := mustRun(t, "simulate", "--clients", "plain", "--reply-share", "0", "--config", cfg)
+	if !strings.Contains(plain, "\nstormguard       80       1         79       1,700,000   +") || strings.Contains(plain, "replies:") {
+		t.Errorf("--clients plain --reply-share 0:\n%s", plain)
+	}
+	var rep sim.Report
+	js := mustRun(t, "simulate", "--json", "--replies", "5", "--audience", "3000", "--clients", "iphone=3, gmail=1", "--reply-share", "0.25", "--config", cfg)
+	if err := json.Unmarshal([]byte(js), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, js)
+	}
+	if rep.Clients != "iphone=3,gmail=1" || rep.ReplyShare != 0.25 {
+		t.Errorf("clients %q, reply share %v; want iphone=3,gmail=1 and 0.25", rep.Clients, rep.ReplyShare)
+	}
+	def := mustRun(t, "simulate", "--replies", "3", "--audience", "3000", "--config", cfg)
+	if want := "\nreplies: clients by weight outlook365 40, outlook 15, outlook-norefs 5, iphone 20, gmail 6, apple 4, thunderbird 2, notes 2, notes7 1, roundcube 2, rainloop 1, mutt 1, webform 1; 50% answer"; !strings.Contains(def, want) {
+		t.Errorf("the default mix and share are not in the table:\n%s", def)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--clients", "pine=1"}, `invalid argument "pine=1" for "--clients" flag: sim: clients: unknown client "pine"`},
+		{[]string{"--clients", "iphone"}, `invalid argument "iphone" for "--clients" flag: sim: clients: "iphone" is not name=weight`},
+		{[]string{"--reply-share", "2"}, "sim: reply share must be between 0 and 1, got 2"},
+		{[]string{"--reply-share", "half"}, `invalid argument "half" for "--reply-share" flag`},
+		{[]string{"--clients", "plain"}, "sim: reply share 0.5 needs a client mix: plain replies all answer the original"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errb := run(t, append([]string{"simulate", "--config", cfg}, tc.args...)...)
+			if code == 0 || !strings.Contains(errb, tc.want) || strings.Count(strings.TrimSpace(errb), "\n") != 0 || out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want non-zero, nothing on stdout and one line with %q", code, out, errb, tc.want)
+			}
+		})
+	}
+}
