@@ -511,9 +511,11 @@ func DefaultMix() Mix {
 
 // DefaultReplyShare is the simulator's default share of repliers who
 // answer an earlier reply (the last mail of the storm in their inbox, a
-// "please stop replying to all") rather than the original. An estimate:
-// no archive of a storm says it.
-const DefaultReplyShare = 0.5
+// "please stop replying to all") rather than the original. It is drawn
+// from the real-mail corpus of milter/testdata/realmail: 1,139 of its
+// 1,830 replies answer a reply (62%). Those are discussion lists, not
+// storms: no archive of a storm says it.
+const DefaultReplyShare = 0.6
 
 // ParseMix reads a mix written as "name=weight,name=weight", e.g.
 // "outlook365=30,iphone=20,gmail=20"; spaces around the parts are

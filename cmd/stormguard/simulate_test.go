@@ -110,7 +110,7 @@ func TestSimulateClientFlags(t *testing.T) {
 		t.Errorf("clients %q, reply share %v; want iphone=3,gmail=1 and 0.25", rep.Clients, rep.ReplyShare)
 	}
 	def := mustRun(t, "simulate", "--replies", "3", "--audience", "3000", "--config", cfg)
-	if want := "\nreplies: clients by weight outlook365 40, outlook 15, outlook-norefs 5, iphone 20, gmail 6, apple 4, thunderbird 2, notes 2, notes7 1, roundcube 2, rainloop 1, mutt 1, webform 1; 50% answer"; !strings.Contains(def, want) {
+	if want := "\nreplies: clients by weight outlook365 40, outlook 15, outlook-norefs 5, iphone 20, gmail 6, apple 4, thunderbird 2, notes 2, notes7 1, roundcube 2, rainloop 1, mutt 1, webform 1; 60% answer"; !strings.Contains(def, want) {
 		t.Errorf("the default mix and share are not in the table:\n%s", def)
 	}
 	for _, tc := range []struct {
@@ -121,7 +121,7 @@ func TestSimulateClientFlags(t *testing.T) {
 		{[]string{"--clients", "iphone"}, `invalid argument "iphone" for "--clients" flag: sim: clients: "iphone" is not name=weight`},
 		{[]string{"--reply-share", "2"}, "sim: reply share must be between 0 and 1, got 2"},
 		{[]string{"--reply-share", "half"}, `invalid argument "half" for "--reply-share" flag`},
-		{[]string{"--clients", "plain"}, "sim: reply share 0.5 needs a client mix: plain replies all answer the original"},
+		{[]string{"--clients", "plain"}, "sim: reply share 0.6 needs a client mix: plain replies all answer the original"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, out, errb := run(t, append([]string{"simulate", "--config", cfg}, tc.args...)...)
