@@ -130,7 +130,8 @@ func FullRefs(parentRefs []string, parent string) []string {
 
 // PaddedRefs is FullRefs with ids of older messages no node has seen (a
 // long thread's, its early messages long expired) put after the root, up
-// to MaxRefs ids.
+// to MaxRefs ids. The padding ids are old-N.<old>: old is a message id
+// (with its @domain) unique to the reply.
 func PaddedRefs(parentRefs []string, parent, old string) []string {
 	refs := FullRefs(parentRefs, parent)
 	if len(refs) >= MaxRefs {
@@ -234,7 +235,7 @@ func (x *Mix) Next(r *rand.Rand, seq uint64) (Mail, func(delivered bool)) {
 	case s < 85:
 		m = ReplyMail(IPhone, id, from, parent.id, []string{parent.id})
 	default:
-		m = ReplyMail(LongRefs, id, from, parent.id, PaddedRefs(parent.refs, parent.id, fmt.Sprintf("%d.%s", seq, x.run)))
+		m = ReplyMail(LongRefs, id, from, parent.id, PaddedRefs(parent.refs, parent.id, id))
 	}
 	return m, x.keep(th, m.ID, m.Refs)
 }
