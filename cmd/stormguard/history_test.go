@@ -15,6 +15,7 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -186,7 +187,11 @@ func TestHistoryExpires(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	sink := testenv.StartSink(t)
 	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
-	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 1\nreport:\n  history: 2s\n", rd)
+	// The entry is written at the recorder's next flush (every
+	// report.FlushEvery) and expires at last seen + report.history: a
+	// history no longer than the flush interval may end before it is
+	// written, and is then never written at all.
+	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 1\nreport:\n  history: %s\n", rd, 2*report.FlushEvery)
 	n := startNode(t, yaml, sink)
 	n.log.wait(t, 0, "site settings loaded", "lists=1")
 	config := writeConfig(t, yaml)
