@@ -1,8 +1,8 @@
 // Package config is stormguard's configuration: Config declares every key
 // once, as a tagged field, and everything else is derived from the tags —
 // viper's defaults, the STORMGUARD_* environment variables, serve's flags,
-// the check listing, the README's config table and the test of
-// deploy/stormguard.yaml — and Load maps the keys into the plain configs
+// the check listing, the reference in docs/configuration.md and the test
+// of deploy/stormguard.yaml — and Load maps the keys into the plain configs
 // the packages take (milter.Config, store.RedisConfig, events.Config,
 // admin.Config), validated by their own Validate.
 //
@@ -11,7 +11,7 @@
 // start anything: it reads files and the environment, and returns values
 // and one-line errors naming the key at fault.
 //
-// After a change to a key's tags, rewrite the README's table with
+// After a change to a key's tags, rewrite docs/configuration.md with
 //
-//	go test ./cmd/stormguard/internal/config -run TestREADMEConfigTable -update
+//	go test ./cmd/stormguard/internal/config -run TestConfigReference -update
 package config

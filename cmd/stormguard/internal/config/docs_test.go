@@ -11,16 +11,17 @@ import (
 	"time"
 )
 
-var update = flag.Bool("update", false, "rewrite the README's generated config table")
+var update = flag.Bool("update", false, "rewrite the generated config reference, docs/configuration.md")
 
-// configTable renders the settings table the README shows.
+// configTable renders the reference table docs/configuration.md shows:
+// every key, its default and its meaning.
 func configTable() string {
 	var b strings.Builder
 	b.WriteString("| key | default | meaning |\n|---|---|---|\n")
 	for _, s := range settings {
 		help := s.Help
 		// The environment variable is STORMGUARD_ and the key, upper case,
-		// "." as "_" (the README says so once); a key named otherwise says so.
+		// "." as "_" (the page says so once); a key named otherwise says so.
 		if env := "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(s.Key, ".", "_")); s.Env != env {
 			help += " (environment: `" + s.Env + "`)"
 		}
@@ -43,37 +44,85 @@ func formatDefault(v any) string {
 }
 
 const (
-	tableBegin = "<!-- config-table:begin (generated from cmd/stormguard/internal/config/config.go: go test ./cmd/stormguard/internal/config -run TestREADMEConfigTable -update) -->\n"
-	tableEnd   = "<!-- config-table:end -->"
+	referencePath = "../../../../docs/configuration.md"
+	readmePath    = "../../../../README.md"
+	tableBegin    = "<!-- config-table:begin (generated from cmd/stormguard/internal/config/config.go: go test ./cmd/stormguard/internal/config -run TestConfigReference -update) -->\n"
+	tableEnd      = "<!-- config-table:end -->"
+	keysBegin     = "<!-- config-keys:begin (the keys people change; each row's key and default as in docs/configuration.md) -->\n"
+	keysEnd       = "<!-- config-keys:end -->"
 )
 
-// TestREADMEConfigTable keeps the README's config table identical to the
-// defaults the daemon really uses.
-func TestREADMEConfigTable(t *testing.T) {
-	path := "../../../../README.md"
-	raw, err := os.ReadFile(path)
+// between returns the text of s between the markers begin and end.
+func between(t *testing.T, name, s, begin, end string) (text string, i, j int) {
+	t.Helper()
+	i = strings.Index(s, begin)
+	j = strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatalf("%s has no markers %q ... %q", name, begin, end)
+	}
+	return s[i+len(begin) : j], i + len(begin), j
+}
+
+// TestConfigReference keeps docs/configuration.md's table identical to the
+// keys and defaults the daemon really uses.
+func TestConfigReference(t *testing.T) {
+	raw, err := os.ReadFile(referencePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(raw)
-	i := strings.Index(readme, tableBegin)
-	j := strings.Index(readme, tableEnd)
-	if i < 0 || j < i {
-		t.Fatalf("README.md has no config table markers %q ... %q", tableBegin, tableEnd)
-	}
+	page := string(raw)
+	got, i, j := between(t, "docs/configuration.md", page, tableBegin, tableEnd)
 	want := configTable()
-	got := readme[i+len(tableBegin) : j]
 	if got == want {
 		return
 	}
 	if *update {
-		readme = readme[:i+len(tableBegin)] + want + readme[j:]
-		if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+		if err := os.WriteFile(referencePath, []byte(page[:i]+want+page[j:]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Errorf("README config table is stale; run: go test ./cmd/stormguard/internal/config -run TestREADMEConfigTable -update\nwant:\n%s", want)
+	t.Errorf("docs/configuration.md's table is stale; run: go test ./cmd/stormguard/internal/config -run TestConfigReference -update\nwant:\n%s", want)
+}
+
+// tableRows returns a Markdown table's rows as key -> default, the first
+// two cells with their backquotes removed, in order.
+func tableRows(table string) (keys []string, defaults map[string]string) {
+	defaults = map[string]string{}
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) < 3 || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		key := strings.Trim(strings.TrimPrefix(cells[0], "| "), "`")
+		keys = append(keys, key)
+		defaults[key] = strings.Trim(cells[1], "`")
+	}
+	return keys, defaults
+}
+
+// TestREADMEKeys checks the README's short table of the keys people change
+// against the reference: ten keys, each a real key with its real default.
+func TestREADMEKeys(t *testing.T) {
+	raw, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, _, _ := between(t, "README.md", string(raw), keysBegin, keysEnd)
+	keys, defaults := tableRows(short)
+	if len(keys) != 10 {
+		t.Errorf("README.md's short config table has %d keys %v, want the ten people change", len(keys), keys)
+	}
+	_, want := tableRows(configTable())
+	for _, k := range keys {
+		d, ok := want[k]
+		switch {
+		case !ok:
+			t.Errorf("README.md names key %s, which is not a key (docs/configuration.md)", k)
+		case defaults[k] != d:
+			t.Errorf("README.md gives %s the default %q; it is %q (docs/configuration.md)", k, defaults[k], d)
+		}
+	}
 }
 
 // TestSampleConfigMatchesDefaults proves deploy/stormguard.yaml names every
