@@ -18,7 +18,7 @@ import (
 )
 
 // TestAdminAPIRefusesWithoutToken: what a local user without the token
-// could do before (allow a blocked thread, set mode off, shrink a list)
+// could otherwise do (allow a blocked thread, set mode off, shrink a list)
 // is refused with 401 and changes nothing; a "by" in the request cannot
 // name someone else: the event names the token's holder and the local
 // user at the other end of the connection.

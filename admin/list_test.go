@@ -27,7 +27,7 @@ func newTestDirect(t *testing.T, st Store) *Direct {
 }
 
 // TestStormsBehindQuietThreads: two blocked threads followed by 300 quiet
-// ones; storms (200 most recent threads before) lists both.
+// ones; storms lists both, however many quiet threads are more recent.
 func TestStormsBehindQuietThreads(t *testing.T) {
 	st := store.NewMemory()
 	d := newTestDirect(t, st)

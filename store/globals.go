@@ -212,7 +212,7 @@ func (s *Redis) Globals(ctx context.Context) (Globals, error) {
 
 // scan reads key with HSCAN (hash) or SSCAN, one chunk per call, each
 // with its own deadline, passing each chunk's reply to each. A Redis user
-// whose ACL lacks +hscan or +sscan (the rules before they were needed)
+// whose ACL lacks +hscan or +sscan (an ACL written without them)
 // gets one HGETALL or SMEMBERS instead, and a Problem saying so.
 func (s *Redis) scan(ctx context.Context, key string, hash bool, p *problems, each func([]string)) error {
 	var cursor uint64

@@ -41,8 +41,8 @@ func NewServer() *gomilter.Server { return NewServerWith(Protocols) }
 // stalls ~40 ms per message on TCP (see docs/performance.md).
 const Protocols = milter.Protocols
 
-// StallProtocols is what stormguard negotiated before that was found; the
-// noop-skip target of bench/postfix keeps it to show the stall.
+// StallProtocols skips CONNECT, HELO and DATA as well: the noop-skip
+// target of bench/postfix negotiates it to show the stall.
 const StallProtocols = Protocols | gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoData
 
 // NewServerWith is NewServer negotiating protocols instead.

@@ -286,7 +286,7 @@ func testBlockExpires(t *testing.T, s Store) {
 // audience: an MTA's retry, a relay hop) passes as itself, even on a
 // blocked thread, policy.MaxDuplicates times; a message-id reused by
 // another sender or to another audience is a reply like any other, so it
-// cannot pass a block (P8: the block bypass).
+// cannot pass a block.
 func testDuplicate(t *testing.T, s Store) {
 	th, now, l := NewThread(), time.Now(), limits(2, 0)
 	a := reply(th, now, 3000, l)
