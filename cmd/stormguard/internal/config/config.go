@@ -29,11 +29,11 @@ const DefaultFile = "/etc/stormguard/stormguard.yaml"
 // Config is the whole configuration and the one declaration of every key.
 // Each field's tags say all there is to say about its key; everything else
 // (viper's defaults, the STORMGUARD_* environment variables, serve's flags,
-// the packages' configs, check, the README's table, the sample config's
+// the packages' configs, check, docs/configuration.md's table, the sample config's
 // test) is derived from them by keys.go:
 //
 //   - mapstructure: the key, after its sections' names and a dot;
-//   - help: what it means (the README's table, the flag's help);
+//   - help: what it means (docs/configuration.md's table, the flag's help);
 //   - to: the fields of plain it sets, which name the package that uses it;
 //     the first one's value in defaultPlain, the package's own Defaults(),
 //     is the key's default;

@@ -90,7 +90,7 @@ func describeKey(de *mapstructure.DecodeError) string {
 	return name + ": " + inner.Error()
 }
 
-// typeWords names what a setting of type t must be, as the README does.
+// typeWords names what a setting of type t must be, as docs/configuration.md does.
 func typeWords(t reflect.Type) string {
 	if t == reflect.TypeFor[time.Duration]() {
 		return "a duration (200ms, 60m, 6h)"
