@@ -65,6 +65,22 @@ func TestStartRedisStopsAtCleanup(t *testing.T) {
 	}
 }
 
+// TestCheckPID: a server is taken for ours only if it reports our process
+// id; a closed port is an error, not a server.
+func TestCheckPID(t *testing.T) {
+	s := StartRedisServer(t)
+	if err := checkPID(s.Addr, s.Pid(), nil); err != nil {
+		t.Errorf("our own server: %v", err)
+	}
+	if err := checkPID(s.Addr, s.Pid()+1, nil); err == nil || !strings.Contains(err.Error(), "not ours") {
+		t.Errorf("a server of another process: %v, want \"not ours\"", err)
+	}
+	s.Kill(t)
+	if _, err := redisPID(s.Addr, nil); err == nil {
+		t.Error("redisPID on a closed port succeeded")
+	}
+}
+
 func TestRedisCLIErrorReply(t *testing.T) {
 	addr := StartRedis(t)
 	if _, err := RedisCLIErr(addr, "NOSUCHCOMMAND"); err == nil || !strings.Contains(err.Error(), "unknown command") {
