@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +94,7 @@ func TestStartRedisBadArgsFails(t *testing.T) {
 	// A server that cannot start is reported with its log, at once: run
 	// it with a fake TB to catch the Fatalf.
 	LookPath(t, "redis-server", redisInstallHint)
-	ft := &redisFatalTB{TB: t}
+	ft := &stopTB{TB: t}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -110,15 +108,4 @@ func TestStartRedisBadArgsFails(t *testing.T) {
 	if !strings.Contains(ft.msg, "no-such-option") {
 		t.Errorf("failure message %q does not show the server's complaint", ft.msg)
 	}
-}
-
-// redisFatalTB records Fatalf instead of failing the real test.
-type redisFatalTB struct {
-	testing.TB
-	msg string
-}
-
-func (f *redisFatalTB) Fatalf(format string, args ...any) {
-	f.msg = strings.TrimSpace(fmt.Sprintf(format, args...))
-	runtime.Goexit()
 }
