@@ -11,10 +11,11 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
-	"net/smtp"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // MailConfig is the mail outlet: a short plain-text notice, through the
@@ -243,7 +244,8 @@ func (m *mailer) take(now time.Time) {
 	m.limited = false
 }
 
-// deliver hands one message to the MTA within Timeout.
+// deliver hands one message to the MTA within Timeout, plain SMTP
+// without STARTTLS or AUTH (the MTA is the local one).
 func (m *mailer) deliver(ctx context.Context, rcpts []string, msg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, m.c.Timeout)
 	defer cancel()
@@ -252,26 +254,35 @@ func (m *mailer) deliver(ctx context.Context, rcpts []string, msg []byte) error 
 		return err
 	}
 	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	if err := conn.SetDeadline(deadline); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) }) // Close also ends a stuck exchange
+	// go-smtp bounds each command by CommandTimeout and the reply to the
+	// final dot by SubmissionTimeout; closing the connection when ctx ends
+	// bounds the whole transaction, the message's lines too.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	host, _, _ := net.SplitHostPort(m.c.SMTP)
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = m.c.Timeout
+	c.SubmissionTimeout = m.c.Timeout
+	defer c.Close()
+	if err := m.transact(c, rcpts, msg); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 		return err
 	}
-	defer c.Close()
+	return nil
+}
+
+// transact is one SMTP transaction on c: EHLO, MAIL, RCPT for each of
+// rcpts, DATA and QUIT.
+func (m *mailer) transact(c *smtp.Client, rcpts []string, msg []byte) error {
 	if err := c.Hello(helloName(m.from)); err != nil {
 		return err
 	}
-	if err := c.Mail(m.from); err != nil {
+	if err := c.Mail(m.from, nil); err != nil {
 		return err
 	}
 	for _, r := range rcpts {
-		if err := c.Rcpt(r); err != nil {
+		if err := c.Rcpt(r, nil); err != nil {
 			return fmt.Errorf("RCPT TO:<%s>: %w", r, err)
 		}
 	}

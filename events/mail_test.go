@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -11,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/stormguard/stormguard/internal/testenv"
 )
@@ -301,6 +306,76 @@ func TestMailServerHangs(t *testing.T) {
 	err = m.deliver(context.Background(), c.Mail.To, []byte("x\r\n"))
 	if took := time.Since(start); err == nil || took > 2*time.Second {
 		t.Errorf("deliver to a silent server: %v after %s, want an error within ~200ms", err, took)
+	}
+}
+
+// plainSession records how a notice was handed over: over TLS or not,
+// authenticated or not.
+type plainSession struct {
+	conn *smtp.Conn
+	mu   *sync.Mutex
+	got  *[]string // one line per message: "tls=… auth=… rcpts=N"
+	auth bool
+	n    int
+}
+
+func (s *plainSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *plainSession) Auth(string) (sasl.Server, error) {
+	s.auth = true
+	return sasl.NewPlainServer(func(string, string, string) error { return nil }), nil
+}
+func (s *plainSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *plainSession) Rcpt(string, *smtp.RcptOptions) error { s.n++; return nil }
+func (s *plainSession) Data(r io.Reader) error {
+	_, _ = io.Copy(io.Discard, r)
+	_, isTLS := s.conn.TLSConnectionState()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*s.got = append(*s.got, fmt.Sprintf("tls=%v auth=%v rcpts=%d", isTLS, s.auth, s.n))
+	return nil
+}
+func (s *plainSession) Reset()        { s.n = 0 }
+func (s *plainSession) Logout() error { return nil }
+
+// TestMailPlainNoAuth: notices go to the local MTA in plain SMTP, without
+// STARTTLS or AUTH, even when the server offers both.
+func TestMailPlainNoAuth(t *testing.T) {
+	files := testenv.MakeTLSFiles(t, t.TempDir())
+	cert, err := tls.LoadX509KeyPair(files.ServerCertFile, files.ServerKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &plainSession{conn: c, mu: &mu, got: &got}, nil
+	}))
+	srv.Domain = "mta.stormguard.test"
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.AllowInsecureAuth = true
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); _ = ln.Close() })
+
+	m := mailOutlet(mailConfig(ln.Addr().String()).Mail, "mx1", slog.New(slog.DiscardHandler).Warn).mail
+	c, err := smtp.Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok || !c.SupportsAuth(sasl.Plain) {
+		t.Fatalf("the test server offers no STARTTLS or AUTH PLAIN")
+	}
+	c.Close()
+	if err := m.deliver(context.Background(), m.c.To, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "tls=false auth=false rcpts=2" {
+		t.Errorf("notices %q, want one in plain text without AUTH to 2 recipients", got)
 	}
 }
 

@@ -7,16 +7,25 @@
 # loopback ports; this script starts, stops and configures no system service.
 # The LDAP tests run Debian's slapd (installed with no configuration, so no
 # system directory is set up or started) from their own slapd.conf.
-# The Sendmail tests run Debian's Sendmail from its packages, downloaded
-# (apt-get download) and unpacked into /var/cache/stormguard-test/sendmail by
-# the tests themselves, never installed (sendmail conflicts with postfix).
+# The Sendmail tests run Debian's Sendmail from its packages, which this
+# script downloads (apt-get download) and unpacks (dpkg -x) once into
+# /var/cache/stormguard-test/sendmail/root (or $XDG_CACHE_HOME/stormguard-test/
+# sendmail/root), never installed (sendmail conflicts with postfix); the
+# tests read them there and fetch nothing.
 #
 # STORMGUARD_REQUIRE_SERVERS=1 is exported: a test that cannot start a server
 # fails instead of being skipped, so this command never passes by skipping.
 #
-# Extra arguments go to go test, e.g.:
+# ./scripts/test.sh --setup installs and unpacks what the tests need, and
+# stops there. Other arguments go to go test, e.g.:
 #   ./scripts/test.sh -run TestPostfix ./internal/testenv/
 set -euo pipefail
+
+setup_only=0
+if [[ ${1-} == --setup ]]; then
+	setup_only=1
+	shift
+fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -85,17 +94,56 @@ AUTH through Cyrus SASL and a private sasldb.)"
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done
 fi
-# apt-get download (the Sendmail tests) needs apt's package lists.
-if command -v apt-cache >/dev/null 2>&1 && ! apt-cache show sendmail-bin sendmail-cf sendmail-base m4 >/dev/null 2>&1; then
+# Sendmail, unpacked for the tests (internal/testenv/sendmail.go reads the
+# same directory): .complete is written last, so a half-done unpack is never
+# taken for a whole one.
+sendmail_pkgs=(sendmail-bin sendmail-cf sendmail-base m4)
+sendmail_cache=/var/cache/stormguard-test/sendmail
+if [[ -n ${XDG_CACHE_HOME-} ]]; then
+	sendmail_cache=$XDG_CACHE_HOME/stormguard-test/sendmail
+fi
+if [[ ! -e $sendmail_cache/root/.complete ]]; then
 	if [[ $(id -u) -ne 0 ]]; then
-		echo "warning: apt cannot find sendmail-bin, sendmail-cf, sendmail-base, m4; the Sendmail tests will fail unless they are already unpacked (run apt-get update as root)" >&2
+		echo "warning: not root: ${sendmail_pkgs[*]} are not unpacked in $sendmail_cache/root; the Sendmail tests will fail (run ./scripts/test.sh --setup as root)" >&2
 	else
-		step "apt-get update (the Sendmail tests download sendmail-bin, sendmail-cf, sendmail-base, m4)"
-		apt-get update
+		step "unpacking ${sendmail_pkgs[*]} into $sendmail_cache/root (never installed)"
+		command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 ||
+			fail "the Sendmail tests need Debian's apt-get and dpkg to fetch and unpack ${sendmail_pkgs[*]}"
+		mkdir -p "$sendmail_cache/debs"
+		exec 9>"$sendmail_cache/.lock"
+		flock 9 # another run of this script unpacking at the same time
+		if [[ ! -e $sendmail_cache/root/.complete ]]; then
+			apt-cache show "${sendmail_pkgs[@]}" >/dev/null 2>&1 || apt-get update
+			rm -f "$sendmail_cache"/debs/*.deb
+			(cd "$sendmail_cache/debs" && apt-get download "${sendmail_pkgs[@]}") ||
+				fail "apt-get download ${sendmail_pkgs[*]} in $sendmail_cache/debs (check apt's sources and the network)"
+			tmp=$(mktemp -d "$sendmail_cache/unpack-XXXXXX")
+			trap 'rm -rf "$tmp"' EXIT
+			debs=()
+			for pkg in "${sendmail_pkgs[@]}"; do
+				deb=("$sendmail_cache/debs/${pkg}"_*.deb)
+				[[ ${#deb[@]} -eq 1 && -e ${deb[0]} ]] || fail "want one ${pkg}_*.deb in $sendmail_cache/debs, have: ${deb[*]}"
+				dpkg -x "${deb[0]}" "$tmp" || fail "dpkg -x ${deb[0]}"
+				debs+=("${deb[0]}")
+			done
+			for need in usr/libexec/sendmail/sendmail usr/share/sendmail/cf/m4/cf.m4 usr/bin/m4; do
+				[[ -e $tmp/$need ]] || fail "the unpacked packages lack $need"
+			done
+			printf '%s\n' "${debs[@]}" >"$tmp/.complete"
+			rm -rf "$sendmail_cache/root"
+			mv "$tmp" "$sendmail_cache/root"
+			trap - EXIT
+		fi
+		exec 9>&-
+		echo ok
 	fi
 fi
 if [[ $(id -u) -ne 0 ]]; then
 	echo "warning: not root; the Postfix and Sendmail tests will fail (they start private servers as root)" >&2
+fi
+if ((setup_only)); then
+	printf '\nPASS: setup done; ./scripts/test.sh runs the tests\n'
+	exit 0
 fi
 go version
 

@@ -6,11 +6,11 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +19,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 const (
@@ -108,14 +111,9 @@ func redisWaitReady(addr string, pid int, exited <-chan struct{}) error {
 			return errRedisExited
 		default:
 		}
-		got, err := redisPID(addr)
-		switch {
-		case err == nil && got == pid:
+		last = checkPID(addr, pid, nil)
+		if last == nil {
 			return nil
-		case err == nil:
-			last = fmt.Errorf("%s is served by process %d, not ours (%d)", addr, got, pid)
-		default:
-			last = err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %v: %w", readyTimeout, last)
@@ -129,65 +127,71 @@ func redisWaitReady(addr string, pid int, exited <-chan struct{}) error {
 	}
 }
 
-// redisPID sends PING and INFO server over one connection and returns the
-// server's process_id.
-func redisPID(addr string) (int, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// checkPID reports an error unless the server on addr (over TLS when
+// tlsConfig is set) answers PING and is process pid.
+func checkPID(addr string, pid int, tlsConfig *tls.Config) error {
+	got, err := redisPID(addr, tlsConfig)
+	if err != nil {
+		return err
+	}
+	if got != pid {
+		return fmt.Errorf("%s is served by process %d, not ours (%d)", addr, got, pid)
+	}
+	return nil
+}
+
+// redisPID sends PING and INFO server through go-redis, over one
+// connection it dials itself (TLS when tlsConfig is set: go-redis would
+// log each refused dial while a server starts), and returns the server's
+// process_id.
+func redisPID(addr string, tlsConfig *tls.Config) (int, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	var conn net.Conn
+	var err error
+	if tlsConfig != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: tlsConfig}).Dial("tcp", addr)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
-		return 0, err
+	conns := make(chan net.Conn, 1)
+	conns <- conn
+	c := redis.NewClient(&redis.Options{
+		Addr: addr,
+		Dialer: func(context.Context, string, string) (net.Conn, error) {
+			select {
+			case c := <-conns:
+				return c, nil
+			default:
+				return nil, errors.New("testenv: the one connection is used")
+			}
+		},
+		Protocol:                 2, // RESP2: no HELLO, no push messages to drain (go-redis logs a failed drain)
+		ReadTimeout:              time.Second,
+		WriteTimeout:             time.Second,
+		MaxRetries:               -1,
+		PoolSize:                 1,
+		DisableIdentity:          true, // no CLIENT SETINFO
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return 0, fmt.Errorf("PING: %w", err)
 	}
-	rd := bufio.NewReader(conn)
-	pong, err := redisReadReply(rd)
+	info, err := c.InfoMap(ctx, "server").Result()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("INFO server: %w", err)
 	}
-	if pong != "PONG" {
-		return 0, fmt.Errorf("PING answered %q", pong)
+	v, ok := info["Server"]["process_id"]
+	if !ok {
+		return 0, errors.New("INFO server has no process_id")
 	}
-	info, err := redisReadReply(rd)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO server has no process_id")
-}
-
-// redisReadReply reads one RESP simple string, error or bulk string.
-func redisReadReply(rd *bufio.Reader) (string, error) {
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", errors.New("empty reply")
-	}
-	switch line[0] {
-	case '+':
-		return line[1:], nil
-	case '-':
-		return "", fmt.Errorf("server error: %s", line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", fmt.Errorf("bad bulk header %q", line)
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return "", fmt.Errorf("unexpected reply %q", line)
+	return strconv.Atoi(v)
 }
 
 // RedisCLI runs the real redis-cli against addr with args (one command) and

@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +63,22 @@ func TestStartRedisStopsAtCleanup(t *testing.T) {
 	}
 }
 
+// TestCheckPID: a server is taken for ours only if it reports our process
+// id; a closed port is an error, not a server.
+func TestCheckPID(t *testing.T) {
+	s := StartRedisServer(t)
+	if err := checkPID(s.Addr, s.Pid(), nil); err != nil {
+		t.Errorf("our own server: %v", err)
+	}
+	if err := checkPID(s.Addr, s.Pid()+1, nil); err == nil || !strings.Contains(err.Error(), "not ours") {
+		t.Errorf("a server of another process: %v, want \"not ours\"", err)
+	}
+	s.Kill(t)
+	if _, err := redisPID(s.Addr, nil); err == nil {
+		t.Error("redisPID on a closed port succeeded")
+	}
+}
+
 func TestRedisCLIErrorReply(t *testing.T) {
 	addr := StartRedis(t)
 	if _, err := RedisCLIErr(addr, "NOSUCHCOMMAND"); err == nil || !strings.Contains(err.Error(), "unknown command") {
@@ -80,7 +94,7 @@ func TestStartRedisBadArgsFails(t *testing.T) {
 	// A server that cannot start is reported with its log, at once: run
 	// it with a fake TB to catch the Fatalf.
 	LookPath(t, "redis-server", redisInstallHint)
-	ft := &redisFatalTB{TB: t}
+	ft := &stopTB{TB: t}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -94,15 +108,4 @@ func TestStartRedisBadArgsFails(t *testing.T) {
 	if !strings.Contains(ft.msg, "no-such-option") {
 		t.Errorf("failure message %q does not show the server's complaint", ft.msg)
 	}
-}
-
-// redisFatalTB records Fatalf instead of failing the real test.
-type redisFatalTB struct {
-	testing.TB
-	msg string
-}
-
-func (f *redisFatalTB) Fatalf(format string, args ...any) {
-	f.msg = strings.TrimSpace(fmt.Sprintf(format, args...))
-	runtime.Goexit()
 }

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,17 +10,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // SendmailHostname is $j of every test Sendmail, and its host name inside
 // the UTS namespace it runs in.
 const SendmailHostname = "mta.stormguard.test"
-
-// sendmailPackages are the Debian packages the private Sendmail runs from.
-// They are downloaded and unpacked, never installed: Debian's sendmail
-// packages conflict with postfix.
-var sendmailPackages = []string{"sendmail-bin", "sendmail-cf", "sendmail-base", "m4"}
 
 // SendmailOptions configures StartSendmail.
 type SendmailOptions struct {
@@ -52,9 +45,9 @@ type Sendmail struct {
 
 // StartSendmail starts a private Sendmail and waits until it greets with
 // its 220 banner. It needs root (for the namespaces, and Sendmail runs as
-// root), unshare, mount and hostname, and Debian's sendmail packages,
-// which it downloads on first use (see sendmailTree); without them it
-// calls Require.
+// root), unshare, mount and hostname, and Debian's sendmail packages
+// unpacked by ./scripts/test.sh (see sendmailTree); without them it calls
+// Require.
 func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -188,13 +181,11 @@ func (s *Sendmail) daemon(unshare, sendmail string) error {
 	return nil
 }
 
-// sendmailTree returns a directory holding Debian's sendmail-bin,
-// sendmail-cf, sendmail-base and m4 packages unpacked with dpkg -x. The
-// first call on a machine downloads them with apt-get download (which
-// needs apt's package lists: apt-get update) into the cache directory
-// $XDG_CACHE_HOME/stormguard-test/sendmail, or
-// /var/cache/stormguard-test/sendmail; later calls, from any test process,
-// find them there. Nothing is installed.
+// sendmailTree returns the directory into which ./scripts/test.sh
+// unpacked Debian's sendmail-bin, sendmail-cf, sendmail-base and m4
+// packages (apt-get download, dpkg -x): $XDG_CACHE_HOME/stormguard-test/
+// sendmail/root, or /var/cache/stormguard-test/sendmail/root. The script
+// writes root/.complete last; without it, Require. Tests fetch nothing.
 func sendmailTree(t testing.TB) string {
 	t.Helper()
 	cache := "/var/cache/stormguard-test/sendmail"
@@ -202,74 +193,9 @@ func sendmailTree(t testing.TB) string {
 		cache = filepath.Join(x, "stormguard-test", "sendmail")
 	}
 	tree := filepath.Join(cache, "root")
-	stamp := filepath.Join(tree, ".complete")
-	if _, err := os.Stat(stamp); err == nil {
-		return tree
+	if _, err := os.Stat(filepath.Join(tree, ".complete")); err != nil {
+		Require(t, "Sendmail 8.17 (Debian's sendmail packages unpacked in "+tree+")",
+			"run ./scripts/test.sh --setup as root: it downloads and unpacks them there; go test fetches nothing")
 	}
-	fail := func(format string, args ...any) {
-		t.Helper()
-		Require(t, "Sendmail 8.17 (Debian packages "+strings.Join(sendmailPackages, ", ")+", unpacked in "+cache+")",
-			fmt.Sprintf(format, args...))
-	}
-	if err := os.MkdirAll(filepath.Join(cache, "debs"), 0o755); err != nil {
-		fail("cannot create the cache directory: %v", err)
-	}
-	// Test binaries of several packages run at once: one downloads, the
-	// others wait for it.
-	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		fail("lock: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		fail("lock: %v", err)
-	}
-	if _, err := os.Stat(stamp); err == nil {
-		return tree
-	}
-	aptGet := LookPath(t, "apt-get", "Debian's apt is needed to download the sendmail packages")
-	dpkg := LookPath(t, "dpkg", "Debian's dpkg is needed to unpack the sendmail packages")
-
-	debs := filepath.Join(cache, "debs")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, aptGet, append([]string{"download"}, sendmailPackages...)...)
-	cmd.Dir = debs
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fail("apt-get download in %s failed (%v); run apt-get update as root, or check the network:\n%s", debs, err, out)
-	}
-	var files []string
-	for _, pkg := range sendmailPackages {
-		m, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
-		if len(m) != 1 {
-			fail("want one %s_*.deb in %s, have %v", pkg, debs, m)
-		}
-		files = append(files, m[0])
-	}
-	tmp, err := os.MkdirTemp(cache, "unpack-")
-	if err != nil {
-		fail("%v", err)
-	}
-	defer os.RemoveAll(tmp)
-	for _, f := range files {
-		if out, err := exec.Command(dpkg, "-x", f, tmp).CombinedOutput(); err != nil {
-			fail("dpkg -x %s: %v\n%s", f, err, out)
-		}
-	}
-	for _, need := range []string{"usr/libexec/sendmail/sendmail", "usr/share/sendmail/cf/m4/cf.m4", "usr/bin/m4"} {
-		if _, err := os.Stat(filepath.Join(tmp, need)); err != nil {
-			fail("the unpacked packages lack %s: %v", need, err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(strings.Join(files, "\n")+"\n"), 0o644); err != nil {
-		fail("%v", err)
-	}
-	if err := os.RemoveAll(tree); err != nil {
-		fail("%v", err)
-	}
-	if err := os.Rename(tmp, tree); err != nil {
-		fail("%v", err)
-	}
-	t.Logf("testenv: sendmail: unpacked %s into %s", strings.Join(sendmailPackages, ", "), tree)
 	return tree
 }

@@ -3,10 +3,40 @@ package testenv
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestSendmailTreeMissing: without the Sendmail that ./scripts/test.sh
+// unpacks, the test fails under STORMGUARD_REQUIRE_SERVERS=1 and is
+// skipped otherwise, naming the script and the directory; nothing is
+// fetched.
+func TestSendmailTreeMissing(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	tree := filepath.Join(cache, "stormguard-test", "sendmail", "root")
+	for _, required := range []string{"1", ""} {
+		t.Setenv(requireServersVar, required)
+		ft := &stopTB{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sendmailTree(ft)
+		}()
+		<-done
+		if want := required == "1"; ft.failed != want || ft.skipped == want {
+			t.Errorf("%s=%q: failed %v, skipped %v; want failed %v", requireServersVar, required, ft.failed, ft.skipped, want)
+		}
+		if !strings.Contains(ft.msg, "./scripts/test.sh") || !strings.Contains(ft.msg, tree) {
+			t.Errorf("message %q names neither ./scripts/test.sh nor %s", ft.msg, tree)
+		}
+	}
+	if entries, err := os.ReadDir(cache); err != nil || len(entries) != 0 {
+		t.Errorf("the cache directory holds %v (%v), want nothing", entries, err)
+	}
+}
 
 func TestSendmailRelaysToSink(t *testing.T) {
 	sink := StartSink(t)

@@ -79,6 +79,7 @@ type Sink struct {
 	Addr string // host:port it listens on (127.0.0.1)
 
 	srv    *smtp.Server
+	ln     net.Listener
 	served chan struct{} // closed when the server has stopped accepting
 	mu     sync.Mutex
 	msgs   []SinkMessage
@@ -96,7 +97,7 @@ func StartSink(t testing.TB) *Sink {
 	if err != nil {
 		t.Fatalf("testenv: sink: listen: %v", err)
 	}
-	s := &Sink{Addr: ln.Addr().String(), served: make(chan struct{}), changed: make(chan struct{})}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln, served: make(chan struct{}), changed: make(chan struct{})}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &sinkSession{sink: s, conn: c}, nil
 	}))
@@ -119,6 +120,9 @@ func (s *Sink) Close() {
 	s.mu.Unlock()
 	if !closed {
 		_ = s.srv.Close()
+		// go-smtp closes only the listeners Serve has registered: one
+		// that has not started yet would accept forever.
+		_ = s.ln.Close()
 		<-s.served
 	}
 }

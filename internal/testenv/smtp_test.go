@@ -145,6 +145,25 @@ func (r *refuser) Data(rd io.Reader) error {
 func (r *refuser) Reset()        {}
 func (r *refuser) Logout() error { return nil }
 
+// TestSinkCloseAtOnce: a sink closed right after it started (a test that
+// fails at once) stops, even before its server goroutine has begun
+// accepting.
+func TestSinkCloseAtOnce(t *testing.T) {
+	for i := range 200 {
+		s := StartSink(t)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("sink %d: Close did not return", i)
+		}
+	}
+}
+
 // serve runs a go-smtp server with the given backend until the test ends.
 func serve(t *testing.T, be smtp.BackendFunc) string {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

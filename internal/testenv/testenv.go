@@ -1,6 +1,6 @@
 // Package testenv starts the real servers stormguard's tests run against:
-// a private Postfix, a private Sendmail (Debian's packages, downloaded and
-// unpacked, never installed), a private Redis (and Redis Cluster, Sentinel,
+// a private Postfix, a private Sendmail (Debian's packages, which
+// ./scripts/test.sh downloads and unpacks, never installed), a private Redis (and Redis Cluster, Sentinel,
 // TLS and ACL setups), a private OpenLDAP (slapd.go), and an SMTP sink, each in its own temporary
 // directory on a free loopback port, and stops them when the test ends;
 // Send talks SMTP to any of them. The sink and Send are go-smtp's server
@@ -9,7 +9,8 @@
 // Nothing system-wide is configured, started or stopped.
 //
 // A test that needs a server which is missing here (binary not installed,
-// not running as root for Postfix or Sendmail) is skipped, unless the environment sets
+// Sendmail not unpacked, not running as root for Postfix or Sendmail) is
+// skipped, unless the environment sets
 // STORMGUARD_REQUIRE_SERVERS=1 (./scripts/test.sh does), in which case it
 // fails: the project's test command must never pass by skipping.
 package testenv

@@ -5,19 +5,14 @@
 package testenv
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 const opensslHint = "install openssl (apt-get install openssl)"
@@ -116,41 +111,8 @@ func StartRedisTLS(t testing.TB, args ...string) *RedisTLS {
 			"--tls-cert-file", files.ServerCertFile, "--tls-key-file", files.ServerKeyFile,
 			"--tls-ca-cert-file", files.CAFile, "--tls-auth-clients", "yes",
 		}, args...)
-	}, func(addr string, pid int) error { return tlsPID(addr, pid, client) })
+	}, func(addr string, pid int) error { return checkPID(addr, pid, client) })
 	return &RedisTLS{RedisServer: srv, Files: files}
-}
-
-var netDialer = net.Dialer{Timeout: time.Second}
-
-// tlsPID checks over TLS that the server on addr answers PING and is
-// process pid.
-func tlsPID(addr string, pid int, c *tls.Config) error {
-	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, c)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(conn, "PING\r\nINFO server\r\n"); err != nil {
-		return err
-	}
-	rd := bufio.NewReader(conn)
-	if pong, err := redisReadReply(rd); err != nil || pong != "PONG" {
-		return fmt.Errorf("PING answered %q, %v", pong, err)
-	}
-	info, err := redisReadReply(rd)
-	if err != nil {
-		return err
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			if got, _ := strconv.Atoi(v); got != pid {
-				return fmt.Errorf("%s is served by process %s, not ours (%d)", addr, v, pid)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("INFO server has no process_id")
 }
 
 // RedisCLI runs the real redis-cli over TLS with the client certificate.
