@@ -142,7 +142,8 @@ func KindOf(_ Config, f Facts) Kind {
 }
 
 // Decide gives the verdict on a message from its facts and, when
-// NeedsStore, the store's tally. The rules, in order:
+// NeedsStore, the store's answer (a is not read otherwise). The rules, in
+// order:
 //
 //  1. mode off: accept (mode_off);
 //  2. exempt sender: accept (exempt);
@@ -178,11 +179,15 @@ func KindOf(_ Config, f Facts) Kind {
 // a storm they saw first: its replies wait with the storm's). It does not
 // apply to auto_reply: an out-of-office notice to a whole list is no
 // message anyone will release, and a held one would only fill the hold
-// queue, so with action hold it is rejected. t may be nil only when
-// !NeedsStore; a nil or unusable tally otherwise accepts with rule
-// store_error (fail open, as store.on_error=accept does; OnStoreError is
-// the other choice).
-func Decide(c Config, f Facts, t *Tally) Verdict {
+// queue, so with action hold it is rejected.
+//
+// When the store failed (Answer.Failed), rules 5 to 12 give way to the
+// failure's verdict: accept with rule store_error (FailOpen, as
+// store.on_error=accept does once its memory store failed too) or
+// OnStoreError's (FailTempfail). An unusable tally accepts with rule
+// store_error too.
+func Decide(c Config, f Facts, a Answer) Verdict {
+	t := &a.Tally
 	switch {
 	case f.Mode == ModeOff:
 		return accept(RuleModeOff)
@@ -192,7 +197,9 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 		return gate(c, f)
 	case !NeedsStore(c, f):
 		return accept(RuleSmallAudience)
-	case t == nil:
+	case a.Failed == FailTempfail:
+		return OnStoreError(c, f)
+	case a.Failed != "":
 		return accept(RuleStoreError)
 	case t.Override == OverrideAllow:
 		return accept(RuleOverrideAllow)

@@ -58,7 +58,7 @@ func TestGate(t *testing.T) {
 			if tt.stored {
 				tally = tt.t
 			}
-			v := Decide(tt.c, tt.f, tally)
+			v := Decide(tt.c, tt.f, answer(tally))
 			if v.Action != tt.want || v.Rule != tt.rule {
 				t.Errorf("Decide = %s/%s, want %s/%s", v.Action, v.Rule, tt.want, tt.rule)
 			}
