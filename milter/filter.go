@@ -1,8 +1,10 @@
 // Package milter is stormguard's glue to the MTA: it speaks the milter
 // protocol (through github.com/d--j/go-milter), collects the envelope and the
-// headers of each message, asks policy for the thread and the audience, makes
-// the one store call a large-audience message needs, and sends the verdict
-// back as a reply code or an X-Stormguard header.
+// headers of each message, asks policy for its plan (policy.Site.Plan), makes
+// the store calls the plan needs (through the node's link cache, and on
+// this node's memory store when the shared one fails), asks policy for the
+// verdict on the store's answer (policy.Plan.Decide), and sends it back as
+// a reply code or an X-Stormguard header.
 //
 // It holds no policy of its own and never asks for the message body.
 package milter
@@ -296,13 +298,14 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	return d
 }
 
-// record resolves the thread and makes the one atomic store call.
+// record resolves the thread and makes the one atomic store call, as the
+// plan p says.
 //
 // A reply first resolves its identities (policy.Identity.Lookup: its
 // ancestors' ids, its Thread-Index GUID, its subject key) through the
 // node's link cache, else in one Resolve call, a single round trip; then
-// it is recorded in the thread policy.Resolve picks. Originals look
-// nothing up.
+// it is recorded in the thread policy.Resolve picks, as p.Kind, under
+// p.Config.Limits. Originals look nothing up.
 func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, p *policy.Plan) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	id := &p.Identity
 	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
