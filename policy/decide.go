@@ -86,7 +86,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Facts are what the milter knows about a message before the store is asked.
+// Facts are what is known about a message before the store is asked
+// (Site.Plan works them out).
 type Facts struct {
 	Mode   Mode // "" means enforce
 	Exempt bool // the sender is exempt (policy.exempt_senders, stormguard:exempt)
@@ -261,13 +262,14 @@ func MayLink(k Kind, t Tally) bool {
 func Repeats(passes int) bool { return passes <= MaxDuplicates }
 
 // OnStoreError is the verdict when the store failed and
-// store.on_error=tempfail: tempfail (rule store_error), except in monitor
-// (mode or action), which never refuses and accepts instead. Action hold
-// tempfails too: without the store nothing says the thread storms, and
-// holding every large-audience message of an outage would leave an
-// operator to release each one, where a tempfail is retried by the
-// sender's MTA on its own. With store.on_error=accept the caller counts in
-// its memory store instead and calls Decide.
+// store.on_error=tempfail (Answer.Failed FailTempfail): tempfail (rule
+// store_error), except in monitor (mode or action), which never refuses
+// and accepts instead. Action hold tempfails too: without the store
+// nothing says the thread storms, and holding every large-audience
+// message of an outage would leave an operator to release each one, where
+// a tempfail is retried by the sender's MTA on its own. With
+// store.on_error=accept the caller counts in its memory store instead,
+// and answers with that tally, or with FailOpen if that failed too.
 func OnStoreError(c Config, f Facts) Verdict {
 	if f.Mode == ModeMonitor || c.Action == ConfigMonitor {
 		return accept(RuleStoreError)

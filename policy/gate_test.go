@@ -9,7 +9,7 @@ import (
 // mailboxes from anyone but an allowed poster gets gate.action at once,
 // original or reply, before the store is asked (and so counts toward
 // nothing); allowed posters (Facts.Poster: by sender, @domain or SASL
-// login, worked out by the milter) and exempt senders go on to the other
+// login, worked out by Site.Plan) and exempt senders go on to the other
 // rules; mode monitor tags, mode off skips it.
 func TestGate(t *testing.T) {
 	gate := func(a ConfigAction) Config {
