@@ -259,7 +259,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	// The configuration this message is decided by, to the end, even if
 	// a reload swaps in another meanwhile.
 	c := g.cfg
-	p := g.site.Plan(policy.Envelope{Sender: m.Sender, Rcpts: m.Rcpts, AuthUser: m.AuthUser}, m.Headers)
+	p := g.site.Plan(policy.Envelope{Sender: m.Sender, Rcpts: m.Rcpts, AuthUser: m.AuthUser}, &m.Headers)
 	d := Decision{Audience: p.Facts.Audience, Subject: p.Subject, conf: c}
 	if !p.Store {
 		d.Verdict, d.List = p.Verdict, p.List

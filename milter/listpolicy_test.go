@@ -224,7 +224,7 @@ func TestListPolicyForgedHeader(t *testing.T) {
 // messagePolicy is the policy (policy.Site.Plan) of a message to rcpts
 // whose To header names hdr.
 func messagePolicy(g *globals, rcpts, hdr []string) policy.Config {
-	return g.site.Plan(policy.Envelope{Rcpts: rcpts}, policy.Headers{To: []string{strings.Join(hdr, ", ")}}).Config
+	return g.site.Plan(policy.Envelope{Rcpts: rcpts}, &policy.Headers{To: []string{strings.Join(hdr, ", ")}}).Config
 }
 
 func TestListPolicyValidate(t *testing.T) {

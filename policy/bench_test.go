@@ -139,7 +139,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				p := s.Plan(bc.env, bc.h)
+				p := s.Plan(bc.env, &bc.h)
 				_ = p.Decide(Answer{Tally: Tally{Status: StatusCounted, Count: 1}})
 			}
 		})

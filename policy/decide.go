@@ -188,16 +188,11 @@ func KindOf(_ Config, f Facts) Kind {
 // OnStoreError's (FailTempfail). An unusable tally accepts with rule
 // store_error too.
 func Decide(c Config, f Facts, a Answer) Verdict {
+	if v, ok := known(c, f); ok {
+		return v
+	}
 	t := &a.Tally
 	switch {
-	case f.Mode == ModeOff:
-		return accept(RuleModeOff)
-	case f.Exempt:
-		return accept(RuleExempt)
-	case Gated(c, f):
-		return gate(c, f)
-	case !NeedsStore(c, f):
-		return accept(RuleSmallAudience)
 	case a.Failed == FailTempfail:
 		return OnStoreError(c, f)
 	case a.Failed != "":
@@ -227,6 +222,22 @@ func Decide(c Config, f Facts, a Answer) Verdict {
 		return accept(RuleCounted)
 	}
 	return accept(RuleStoreError)
+}
+
+// known is Decide's verdict when it is known without the store (rules 1
+// to 4: !NeedsStore), and whether it is.
+func known(c Config, f Facts) (Verdict, bool) {
+	switch {
+	case f.Mode == ModeOff:
+		return accept(RuleModeOff), true
+	case f.Exempt:
+		return accept(RuleExempt), true
+	case Gated(c, f):
+		return gate(c, f), true
+	case !NeedsStore(c, f):
+		return accept(RuleSmallAudience), true
+	}
+	return Verdict{}, false
 }
 
 // MayLink reports whether a message of kind k that the store tallied as

@@ -57,15 +57,15 @@ type Plan struct {
 }
 
 // Plan is the plan for one message: env and h are what the MTA gave, h
-// parsed here, once (Parse). Its audience is Config.Audience's; its policy
+// parsed here, once (Parse), and neither kept nor changed. Its audience is Config.Audience's; its policy
 // the site's, or with lists that have their own the strictest merge
 // (Effective) over the lists it goes to: its envelope recipients, and
 // with SplitEnvelopes also its header's (a list a forged header names
 // reaches nobody, so its policy must not apply).
-func (s *Site) Plan(env Envelope, h Headers) Plan {
-	pm := Parse(h) // the message's one parse
+func (s *Site) Plan(env Envelope, h *Headers) (p Plan) {
+	pm := Parse(*h) // the message's one parse
 	audience, large := s.Config.Audience(env.Rcpts, pm.Recipients, s.Lists)
-	p := Plan{Config: s.Config}
+	p.Config = s.Config
 	p.Facts = Facts{
 		Mode:      s.Mode,
 		Exempt:    s.Exempt.Match(env.Sender),
@@ -77,9 +77,9 @@ func (s *Site) Plan(env Envelope, h Headers) Plan {
 	if len(s.Policies) > 0 { // else nothing to look up: no cost
 		p.Config, p.Facts.ListGated, gatedBy = s.listPolicy(env, pm.Recipients, p.Facts.Poster)
 	}
-	if !NeedsStore(p.Config, p.Facts) {
-		p.Verdict = Decide(p.Config, p.Facts, Answer{})
-		if p.Verdict.Rule == RuleGate {
+	if v, ok := known(p.Config, p.Facts); ok { // !NeedsStore
+		p.Verdict = v
+		if v.Rule == RuleGate {
 			p.List = gatedBy
 			if !p.Facts.ListGated {
 				p.List = largestList(env.Rcpts, large, s.Lists)

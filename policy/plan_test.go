@@ -215,7 +215,7 @@ func TestSitePlan(t *testing.T) {
 			if tt.site != nil {
 				tt.site(s)
 			}
-			p := s.Plan(tt.env, tt.h)
+			p := s.Plan(tt.env, &tt.h)
 			v := p.Decide(Answer{Tally: Tally{Status: StatusCounted, Count: 1}})
 			w := tt.want
 			got := want{p.Store, v.Action, v.Rule, p.Facts.Audience, p.Kind, p.Lists, p.Subject, p.List, p.Facts.ListGated, p.Facts.Poster,
@@ -289,7 +289,7 @@ func TestPlanDecide(t *testing.T) {
 			if tt.site != nil {
 				tt.site(s)
 			}
-			p := s.Plan(Envelope{Sender: "ann@example.org", Rcpts: []string{tt.rcpt}}, reply)
+			p := s.Plan(Envelope{Sender: "ann@example.org", Rcpts: []string{tt.rcpt}}, &reply)
 			if got := p.Decide(tt.a); got != tt.want {
 				t.Errorf("Decide(%+v) = %+v, want %+v", tt.a, got, tt.want)
 			}
@@ -376,7 +376,7 @@ func TestLargestList(t *testing.T) {
 func ExampleSite_Plan() {
 	s := &Site{Config: Defaults(), Lists: map[string]int{"all-staff@example.org": 850000}}
 	p := s.Plan(Envelope{Sender: "ann@example.org", Rcpts: []string{"all-staff@example.org"}},
-		Headers{MessageID: "<r2@example.org>", InReplyTo: "<r1@example.org>", Subject: "RE: Lunch"})
+		&Headers{MessageID: "<r2@example.org>", InReplyTo: "<r1@example.org>", Subject: "RE: Lunch"})
 	fmt.Println(p.Store, p.Kind, p.Lists, p.Config.Limits.MaxReplies)
 
 	// The store counted the reply, and it crossed max_replies.
