@@ -57,11 +57,12 @@ type Plan struct {
 }
 
 // Plan is the plan for one message: env and h are what the MTA gave, h
-// parsed here, once (Parse), and neither kept nor changed. Its audience is Config.Audience's; its policy
-// the site's, or with lists that have their own the strictest merge
-// (Effective) over the lists it goes to: its envelope recipients, and
-// with SplitEnvelopes also its header's (a list a forged header names
-// reaches nobody, so its policy must not apply).
+// parsed here, once (Parse), and neither kept nor changed. Its audience
+// is Config.Audience's; its policy the site's, or with lists that have
+// their own the strictest merge (Effective) over the lists it goes to:
+// its envelope recipients, and with SplitEnvelopes also its header's (a
+// list a forged header names reaches nobody, so its policy must not
+// apply).
 func (s *Site) Plan(env Envelope, h *Headers) (p Plan) {
 	pm := Parse(*h) // the message's one parse
 	audience, large := s.Config.Audience(env.Rcpts, pm.Recipients, s.Lists)
