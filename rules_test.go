@@ -126,32 +126,35 @@ func joinRules(rs []policy.Rule) string {
 	return strings.Join(s, ",")
 }
 
-// TestDecideSourceOrder reads policy/decide.go: the rules that Decide's
-// body names, in the order they first appear, must come in RuleOrder's
-// order. (The gate's and the limit rules' names reach Decide through gate
-// and Tally.Crossed; TestDecideAppliesRuleOrder places them.)
+// TestDecideSourceOrder reads policy/decide.go: the rules that known's
+// body and then Decide's name (Decide asks known first), in the order
+// they first appear, must come in RuleOrder's order. (The gate's and the
+// limit rules' names reach Decide through gate and Tally.Crossed;
+// TestDecideAppliesRuleOrder places them.)
 func TestDecideSourceOrder(t *testing.T) {
 	consts := ruleConstants(t)
-	var decide *ast.FuncDecl
+	funcs := map[string]*ast.FuncDecl{}
 	for _, f := range policyFiles(t) {
 		for _, d := range f.Decls {
-			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "Decide" {
-				decide = fd
+			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && (fd.Name.Name == "Decide" || fd.Name.Name == "known") {
+				funcs[fd.Name.Name] = fd
 			}
 		}
 	}
-	if decide == nil {
-		t.Fatal("policy has no func Decide")
+	if funcs["Decide"] == nil || funcs["known"] == nil {
+		t.Fatal("policy has no func Decide or known")
 	}
 	var named []policy.Rule
-	ast.Inspect(decide.Body, func(n ast.Node) bool {
+	inspect := func(n ast.Node) bool {
 		if id, ok := n.(*ast.Ident); ok {
 			if r, ok := consts[id.Name]; ok && !slices.Contains(named, r) {
 				named = append(named, r)
 			}
 		}
 		return true
-	})
+	}
+	ast.Inspect(funcs["known"].Body, inspect)
+	ast.Inspect(funcs["Decide"].Body, inspect)
 	var want []policy.Rule
 	for _, r := range policy.RuleOrder() {
 		if slices.Contains(named, r) {
@@ -176,7 +179,7 @@ func TestDecideAppliesRuleOrder(t *testing.T) {
 		policy.RuleSmallAudience: func(c policy.Config, f policy.Facts, _ *policy.Tally) bool {
 			return f.Audience < c.MinAudience && !(f.AutoReply && f.Audience > c.AutoReplyMaxAudience)
 		},
-		policy.RuleStoreError:    func(_ policy.Config, _ policy.Facts, t *policy.Tally) bool { return t == nil },
+		policy.RuleStoreError:    func(_ policy.Config, _ policy.Facts, t *policy.Tally) bool { return t == nil }, // the store failed: Answer.Failed
 		policy.RuleOverrideAllow: func(_ policy.Config, _ policy.Facts, t *policy.Tally) bool { return t.Override == policy.OverrideAllow },
 		policy.RuleOverrideBlock: func(_ policy.Config, _ policy.Facts, t *policy.Tally) bool { return t.Override == policy.OverrideBlock },
 		policy.RuleAutoReply:     func(_ policy.Config, f policy.Facts, _ *policy.Tally) bool { return f.AutoReply },
@@ -231,7 +234,11 @@ func TestDecideAppliesRuleOrder(t *testing.T) {
 								break
 							}
 						}
-						got := policy.Decide(c, f, tally).Rule
+						a := policy.Answer{Failed: policy.FailOpen}
+						if tally != nil {
+							a = policy.Answer{Tally: *tally}
+						}
+						got := policy.Decide(c, f, a).Rule
 						cases++
 						seen[got] = true
 						if got != want {

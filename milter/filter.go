@@ -1,8 +1,10 @@
 // Package milter is stormguard's glue to the MTA: it speaks the milter
 // protocol (through github.com/d--j/go-milter), collects the envelope and the
-// headers of each message, asks policy for the thread and the audience, makes
-// the one store call a large-audience message needs, and sends the verdict
-// back as a reply code or an X-Stormguard header.
+// headers of each message, asks policy for its plan (policy.Site.Plan), makes
+// the store calls the plan needs (through the node's link cache, and on
+// this node's memory store when the shared one fails), asks policy for the
+// verdict on the store's answer (policy.Plan.Decide), and sends it back as
+// a reply code or an X-Stormguard header.
 //
 // It holds no policy of its own and never asks for the message body.
 package milter
@@ -14,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,7 +181,7 @@ type Filter struct {
 func (f *Filter) SetObserver(o Observer) { f.observer = o }
 
 // Mode is the site mode in force (config, overridden by stormguard:mode).
-func (f *Filter) Mode() policy.Mode { return f.globals.Load().mode }
+func (f *Filter) Mode() policy.Mode { return f.globals.Load().site.Mode }
 
 // NewFilter makes a filter over st. fallback may be nil when st is already
 // the memory store. now may be nil (time.Now).
@@ -237,7 +238,7 @@ type Decision struct {
 
 // MaxLists bounds Decision.Lists: a message to more registered lists is
 // reported with the first MaxLists of them, in envelope order.
-const MaxLists = 16
+const MaxLists = policy.MaxLists
 
 // Decide works out the verdict for one message. It is called once per
 // message, at end of headers.
@@ -250,54 +251,29 @@ func (f *Filter) Decide(ctx context.Context, m *Message) Decision {
 	return d
 }
 
+// decide carries the message through policy's two steps (policy.Site.Plan,
+// policy.Plan.Decide) with the store calls in between, and falls back on
+// this node's memory store when the shared one fails (store.on_error).
 func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	g := f.globals.Load()
 	// The configuration this message is decided by, to the end, even if
 	// a reload swaps in another meanwhile.
 	c := g.cfg
-	pm := policy.Parse(m.Headers) // the message's one parse
-	audience, large := c.Policy.Audience(m.Rcpts, pm.Recipients, g.lists)
-	facts := policy.Facts{
-		Mode:      g.mode,
-		Exempt:    g.exempt.match(m.Sender),
-		Poster:    g.posters.match(m.Sender) || g.posters.login(m.AuthUser),
-		AutoReply: policy.IsAutoReply(pm),
-		Audience:  audience,
-	}
-	// The policy of this message: its lists' (messagePolicy), or the
-	// site's when no list has one (nothing to look up: no cost).
-	pc, gatedBy := c.Policy, ""
-	if len(g.policies) > 0 {
-		pc, facts.ListGated, gatedBy = messagePolicy(g, m, pm.Recipients, facts.Poster)
-	}
-	d := Decision{Audience: audience, conf: c}
-	if !policy.NeedsStore(pc, facts) {
-		d.Verdict = policy.Decide(pc, facts, nil)
-		if d.Rule == policy.RuleGate {
-			d.List = gatedBy
-			if !facts.ListGated {
-				d.List = largestList(m.Rcpts, large, g.lists)
-			}
-			d.Subject = pm.Subject.Display
-		}
+	p := g.site.Plan(policy.Envelope{Sender: m.Sender, Rcpts: m.Rcpts, AuthUser: m.AuthUser}, &m.Headers)
+	d := Decision{Audience: p.Facts.Audience, Subject: p.Subject, conf: c}
+	if !p.Store {
+		d.Verdict, d.List = p.Verdict, p.List
 		f.Stats.StoreSkipped.Add(1)
 		return d
 	}
-	id := policy.Identify(pm, large)
-	facts.Reply = id.Reply
-	d.Subject = id.Display
-	d.Kind = policy.KindOf(c.Policy, facts)
-	d.Lists = registeredLists(m.Rcpts, g.lists)
-
-	d.Stored = true
-	d.Limits = pc.Limits
-	tally, thread, source, err := f.record(ctx, c, f.store, m, id, d.Kind, facts.Audience, pc.Limits)
+	d.Stored, d.Kind, d.Lists, d.Limits = true, p.Kind, p.Lists, p.Config.Limits
+	tally, thread, source, err := f.record(ctx, c, f.store, m, &p)
 	if err != nil {
 		f.Stats.StoreErrors.Add(1)
 		switch {
 		case c.OnError == OnErrorTempfail:
 			f.warnStore(err, "tempfail")
-			d.Verdict = policy.OnStoreError(pc, facts)
+			d.Verdict = p.Decide(policy.Answer{Failed: policy.FailTempfail})
 			d.Thread = thread
 			return d
 		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in
@@ -306,15 +282,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 			f.warnStore(err, "accept, counting on this node only")
 			f.Stats.Fallbacks.Add(1)
 			d.Fallback = true
-			tally, thread, source, err = f.record(ctx, c, f.fallback, m, id, d.Kind, facts.Audience, pc.Limits)
+			tally, thread, source, err = f.record(ctx, c, f.fallback, m, &p)
 		}
 		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
-			d.Verdict = policy.Decide(pc, facts, nil) // accept, rule store_error
+			d.Verdict = p.Decide(policy.Answer{Failed: policy.FailOpen})
 			d.Thread = thread
 			return d
 		}
 	}
-	d.Verdict = policy.Decide(pc, facts, &tally)
+	d.Verdict = p.Decide(policy.Answer{Tally: tally})
 	d.Thread = thread
 	d.Count = tally.Count
 	d.Delivered = tally.Delivered
@@ -322,14 +298,16 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	return d
 }
 
-// record resolves the thread and makes the one atomic store call.
+// record resolves the thread and makes the one atomic store call, as the
+// plan p says.
 //
 // A reply first resolves its identities (policy.Identity.Lookup: its
 // ancestors' ids, its Thread-Index GUID, its subject key) through the
 // node's link cache, else in one Resolve call, a single round trip; then
-// it is recorded in the thread policy.Resolve picks. Originals look
-// nothing up.
-func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, id policy.Identity, kind policy.Kind, audience int, limits policy.Limits) (policy.Tally, policy.ThreadID, policy.Source, error) {
+// it is recorded in the thread policy.Resolve picks, as p.Kind, under
+// p.Config.Limits. Originals look nothing up.
+func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, p *policy.Plan) (policy.Tally, policy.ThreadID, policy.Source, error) {
+	id := &p.Identity
 	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
 	defer cancel()
 	var found []policy.ThreadID
@@ -342,25 +320,25 @@ func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Messa
 			found, err = st.Resolve(ctx, id.Lookup)
 			f.observeStore(st, "resolve", start, err)
 			if err != nil {
-				thread, _ := policy.Resolve(id, nil)
+				thread, _ := policy.Resolve(*id, nil)
 				return policy.Tally{}, thread, "", err
 			}
 			f.links.put(id.Lookup, found, f.now())
 		}
 	}
-	thread, source := policy.Resolve(id, found)
+	thread, source := policy.Resolve(*id, found)
 	if thread == "" { // no message-id and nothing to thread on: a one-off thread
 		thread = randomThread()
 	}
 	rec := store.Record{
 		Thread:    thread,
 		Message:   id.Own,
-		Kind:      kind, // decided once, in decide (Decision.Kind)
-		Audience:  audience,
+		Kind:      p.Kind,
+		Audience:  p.Facts.Audience,
 		Sender:    m.Sender,
 		Subject:   id.Display,
 		Now:       f.now(),
-		Limits:    limits, // the message's: its lists' strictest (messagePolicy)
+		Limits:    p.Config.Limits, // the message's: its lists' strictest (policy.Effective)
 		Links:     id.Links,
 		Retention: c.Retention,
 	}
@@ -429,76 +407,6 @@ func (c *Config) gateText(a policy.Action, list string) string {
 		list = "this list"
 	}
 	return strings.ReplaceAll(text, "{list}", list)
-}
-
-// messagePolicy is the policy for message m under the lists' own policies
-// (policy.Effective over the lists it goes to that have one), whether a
-// list's own posters stop its sender (policy.ListGated: poster says it is
-// a site poster), and the first list that does. The lists it goes to are
-// its envelope recipients', and with policy.split_envelopes also its
-// header's (hdr), as for its audience (policy.Config.Audience): a list a
-// forged header names reaches nobody, so its policy must not apply. It
-// allocates nothing for a message to at most 4 lists with a policy.
-func messagePolicy(g *globals, m *Message, hdr []string, poster bool) (c policy.Config, gated bool, gatedBy string) {
-	var buf [4]policy.ListPolicy
-	lists := buf[:0]
-	add := func(addrs []string) {
-		for _, a := range addrs {
-			lp, ok := g.policies[a]
-			if !ok {
-				if a = strings.ToLower(strings.Trim(a, "<> ")); a == "" {
-					continue
-				}
-				if lp, ok = g.policies[a]; !ok {
-					continue
-				}
-			}
-			lists = append(lists, lp.ListPolicy)
-			allowed := poster || lp.posters.match(m.Sender) || lp.posters.login(m.AuthUser)
-			if policy.ListGated(lp.ListPolicy, allowed) && !gated {
-				gated, gatedBy = true, a
-			}
-		}
-	}
-	add(m.Rcpts)
-	if g.cfg.Policy.SplitEnvelopes {
-		add(hdr)
-	}
-	return policy.Effective(g.cfg.Policy, lists), gated, gatedBy
-}
-
-// largestList is the registered list with the most members among the
-// envelope recipients, or else among large (the header's).
-func largestList(rcpts, large []string, lists map[string]int) string {
-	best, n := "", 0
-	pick := func(addrs []string) {
-		for _, a := range addrs {
-			a = strings.Trim(a, "<> ")
-			if m, ok := lists[a]; ok && (m > n || best == "") {
-				best, n = a, m
-			}
-		}
-	}
-	pick(rcpts)
-	if best == "" {
-		pick(large)
-	}
-	return best
-}
-
-// registeredLists are the registered lists among the envelope recipients,
-// each once, in envelope order, at most MaxLists.
-func registeredLists(rcpts []string, lists map[string]int) []string {
-	var out []string
-	for _, a := range rcpts {
-		a = strings.Trim(a, "<> ")
-		if _, ok := lists[a]; ok && !slices.Contains(out, a) {
-			if out = append(out, a); len(out) == MaxLists {
-				break
-			}
-		}
-	}
-	return out
 }
 
 func randomThread() policy.ThreadID {

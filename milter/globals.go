@@ -12,19 +12,14 @@ import (
 )
 
 // globals is the cached site-wide state every message reads: the
-// configuration in force, and the list sizes, exempt senders and mode it
-// and the store's settings make. It is replaced whole, never mutated, so
-// readers need no lock; a message reads it once.
+// configuration in force, and the site settings (policy.Site: list sizes
+// and policies, exempt senders, posters, mode) it and the store's settings
+// make. It is replaced whole, never mutated, so readers need no lock; a
+// message reads it once.
 type globals struct {
-	cfg     *Config       // the configuration in force (SetConfig replaces it)
-	sg      store.Globals // the store's settings, as last read, to merge a reloaded config with
-	lists   map[string]int
-	exempt  exemptSet
-	posters exemptSet // who may pass the sender gate: senders, @domains, SASL logins
-	mode    policy.Mode
-	// policies are the lists' own policies (config, replaced list by
-	// list by the store's), by lower-case address; empty when none.
-	policies map[string]listPolicy
+	cfg  *Config       // the configuration in force (SetConfig replaces it)
+	sg   store.Globals // the store's settings, as last read, to merge a reloaded config with
+	site policy.Site   // what messages are decided under; site.Config is cfg.Policy
 
 	loaded   bool           // read from the store at least once (else: the config file's only)
 	err      string         // why the store could not be read, while never loaded
@@ -32,102 +27,43 @@ type globals struct {
 	problems []store.Problem
 }
 
-// listPolicy is a list's own policy with its posters ready to match.
-type listPolicy struct {
-	policy.ListPolicy
-	posters exemptSet
-}
-
-// exemptSet matches senders exactly or by "@domain".
-type exemptSet map[string]struct{}
-
-func (e exemptSet) match(sender string) bool {
-	if len(e) == 0 || sender == "" {
-		return false
-	}
-	sender = strings.ToLower(sender)
-	if _, ok := e[sender]; ok {
-		return true
-	}
-	if i := strings.LastIndexByte(sender, '@'); i >= 0 {
-		_, ok := e[sender[i:]]
-		return ok
-	}
-	return false
-}
-
-// login reports whether a SASL login ({auth_authen}) is in the set, as
-// written (lower case): an entry "jdoe" or "jdoe@example.org" names the
-// login jdoe or jdoe@example.org; an @domain entry names senders only.
-func (e exemptSet) login(user string) bool {
-	if len(e) == 0 || user == "" {
-		return false
-	}
-	user = strings.ToLower(strings.TrimSpace(user))
-	if strings.HasPrefix(user, "@") {
-		return false
-	}
-	_, ok := e[user]
-	return ok
-}
-
 // mergeGlobals combines the config file's lists and exempt senders with the
 // store's; the store wins for a list both name. The store's mode wins over
 // the configured one.
 func mergeGlobals(cfg Config, sg store.Globals) *globals {
-	g := &globals{cfg: &cfg, sg: sg, lists: make(map[string]int, len(cfg.Lists)+len(sg.Lists)), exempt: exemptSet{}, posters: exemptSet{}, mode: cfg.Mode}
+	g := &globals{cfg: &cfg, sg: sg, site: policy.Site{
+		Config:  cfg.Policy,
+		Mode:    cfg.Mode,
+		Lists:   make(map[string]int, len(cfg.Lists)+len(sg.Lists)),
+		Exempt:  policy.Senders{},
+		Posters: policy.Senders{},
+	}}
+	site := &g.site
 	for addr, n := range cfg.Lists {
-		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
+		site.Lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
 	for addr, n := range sg.Lists {
-		g.lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
+		site.Lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
 	g.invalid, g.problems = sg.Invalid, sg.Problems
-	for _, s := range cfg.Exempt {
-		g.exempt[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
-	}
-	for _, s := range sg.Exempt {
-		g.exempt[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
-	}
-	for _, s := range cfg.Posters {
-		g.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
-	}
-	for _, s := range sg.Posters {
-		g.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
-	}
+	site.Exempt.Add(cfg.Exempt...)
+	site.Exempt.Add(sg.Exempt...)
+	site.Posters.Add(cfg.Posters...)
+	site.Posters.Add(sg.Posters...)
 	for addr, p := range cfg.ListPolicies {
-		g.setPolicy(addr, p)
+		site.SetList(addr, p)
 	}
 	for addr, p := range sg.ListPolicies { // the store's replaces the config's, whole
-		g.setPolicy(addr, p)
+		site.SetList(addr, p)
 	}
 	switch sg.Mode {
 	case policy.ModeEnforce, policy.ModeMonitor, policy.ModeOff:
-		g.mode = sg.Mode
+		site.Mode = sg.Mode
 	}
-	if g.mode == "" {
-		g.mode = policy.ModeEnforce
+	if site.Mode == "" {
+		site.Mode = policy.ModeEnforce
 	}
 	return g
-}
-
-func (g *globals) setPolicy(addr string, p policy.ListPolicy) {
-	addr = strings.ToLower(strings.TrimSpace(addr))
-	if p.IsZero() {
-		delete(g.policies, addr)
-		return
-	}
-	lp := listPolicy{ListPolicy: p}
-	for _, s := range p.Posters {
-		if lp.posters == nil {
-			lp.posters = exemptSet{}
-		}
-		lp.posters[strings.ToLower(strings.TrimSpace(s))] = struct{}{}
-	}
-	if g.policies == nil {
-		g.policies = map[string]listPolicy{}
-	}
-	g.policies[addr] = lp
 }
 
 // globalsDeadline bounds one whole refresh; each call inside it has its
@@ -159,13 +95,13 @@ func (f *Filter) RefreshGlobals(ctx context.Context) error {
 	next := mergeGlobals(*prev.cfg, sg)
 	next.loaded = true
 	f.globals.Store(next)
-	if !prev.loaded || prev.mode != next.mode || !maps.Equal(prev.lists, next.lists) || !maps.Equal(prev.exempt, next.exempt) || !maps.Equal(prev.posters, next.posters) || !samePolicies(prev.policies, next.policies) {
-		exempt := slices.Sorted(maps.Keys(next.exempt))
+	if p, n := &prev.site, &next.site; !prev.loaded || p.Mode != n.Mode || !maps.Equal(p.Lists, n.Lists) || !maps.Equal(p.Exempt, n.Exempt) || !maps.Equal(p.Posters, n.Posters) || !samePolicies(p.Policies, n.Policies) {
+		exempt := slices.Sorted(maps.Keys(n.Exempt))
 		if len(exempt) > 20 {
 			exempt = append(exempt[:20], "…")
 		}
-		f.log.Info("site settings loaded", "mode", next.mode, "lists", len(next.lists),
-			"list_members", sumValues(next.lists), "exempt", len(next.exempt), "exempt_senders", exempt, "posters", len(next.posters), "list_policies", len(next.policies))
+		f.log.Info("site settings loaded", "mode", n.Mode, "lists", len(n.Lists),
+			"list_members", sumValues(n.Lists), "exempt", len(n.Exempt), "exempt_senders", exempt, "posters", len(n.Posters), "list_policies", len(n.Policies))
 	}
 	bad := 0
 	for _, n := range sg.Invalid {
@@ -241,8 +177,8 @@ func (f *Filter) RunRefresher(ctx context.Context) {
 	}
 }
 
-func samePolicies(a, b map[string]listPolicy) bool {
-	return maps.EqualFunc(a, b, func(x, y listPolicy) bool { return x.String() == y.String() })
+func samePolicies(a, b map[string]policy.ListRules) bool {
+	return maps.EqualFunc(a, b, func(x, y policy.ListRules) bool { return x.String() == y.String() })
 }
 
 func sumValues(m map[string]int) int {

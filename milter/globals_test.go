@@ -54,9 +54,9 @@ func TestBadListValuesAreLogged(t *testing.T) {
 		}
 	}
 	g := f.globals.Load()
-	if g.lists["maxint@example.org"] != store.MaxListMembers || g.lists["cfg@example.org"] != store.MaxListMembers ||
-		g.lists["staff@example.org"] != 3000 || g.lists["word@example.org"] != 0 {
-		t.Errorf("lists in force: %v", g.lists)
+	if g.site.Lists["maxint@example.org"] != store.MaxListMembers || g.site.Lists["cfg@example.org"] != store.MaxListMembers ||
+		g.site.Lists["staff@example.org"] != 3000 || g.site.Lists["word@example.org"] != 0 {
+		t.Errorf("lists in force: %v", g.site.Lists)
 	}
 	if inv := f.GlobalsInvalid(); inv["bad:lists"] != 3 || inv["bad:exempt"] != 1 || inv["bad:mode"] != 1 {
 		t.Errorf("GlobalsInvalid = %v", inv)

@@ -171,8 +171,7 @@ func TestListPolicyRefresh(t *testing.T) {
 	ctx := context.Background()
 	limit := func() int {
 		g := h.f.globals.Load()
-		c, _, _ := messagePolicy(g, &Message{Rcpts: []string{listAddr}}, nil, false)
-		return c.Limits.MaxReplies
+		return messagePolicy(g, []string{listAddr}, nil).Limits.MaxReplies
 	}
 	if got := limit(); got != 5 {
 		t.Fatalf("config's policy: max_replies %d, want 5", got)
@@ -208,7 +207,7 @@ func TestListPolicyForgedHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := f.globals.Load()
-	c, _, _ := messagePolicy(g, &Message{Rcpts: []string{"a@example.org"}}, []string{otherList}, false)
+	c := messagePolicy(g, []string{"a@example.org"}, []string{otherList})
 	if c.Limits.MaxReplies != 10 {
 		t.Errorf("a forged header's list applied: max_replies %d, want the site's 10", c.Limits.MaxReplies)
 	}
@@ -216,10 +215,16 @@ func TestListPolicyForgedHeader(t *testing.T) {
 	if f, err = NewFilter(cfg, store.NewMemory(), nil, discardLogger(), nil); err != nil {
 		t.Fatal(err)
 	}
-	c, _, _ = messagePolicy(f.globals.Load(), &Message{Rcpts: []string{"a@example.org"}}, []string{"<Other@Example.org>"}, false)
+	c = messagePolicy(f.globals.Load(), []string{"a@example.org"}, []string{"<Other@Example.org>"})
 	if c.Limits.MaxReplies != 50 {
 		t.Errorf("with split_envelopes the header's list applies: max_replies %d, want 50", c.Limits.MaxReplies)
 	}
+}
+
+// messagePolicy is the policy (policy.Site.Plan) of a message to rcpts
+// whose To header names hdr.
+func messagePolicy(g *globals, rcpts, hdr []string) policy.Config {
+	return g.site.Plan(policy.Envelope{Rcpts: rcpts}, &policy.Headers{To: []string{strings.Join(hdr, ", ")}}).Config
 }
 
 func TestListPolicyValidate(t *testing.T) {

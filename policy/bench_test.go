@@ -120,3 +120,28 @@ func BenchmarkParseAddressList(b *testing.B) {
 		_ = ParseAddressList(v)
 	}
 }
+
+// BenchmarkDecide is the pure per-message decision, both steps (Site.Plan
+// and Plan.Decide) without the store: a small message, decided by the
+// plan, and a reply-all to a large list with a policy of its own.
+func BenchmarkDecide(b *testing.B) {
+	s := &Site{Config: Defaults(), Mode: ModeEnforce, Lists: benchLists, Exempt: Senders{}, Posters: Senders{}}
+	s.SetList("students@example.org", ListPolicy{MaxReplies: Some(5), Posters: []string{"@example.org"}})
+	for _, bc := range []struct {
+		name string
+		env  Envelope
+		h    Headers
+	}{
+		{"small", Envelope{Sender: "ann@example.org", Rcpts: []string{"bob@example.org", "carol@example.org"}}, benchHeaders["new"]},
+		{"large-reply", Envelope{Sender: "ann@example.org", Rcpts: []string{"all-staff@example.org", "boss@example.org"}}, benchHeaders["reply-references"]},
+		{"large-reply/list-policy", Envelope{Sender: "ann@example.org", Rcpts: []string{"students@example.org"}}, benchHeaders["reply-references"]},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p := s.Plan(bc.env, &bc.h)
+				_ = p.Decide(Answer{Tally: Tally{Status: StatusCounted, Count: 1}})
+			}
+		})
+	}
+}

@@ -86,7 +86,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Facts are what the milter knows about a message before the store is asked.
+// Facts are what is known about a message before the store is asked
+// (Site.Plan works them out).
 type Facts struct {
 	Mode   Mode // "" means enforce
 	Exempt bool // the sender is exempt (policy.exempt_senders, stormguard:exempt)
@@ -142,7 +143,8 @@ func KindOf(_ Config, f Facts) Kind {
 }
 
 // Decide gives the verdict on a message from its facts and, when
-// NeedsStore, the store's tally. The rules, in order:
+// NeedsStore, the store's answer (a is not read otherwise). The rules, in
+// order:
 //
 //  1. mode off: accept (mode_off);
 //  2. exempt sender: accept (exempt);
@@ -178,21 +180,22 @@ func KindOf(_ Config, f Facts) Kind {
 // a storm they saw first: its replies wait with the storm's). It does not
 // apply to auto_reply: an out-of-office notice to a whole list is no
 // message anyone will release, and a held one would only fill the hold
-// queue, so with action hold it is rejected. t may be nil only when
-// !NeedsStore; a nil or unusable tally otherwise accepts with rule
-// store_error (fail open, as store.on_error=accept does; OnStoreError is
-// the other choice).
-func Decide(c Config, f Facts, t *Tally) Verdict {
+// queue, so with action hold it is rejected.
+//
+// When the store failed (Answer.Failed), rules 5 to 12 give way to the
+// failure's verdict: accept with rule store_error (FailOpen, as
+// store.on_error=accept does once its memory store failed too) or
+// OnStoreError's (FailTempfail). An unusable tally accepts with rule
+// store_error too.
+func Decide(c Config, f Facts, a Answer) Verdict {
+	if v, ok := known(c, f); ok {
+		return v
+	}
+	t := &a.Tally
 	switch {
-	case f.Mode == ModeOff:
-		return accept(RuleModeOff)
-	case f.Exempt:
-		return accept(RuleExempt)
-	case Gated(c, f):
-		return gate(c, f)
-	case !NeedsStore(c, f):
-		return accept(RuleSmallAudience)
-	case t == nil:
+	case a.Failed == FailTempfail:
+		return OnStoreError(c, f)
+	case a.Failed != "":
 		return accept(RuleStoreError)
 	case t.Override == OverrideAllow:
 		return accept(RuleOverrideAllow)
@@ -219,6 +222,22 @@ func Decide(c Config, f Facts, t *Tally) Verdict {
 		return accept(RuleCounted)
 	}
 	return accept(RuleStoreError)
+}
+
+// known is Decide's verdict when it is known without the store (rules 1
+// to 4: !NeedsStore), and whether it is.
+func known(c Config, f Facts) (Verdict, bool) {
+	switch {
+	case f.Mode == ModeOff:
+		return accept(RuleModeOff), true
+	case f.Exempt:
+		return accept(RuleExempt), true
+	case Gated(c, f):
+		return gate(c, f), true
+	case !NeedsStore(c, f):
+		return accept(RuleSmallAudience), true
+	}
+	return Verdict{}, false
 }
 
 // MayLink reports whether a message of kind k that the store tallied as
@@ -254,13 +273,14 @@ func MayLink(k Kind, t Tally) bool {
 func Repeats(passes int) bool { return passes <= MaxDuplicates }
 
 // OnStoreError is the verdict when the store failed and
-// store.on_error=tempfail: tempfail (rule store_error), except in monitor
-// (mode or action), which never refuses and accepts instead. Action hold
-// tempfails too: without the store nothing says the thread storms, and
-// holding every large-audience message of an outage would leave an
-// operator to release each one, where a tempfail is retried by the
-// sender's MTA on its own. With store.on_error=accept the caller counts in
-// its memory store instead and calls Decide.
+// store.on_error=tempfail (Answer.Failed FailTempfail): tempfail (rule
+// store_error), except in monitor (mode or action), which never refuses
+// and accepts instead. Action hold tempfails too: without the store
+// nothing says the thread storms, and holding every large-audience
+// message of an outage would leave an operator to release each one, where
+// a tempfail is retried by the sender's MTA on its own. With
+// store.on_error=accept the caller counts in its memory store instead,
+// and answers with that tally, or with FailOpen if that failed too.
 func OnStoreError(c Config, f Facts) Verdict {
 	if f.Mode == ModeMonitor || c.Action == ConfigMonitor {
 		return accept(RuleStoreError)

@@ -201,7 +201,7 @@ func TestDecideSimulation(t *testing.T) {
 					}
 					tally = s.record(thread, MessageIDKey(st.msg), kind, st.aud, start.Add(st.at), tt.c.Limits)
 				}
-				v := Decide(tt.c, f, tally)
+				v := Decide(tt.c, f, answer(tally))
 				if v.Action != st.want || v.Rule != st.rule {
 					t.Errorf("step %d (%s at %s, audience %d): %s/%s, want %s/%s (tally %s)",
 						i, st.msg, st.at, st.aud, v.Action, v.Rule, st.want, st.rule, fmtTally(tally))

@@ -125,7 +125,7 @@ func TestDecide(t *testing.T) {
 		{"small audience without tally", base, Facts{Reply: true, Audience: 2499}, nil, Verdict{Action: ActionAccept, Rule: RuleSmallAudience}},
 		{"small audience to a blocked thread", base, Facts{Reply: true, Audience: 1}, blocked, Verdict{Action: ActionAccept, Rule: RuleSmallAudience}},
 		{"small auto-reply", base, auto(100), nil, Verdict{Action: ActionAccept, Rule: RuleSmallAudience}},
-		{"nil tally when the store was needed", base, reply, nil, Verdict{Action: ActionAccept, Rule: RuleStoreError}},
+		{"store failed when it was needed", base, reply, nil, Verdict{Action: ActionAccept, Rule: RuleStoreError}},
 		{"unknown status", base, reply, tally("weird"), Verdict{Action: ActionAccept, Rule: RuleStoreError}},
 		{"override allow", base, reply, &Tally{Override: OverrideAllow, Status: StatusNoted}, Verdict{Action: ActionAccept, Rule: RuleOverrideAllow}},
 		{"override allow on a blocked thread", base, reply, &Tally{Override: OverrideAllow, Status: StatusBlocked}, Verdict{Action: ActionAccept, Rule: RuleOverrideAllow}},
@@ -171,7 +171,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Decide(tt.c, tt.f, tt.t); got != tt.want {
+			if got := Decide(tt.c, tt.f, answer(tt.t)); got != tt.want {
 				t.Errorf("Decide = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -209,17 +209,26 @@ func TestOnStoreError(t *testing.T) {
 	}
 }
 
+// answer is the store's answer a test's tally stands for: nil, that the
+// store failed and nothing counted the message.
+func answer(t *Tally) Answer {
+	if t == nil {
+		return Answer{Failed: FailOpen}
+	}
+	return Answer{Tally: *t}
+}
+
 func ExampleDecide() {
 	c := Defaults() // min_audience 2500, max_replies 10, delivery_budget 1,000,000
 	f := Facts{Reply: true, Audience: 850001}
 	fmt.Println(NeedsStore(c, f), KindOf(c, f))
 
 	// The store counted the first reply-all to an NHS-sized list ...
-	fmt.Println(Decide(c, f, &Tally{Status: StatusCounted, Count: 1, Delivered: 850001}))
+	fmt.Println(Decide(c, f, Answer{Tally: Tally{Status: StatusCounted, Count: 1, Delivered: 850001}}))
 	// ... and refuses the second: it would pass the delivery budget.
-	fmt.Println(Decide(c, f, &Tally{Status: StatusCrossed, Crossed: RuleDeliveryBudget, BlockTTL: 6 * time.Hour}))
+	fmt.Println(Decide(c, f, Answer{Tally: Tally{Status: StatusCrossed, Crossed: RuleDeliveryBudget, BlockTTL: 6 * time.Hour}}))
 	// A reply to the sender only never reaches the store.
-	fmt.Println(Decide(c, Facts{Reply: true, Audience: 1}, nil))
+	fmt.Println(Decide(c, Facts{Reply: true, Audience: 1}, Answer{}))
 	// Output:
 	// true reply
 	// {accept counted }

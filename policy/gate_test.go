@@ -9,7 +9,7 @@ import (
 // mailboxes from anyone but an allowed poster gets gate.action at once,
 // original or reply, before the store is asked (and so counts toward
 // nothing); allowed posters (Facts.Poster: by sender, @domain or SASL
-// login, worked out by the milter) and exempt senders go on to the other
+// login, worked out by Site.Plan) and exempt senders go on to the other
 // rules; mode monitor tags, mode off skips it.
 func TestGate(t *testing.T) {
 	gate := func(a ConfigAction) Config {
@@ -58,7 +58,7 @@ func TestGate(t *testing.T) {
 			if tt.stored {
 				tally = tt.t
 			}
-			v := Decide(tt.c, tt.f, tally)
+			v := Decide(tt.c, tt.f, answer(tally))
 			if v.Action != tt.want || v.Rule != tt.rule {
 				t.Errorf("Decide = %s/%s, want %s/%s", v.Action, v.Rule, tt.want, tt.rule)
 			}

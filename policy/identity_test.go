@@ -352,7 +352,7 @@ func ExampleIdentify() {
 	// 3f9a0c1d2b4e5f60 ancestor
 }
 
-// The milter runs Parse, Audience, IsAutoReply and (at least for
+// Site.Plan runs Parse, Audience, IsAutoReply and (at least for
 // large-audience mail) Identify on every message.
 func BenchmarkPerMessage(b *testing.B) {
 	h := realisticStorm()[1].h // the Gmail reply

@@ -116,7 +116,7 @@ func TestListGated(t *testing.T) {
 			t.Errorf("%s: Gated = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if v := Decide(site, Facts{Audience: 3, ListGated: true}, nil); v.Rule != RuleGate || v.Action != ActionReject {
+	if v := Decide(site, Facts{Audience: 3, ListGated: true}, Answer{}); v.Rule != RuleGate || v.Action != ActionReject {
 		t.Errorf("Decide on a list-gated message = %+v, want gate reject", v)
 	}
 	if NeedsStore(site, Facts{Audience: 5000, ListGated: true}) {

@@ -2,9 +2,12 @@
 // conversation a message belongs to, how many mailboxes it reaches, whether
 // it is an auto-reply, and the verdict once the store has counted it.
 //
-// A message enters policy once, through Parse: its raw Headers are
-// unfolded, decoded and parsed there, each header once, into a Message
-// whose typed fields Audience, IsAutoReply and Identify read.
+// A message is decided in two calls, with the store between them:
+// Site.Plan (what the message is, under the site's settings, and what to
+// ask the store) and Plan.Decide (the verdict on the store's answer). Its
+// raw Headers are unfolded, decoded and parsed once, by Parse inside Plan,
+// into a Message whose typed fields Audience, IsAutoReply and Identify
+// read.
 //
 // It must not do I/O and must not read the clock: time comes in as an
 // argument, state comes in as a Tally from the store. Everything here can be
