@@ -154,7 +154,7 @@ func TestHostileReferencesNamingTwoStormsMergesNothing(t *testing.T) {
 }
 
 // TestHostileIDsWithoutAtJoinNothing: replies whose only threading id is
-// one without "@" (an old git-send-email wrote "<yes>") used to be
+// one without "@" (an old git-send-email wrote "<yes>") must not be
 // counted together under that word, whatever conversation they answered.
 // Such an id is no message-id: each reply finds its own conversation by
 // its subject.

@@ -12,7 +12,7 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// The attacks of P8 on thread identity, each run through the milter
+// Attacks on thread identity, each run through the milter
 // protocol against the memory store and a real Redis: an outsider, who
 // can write any header but reaches only the mailboxes of its envelope,
 // must not be able to take over, block or unblock a legitimate thread.
@@ -81,9 +81,10 @@ func inReplyToOnly(i int, parent string) mail {
 
 // Attack a: a message to one mailbox, with two registered lists in its To
 // header, the legitimate root's Message-ID and an unrelated In-Reply-To.
-// It used to be refused by delivery_budget in the In-Reply-To's thread,
-// and to move the root's link and alias there, so that every legitimate
-// reply to the root was refused in the attacker's thread.
+// Were it counted by its header audience, it would be refused by
+// delivery_budget in the In-Reply-To's thread; were links last-writer, it
+// would move the root's link there, and every legitimate reply to the
+// root would be refused in the attacker's thread.
 func TestHostileForgedRootIDDoesNotTakeTheThreadOver(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st hostileStore) {
 		h := startServer(t, hostileConfig(), st, store.NewMemory())
@@ -119,7 +120,7 @@ func TestHostileForgedRootIDDoesNotTakeTheThreadOver(t *testing.T) {
 }
 
 // Attack b: References to the legitimate root and To: the list in the
-// header, to one mailbox: max_replies+1 of them used to block the thread.
+// header, to one mailbox: max_replies+1 of them must not block the thread.
 func TestHostileHeaderOnlyRepliesDoNotBlockTheThread(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st hostileStore) {
 		cfg := hostileConfig()
@@ -146,7 +147,7 @@ func TestHostileHeaderOnlyRepliesDoNotBlockTheThread(t *testing.T) {
 }
 
 // Attack c: once a thread is blocked, reusing the Message-ID of one of its
-// counted replies used to pass every time (rule duplicate). Only the same
+// counted replies must not pass as a duplicate every time. Only the same
 // message again (same envelope sender and audience) passes, and only
 // policy.MaxDuplicates times.
 func TestHostileReusedMessageIDDoesNotBypassTheBlock(t *testing.T) {

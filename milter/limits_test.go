@@ -165,8 +165,8 @@ func (l *emfileListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
-// TestServeSurvivesEMFILE: "accept4: too many open files" used to end
-// Serve, and the daemon with it; now it is retried.
+// TestServeSurvivesEMFILE: "accept4: too many open files" must not end
+// Serve, and the daemon with it: it is retried.
 func TestServeSurvivesEMFILE(t *testing.T) {
 	raw, err := Listen("inet:127.0.0.1:0", 0)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // NoReplies), and Postfix keeps Nagle on for its milter connections. A
 // second small write from Postfix with no reply in between then waits for
 // the milter's delayed ACK: 40 ms per message, 15 against 100-140 msg/s at
-// concurrency 1 (docs/performance.md). Linux leaves quick-ACK mode on its
+// concurrency 1 (bench/results/history.md). Linux leaves quick-ACK mode on its
 // own (after an idle period, or when it sees an interactive exchange), so
 // it is set again after every read: one setsockopt, under a microsecond.
 func QuickAck(c net.Conn) net.Conn {
