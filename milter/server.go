@@ -90,8 +90,8 @@ func init() {
 
 // Protocols is what stormguard requires of the MTA: no body, no unknown
 // commands. Skipping CONNECT, HELO or DATA as well (OptNoConnect/OptNoHelo/
-// OptNoData) makes Postfix stall ~40 ms per message on TCP (21 against 238
-// msg/s at concurrency 1, bench/results/history.md), so they are received, and
+// OptNoData) makes Postfix stall ~40 ms per message on TCP (20 against 163
+// msg/s at concurrency 1, docs/performance.md), so they are received, and
 // not answered (NoReplies).
 const Protocols = gomilter.OptNoBody | gomilter.OptNoUnknown
 
