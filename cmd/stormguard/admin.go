@@ -13,6 +13,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/cmd/stormguard/internal/daemon"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/store"
 )
@@ -80,7 +81,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 // publishNow sends one event to Redis and the webhook, waiting a little for
 // delivery; a failure is a warning, not an error: the change is made.
 func publishNow(cfg *config.Config, st store.Store, e events.Event) (warning string) {
-	n, err := newNotifier(cfg, st, discardLogger(), false)
+	n, err := daemon.NewNotifier(cfg, st, discardLogger(), userAgent(), false)
 	if err != nil {
 		return "the event was not sent: " + admin.OneLine(err)
 	}

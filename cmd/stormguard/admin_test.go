@@ -122,7 +122,7 @@ func (h *webhook) wait(t *testing.T, match func(events.Event) bool) events.Event
 }
 
 // scrape reads /metrics into series -> value.
-func scrape(t *testing.T, d *daemon) map[string]float64 {
+func scrape(t *testing.T, d *server) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + d.http + "/metrics")
 	if err != nil {
@@ -272,7 +272,7 @@ func TestOperatingAStorm(t *testing.T) {
 	})
 
 	t.Run("metrics match what the SMTP client saw", func(t *testing.T) {
-		m := scrape(t, n.daemon)
+		m := scrape(t, n.server)
 		check := func(series string, want float64) {
 			t.Helper()
 			if m[series] != want {

@@ -92,7 +92,7 @@ func TestHistoryThroughPostfix(t *testing.T) {
 			t.Logf("postfix log:\n%s", pf.Log())
 		}
 	})
-	n := node{daemon: d1, postfix: pf}
+	n := node{server: d1, postfix: pf}
 	d1.log.wait(t, 0, "site settings loaded", "lists=1")
 	config := writeConfig(t, yaml)
 
@@ -168,7 +168,7 @@ func TestHistoryThroughPostfix(t *testing.T) {
 	d2.log.wait(t, 0, "site settings loaded", "lists=1")
 	pf.SetMain("smtpd_milters", "inet:"+d2.addr)
 	pf.Reload()
-	n.daemon = d2
+	n.server = d2
 	if views := stormsSince(t, config, false); len(views) != 1 || views[0].Refused != 2 {
 		t.Fatalf("after the restart: %+v", views)
 	}
@@ -213,7 +213,7 @@ func TestHistoryExpires(t *testing.T) {
 	if !gone {
 		t.Fatalf("key %s: written %v, never expired within 20s", key, written)
 	}
-	m := scrape(t, n.daemon)
+	m := scrape(t, n.server)
 	if m["stormguard_history_entries_saved_total"] < 1 || m["stormguard_history_queue_ids_total"] != 2 ||
 		m["stormguard_history_write_errors_total"] != 0 || m["stormguard_history_notes_dropped_total"] != 0 {
 		t.Errorf("history metrics: saved %v, queue ids %v (want the original and the reply), errors %v, dropped %v",

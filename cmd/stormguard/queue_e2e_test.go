@@ -92,7 +92,7 @@ func TestQueueThroughPostfix(t *testing.T) {
 
 const queueTestNode = "mx-queue-test"
 
-func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
+func queueThroughPostfix(t *testing.T, d *server, cfg string) {
 	const nodeName = queueTestNode
 	d.log.wait(t, 0, "site settings loaded", "lists=1")
 	pf := deferringPostfix(t, "inet:"+d.addr)

@@ -314,7 +314,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	// Every message went through the milter: the daemon decided each.
 	decided := 0.0
-	for k, v := range scrape(t, &daemon{http: d.http}) {
+	for k, v := range scrape(t, &server{http: d.http}) {
 		if strings.HasPrefix(k, "stormguard_decisions_total{") {
 			decided += v
 		}

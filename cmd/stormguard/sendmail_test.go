@@ -52,7 +52,7 @@ func withPort(line, addr string) string {
 // startStoppableDaemon is startDaemon with a stop function, so a test can
 // take stormguard away from under a running MTA. stop waits until serve
 // has returned; it runs at cleanup too if the test does not call it.
-func startStoppableDaemon(t *testing.T, yaml string) (*daemon, func()) {
+func startStoppableDaemon(t *testing.T, yaml string) (*server, func()) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	path := filepath.Join(t.TempDir(), "stormguard.yaml")
@@ -82,7 +82,7 @@ func startStoppableDaemon(t *testing.T, yaml string) (*daemon, func()) {
 		}
 	})
 	watch.wait(t, 0, "stormguard started")
-	return &daemon{addr: addr, log: watch}, stop
+	return &server{addr: addr, log: watch}, stop
 }
 
 // TestEndToEndThroughSendmail runs a storm through a real Sendmail 8.17
