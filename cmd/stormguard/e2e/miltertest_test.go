@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -63,7 +63,7 @@ var mtAnswerLine = regexp.MustCompile(`^(original|reply \d+(?: \([^)]*\))?): ([a
 
 // runMiltertest runs script against d's milter socket, with the script's
 // parameters as miltertest -D defines.
-func runMiltertest(t *testing.T, d *server, s mtScript) mtRun {
+func runMiltertest(t *testing.T, d *daemon, s mtScript) mtRun {
 	t.Helper()
 	bin := testenv.LookPath(t, "miltertest", miltertestHint)
 	host, port, err := net.SplitHostPort(d.addr)
@@ -114,7 +114,7 @@ func (r mtRun) count(reply string) int {
 
 // miltertestDaemon starts stormguard with the storm list registered, on
 // the memory store or on a fresh Redis, plus extra YAML.
-func miltertestDaemon(t *testing.T, store, extra string) *server {
+func miltertestDaemon(t *testing.T, store, extra string) *daemon {
 	t.Helper()
 	testenv.LookPath(t, "miltertest", miltertestHint) // fail or skip before starting anything
 	yaml := fmt.Sprintf("lists:\n  %s: %d\n", staffList, miltertestMembers)
@@ -131,7 +131,7 @@ func miltertestDaemon(t *testing.T, store, extra string) *server {
 // accepted and the 11th refused, as the script printed them; and the
 // daemon counted them all in the original's thread and refused the 11th
 // with a 550 (action reject) by the max_replies rule.
-func checkStorm(t *testing.T, d *server, s mtScript) {
+func checkStorm(t *testing.T, d *daemon, s mtScript) {
 	t.Helper()
 	const maxReplies = 10 // the default policy.max_replies
 	start := time.Now()

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -79,8 +79,8 @@ func (w *logWatch) String() string {
 	return strings.Join(w.lines, "\n")
 }
 
-// server is one stormguard serve running in this process.
-type server struct {
+// daemon is one stormguard serve running as a process of its own.
+type daemon struct {
 	addr string
 	http string // HOST:PORT of /metrics, /healthz, /readyz
 	log  *logWatch
@@ -88,21 +88,21 @@ type server struct {
 
 // startDaemon runs `stormguard serve --config FILE` with the given YAML
 // (listen is added) until the test ends.
-func startDaemon(t *testing.T, yaml string) *server {
+func startDaemon(t *testing.T, yaml string) *daemon {
 	t.Helper()
 	return startDaemonHTTP(t, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "", yaml)
 }
 
 // startDaemonHTTP is startDaemon with http.listen httpAddr and the other
 // http settings in httpYAML (indented: "  admin: true\n").
-func startDaemonHTTP(t *testing.T, httpAddr, httpYAML, yaml string) *server {
+func startDaemonHTTP(t *testing.T, httpAddr, httpYAML, yaml string) *daemon {
 	t.Helper()
 	return startDaemonAt(t, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), httpAddr, httpYAML, yaml)
 }
 
 // startDaemonAt is startDaemonHTTP with the milter on addr (HOST:PORT),
 // for a test that had to tell an MTA the address first.
-func startDaemonAt(t *testing.T, addr, httpAddr, httpYAML, yaml string) *server {
+func startDaemonAt(t *testing.T, addr, httpAddr, httpYAML, yaml string) *daemon {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "stormguard.yaml")
 	if err := os.WriteFile(path, []byte("listen: inet:"+addr+"\nhttp:\n  listen: "+httpAddr+"\n"+httpYAML+yaml), 0o600); err != nil {
@@ -123,13 +123,13 @@ func startDaemonAt(t *testing.T, addr, httpAddr, httpYAML, yaml string) *server 
 		}
 	})
 	watch.wait(t, 0, "stormguard started")
-	return &server{addr: addr, http: httpAddr, log: watch}
+	return &daemon{addr: addr, http: httpAddr, log: watch}
 }
 
 // node is one mail node: a stormguard and a Postfix whose smtpd_milters
 // points at it, relaying accepted mail to sink.
 type node struct {
-	*server
+	*daemon
 	postfix *testenv.Postfix
 }
 
@@ -142,7 +142,7 @@ func startNode(t *testing.T, yaml string, sink *testenv.Sink) node {
 			t.Logf("postfix log:\n%s", pf.Log())
 		}
 	})
-	return node{server: d, postfix: pf}
+	return node{daemon: d, postfix: pf}
 }
 
 const (

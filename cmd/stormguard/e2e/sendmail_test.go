@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 // deploy/sendmail.mc, after checking that the README shows the same line.
 func readmeSendmailLine(t *testing.T) string {
 	t.Helper()
-	f, err := os.Open("../../deploy/sendmail.mc")
+	f, err := os.Open("../../../deploy/sendmail.mc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func readmeSendmailLine(t *testing.T) string {
 	if line == "" || !strings.Contains(line, "S=inet:7357@127.0.0.1") {
 		t.Fatalf("deploy/sendmail.mc: no INPUT_MAIL_FILTER line with S=inet:7357@127.0.0.1 (got %q)", line)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func withPort(line, addr string) string {
 // startStoppableDaemon is startDaemon with a stop function, so a test can
 // take stormguard away from under a running MTA. stop waits until serve
 // has returned; it runs at cleanup too if the test does not call it.
-func startStoppableDaemon(t *testing.T, yaml string) (*server, func()) {
+func startStoppableDaemon(t *testing.T, yaml string) (*daemon, func()) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	path := filepath.Join(t.TempDir(), "stormguard.yaml")
@@ -82,7 +82,7 @@ func startStoppableDaemon(t *testing.T, yaml string) (*server, func()) {
 		}
 	})
 	watch.wait(t, 0, "stormguard started")
-	return &server{addr: addr, log: watch}, stop
+	return &daemon{addr: addr, log: watch}, stop
 }
 
 // TestEndToEndThroughSendmail runs a storm through a real Sendmail 8.17

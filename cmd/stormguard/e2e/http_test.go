@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ func TestReadyzWhenRedisDies(t *testing.T) {
 	accept := startDaemon(t, fmt.Sprintf(yaml, "accept"))
 	tempfail := startDaemon(t, fmt.Sprintf(yaml, "tempfail"))
 	memory := startDaemon(t, "")
-	for _, d := range []*server{accept, tempfail, memory} {
+	for _, d := range []*daemon{accept, tempfail, memory} {
 		if code, body := get(t, "http://"+d.http+"/healthz"); code != 200 || body != "ok\n" {
 			t.Errorf("/healthz: %d %q", code, body)
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -33,11 +33,11 @@ func startNotifyNode(t *testing.T, yaml, notifyYAML string, sink *testenv.Sink) 
 		notifyYAML = fmt.Sprintf(notifyYAML, pf.Addr)
 	}
 	d := startDaemonAt(t, addr, httpAddr, "", yaml+"notify:\n"+notifyYAML)
-	return node{server: d, postfix: pf}
+	return node{daemon: d, postfix: pf}
 }
 
 // waitMetric polls the daemon's /metrics until series reaches want.
-func waitMetric(t *testing.T, d *server, series string, want float64) {
+func waitMetric(t *testing.T, d *daemon, series string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -96,7 +96,7 @@ func TestNotifyThroughPostfix(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no notice reached the sink: %v\n%s", err, n.postfix.Log())
 	}
-	waitMetric(t, n.server, mailSent, 1)
+	waitMetric(t, n.daemon, mailSent, 1)
 	if got := notice.Header("X-Stormguard-Thread"); got != thread {
 		t.Errorf("notice for thread %q, want %s", got, thread)
 	}
@@ -128,11 +128,11 @@ func TestNotifyThroughPostfix(t *testing.T) {
 		}
 	}
 	n2.log.wait(t, 0, "rule=max_replies", "thread="+thread)
-	waitMetric(t, n2.server, mailDuplicate, 1) // the claim was node 1's: nothing in flight
-	if s := scrape(t, n2.server); s[mailSent] != 0 {
+	waitMetric(t, n2.daemon, mailDuplicate, 1) // the claim was node 1's: nothing in flight
+	if s := scrape(t, n2.daemon); s[mailSent] != 0 {
 		t.Errorf("node 2 sent %v notices", s[mailSent])
 	}
-	if s := scrape(t, n.server); s[mailSent] != 1 || s[mailFailed] != 0 {
+	if s := scrape(t, n.daemon); s[mailSent] != 1 || s[mailFailed] != 0 {
 		t.Errorf("node 1: sent %v failed %v, want 1 and 0", s[mailSent], s[mailFailed])
 	}
 	var notices int
@@ -209,7 +209,7 @@ func TestNotifyUnreachableDelaysNothing(t *testing.T) {
 			}
 			t.Logf("%s: slowest of 8 SMTP transactions (4th crossed, 5-8 refused) %s", tc.name, slowest)
 			if tc.name == "closed port" {
-				waitMetric(t, n.server, mailFailed, 1) // 3 tries, 1s and 2s apart
+				waitMetric(t, n.daemon, mailFailed, 1) // 3 tries, 1s and 2s apart
 			}
 		})
 	}

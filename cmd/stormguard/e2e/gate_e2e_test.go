@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func startGateNode(t *testing.T, yaml string, sink *testenv.Sink, logins map[str
 			t.Logf("postfix log:\n%s", pf.Log())
 		}
 	})
-	return node{server: d, postfix: pf}
+	return node{daemon: d, postfix: pf}
 }
 
 // gatedMail is an original (no In-Reply-To, no References) to the list.
