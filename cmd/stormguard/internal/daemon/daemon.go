@@ -16,14 +16,12 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
-	"github.com/stormguard/stormguard/web"
 )
 
 // Options are what Run needs besides the configuration.
@@ -32,30 +30,6 @@ type Options struct {
 	UserAgent string                         // names this build in webhook POSTs
 	Reload    func() (*config.Config, error) // reads the configuration again on SIGHUP, from the sources it was first read from
 	Level     *slog.LevelVar                 // the logger's level (NewLogger's), which a reload sets
-}
-
-// daemonAdmin is the admin API's work on the daemon's own store: events go
-// out through the daemon's notifier, and a changed site setting is re-read
-// at once, so the very next message sees it.
-func daemonAdmin(cfg *config.Config, st admin.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
-	return admin.NewDirect(cfg.AdminConfig(), st,
-		func(e events.Event) string { n.Emit(e); return "" },
-		func(ctx context.Context) {
-			if err := f.RefreshGlobals(ctx); err != nil {
-				log.Warn("cannot re-read the site settings after an admin API change; the next refresh will", "err", err)
-			}
-		})
-}
-
-// startRecorder starts the history recorder on st, or returns nil when st
-// keeps no history.
-func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*report.Recorder, error) {
-	hs, ok := st.(report.Store)
-	if !ok {
-		log.Warn("the store keeps no history: no storms or near misses are recorded")
-		return nil, nil
-	}
-	return report.New(cfg.ReportConfig(), hs, log, nil)
 }
 
 // Run serves mail with cfg until ctx ends (SIGTERM, SIGINT), then shuts
@@ -115,28 +89,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 	srv := milter.NewServerWith(f, cfg.ServerLimits())
 	var httpConns netlimit.Stats
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
-	adminOn, adminWhy := cfg.AdminServed()
-	if cfg.HTTP.Listen != "" {
-		adminH, pageH := admin.Off(adminWhy), web.Off(adminWhy)
-		if ast, ok := st.(admin.Store); ok && adminOn {
-			api, err := daemonAdmin(cfg, ast, f, notifier, log)
-			if err != nil {
-				return err
-			}
-			if adminH, err = newAdminHandler(cfg, api); err != nil {
-				return err
-			}
-			if pageH, err = newReportPage(cfg, api, log); err != nil {
-				return err
-			}
-		}
-		stopHTTP, err := startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
-			cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, &httpConns, log)
-		if err != nil {
-			return err
-		}
-		defer stopHTTP()
+	stopHTTP, err := serveHTTP(cfg, st, f, notifier, met, &httpConns, log)
+	if err != nil {
+		return err
 	}
+	defer stopHTTP()
 	sumCtx, stopSum := context.WithCancel(context.Background())
 	sumDone := make(chan struct{})
 	go func() { defer close(sumDone); sum.Run(sumCtx, notifier, cfg.Alerts.SummaryEvery) }()
@@ -157,6 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	adminOn, _ := cfg.AdminServed()
 	log.Info("stormguard started", "version", o.Version, "listen", cfg.Listen, "http", cfg.HTTP.Listen, "admin_api", adminOn, "store", cfg.Store.Backend,
 		"min_audience", cfg.Policy.MinAudience, "max_replies", cfg.Policy.MaxReplies,
 		"delivery_budget", cfg.Policy.DeliveryBudget, "action", cfg.Policy.Action)
@@ -201,4 +159,15 @@ func openStore(cfg *config.Config) (st, fallback store.Store, err error) {
 	default:
 		return store.NewMemoryWith(cfg.MemoryConfig()), nil, nil
 	}
+}
+
+// startRecorder starts the history recorder on st, or returns nil when st
+// keeps no history.
+func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*report.Recorder, error) {
+	hs, ok := st.(report.Store)
+	if !ok {
+		log.Warn("the store keeps no history: no storms or near misses are recorded")
+		return nil, nil
+	}
+	return report.New(cfg.ReportConfig(), hs, log, nil)
 }
