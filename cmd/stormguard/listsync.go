@@ -17,11 +17,11 @@ import (
 	"github.com/stormguard/stormguard/listsync"
 )
 
-// List sizes from where they live: stormguard lists sync, and serve's
-// sync every listsync.every. listsync reads; this file writes what it read
-// to the store (Redis directly, or the daemon's memory store through its
-// admin API, the way lists set does), and only after every source has
-// succeeded. Lists a source no longer names are left as they are: they
+// List sizes from where they live: stormguard lists sync (the daemon's
+// own sync every listsync.every is internal/daemon's listsync.go).
+// listsync reads; this file writes what it read to the store (Redis
+// directly, or the daemon's memory store through its admin API, the way
+// lists set does), and only after every source has succeeded. Lists a source no longer names are left as they are: they
 // may have been set by hand (lists delete removes one).
 
 func newListsSyncCmd(stdout io.Writer) *cobra.Command {

@@ -15,7 +15,7 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// startListSync runs the sync every listsync.every in serve (nothing
+// startListSync runs the sync every listsync.every (nothing
 // when it is 0): the first at once, then on the period. Each writes
 // through the store and re-reads the site settings, so the next message
 // sees the new sizes. It returns a function that stops it and waits.
