@@ -164,7 +164,7 @@ type Filter struct {
 	// start is the configuration the filter was made with: what only a
 	// restart changes (store.refresh, the hold negotiation) is read from
 	// it. Every message reads the configuration in force from globals,
-	// which SetConfig (reload.go) replaces.
+	// which SetConfig (milter/reload.go) replaces.
 	start    Config
 	swap     sync.Mutex // serializes the writers of globals; readers take no lock
 	store    store.Store

@@ -16,7 +16,7 @@ import (
 // exception or CSP violation; the hostile subject's script never runs;
 // 1,000 rows load (the time is logged); on a phone's width nothing but the
 // tables scrolls sideways; the allow button works after logging in. (The
-// daemon's own proof, through the milter, is cmd/stormguard's
+// daemon's own proof, through the milter, is cmd/stormguard/e2e's
 // TestReportPage.)
 func TestPageInChromium(t *testing.T) {
 	h := &history{rows: append(rows(), storms1000()...)}

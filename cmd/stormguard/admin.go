@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/cmd/stormguard/internal/daemon"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/store"
 )
@@ -56,6 +58,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 		api := admin.NewClient(cfg.AdminBaseURL(), token, adminTimeout, userAgent())
 		return &session{cfg: cfg, api: api, stdout: stdout}, ctx, cancel, nil
 	}
+	redis.SetLogger(quietRedis{}) // the command says what failed, in one line
 	rc := cfg.RedisConfig()
 	rc.Timeout = max(rc.Timeout, 2*time.Second) // an operator can wait longer than the mail path
 	st, err := store.OpenRedis(rc)
@@ -77,10 +80,16 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 	return &session{cfg: cfg, api: api, stdout: stdout}, ctx, func() { cancel(); st.Close() }, nil
 }
 
+// quietRedis drops go-redis's own log lines (a failed dial, say), which
+// would repeat on stderr what the command reports.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // publishNow sends one event to Redis and the webhook, waiting a little for
 // delivery; a failure is a warning, not an error: the change is made.
 func publishNow(cfg *config.Config, st store.Store, e events.Event) (warning string) {
-	n, err := newNotifier(cfg, st, discardLogger(), false)
+	n, err := daemon.NewNotifier(cfg, st, discardLogger(), userAgent(), false)
 	if err != nil {
 		return "the event was not sent: " + admin.OneLine(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -16,43 +17,23 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// deferringPostfix starts a private Postfix whose destination never takes
-// mail (every message stays deferred), with milter as its smtpd_milters
-// ("" for none).
-func deferringPostfix(t *testing.T, milter string) *testenv.Postfix {
-	t.Helper()
-	return testenv.StartPostfix(t, testenv.PostfixOptions{
-		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		Milter:  milter,
-		Extra:   testenv.PostfixDeferAll,
-	})
-}
-
-// queueMail sends one message to rcpts through pf and returns its queue id.
-func queueMail(t *testing.T, pf *testenv.Postfix, from string, rcpts []string, data []byte) string {
-	t.Helper()
-	r, err := testenv.Send(pf.Addr, from, rcpts, data)
-	if err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	return testenv.QueueID(t, r)
-}
-
-func plainMail(subject string) []byte {
-	return testenv.NewMessage().Add("From", "someone@example.com").Add("To", "rcpt@example.org").
-		Add("Subject", subject).Add("Message-ID", "<"+strings.ReplaceAll(subject, " ", ".")+"@example.com>").
-		SetBody("Hello.\n").Bytes()
-}
-
 // The command's work once it has the thread's queue ids: acting only on
 // this node's ids, whatever else is queued, and printing hostile text
 // tamed. The ids here are the real Postfix's; the store's part is proven
 // by TestQueueThroughPostfix.
 func TestQueueActsOnThisNodesIDs(t *testing.T) {
-	pf := deferringPostfix(t, "")
+	// A Postfix whose destination never takes mail: every message stays deferred.
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), Extra: testenv.PostfixDeferAll})
 	var ids []string
 	for i := range 4 {
-		ids = append(ids, queueMail(t, pf, "someone@example.com", []string{"rcpt@example.org"}, plainMail(fmt.Sprintf("queued %d", i))))
+		subject := fmt.Sprintf("queued %d", i)
+		r, err := testenv.Send(pf.Addr, "someone@example.com", []string{"rcpt@example.org"}, testenv.NewMessage().
+			Add("From", "someone@example.com").Add("To", "rcpt@example.org").Add("Subject", subject).
+			Add("Message-ID", "<"+strings.ReplaceAll(subject, " ", ".")+"@example.com>").SetBody("Hello.\n").Bytes())
+		if err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		ids = append(ids, testenv.QueueID(t, r))
 	}
 	unrelated := ids[3]
 	pf.WaitQueue("all deferred", func(q map[string]string) bool {
@@ -160,7 +141,7 @@ func TestQueueFlags(t *testing.T) {
 		{"queue", "not a thread"},
 		{"queue"},
 	} {
-		if code, _, _ := run(t, args...); code == 0 {
+		if code := execute(context.Background(), args, io.Discard, io.Discard); code == 0 {
 			t.Errorf("stormguard %s: exit 0", strings.Join(args, " "))
 		}
 	}

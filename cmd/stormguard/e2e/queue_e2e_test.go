@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -15,6 +15,42 @@ import (
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
+
+// queueResult is the part of `stormguard queue --json`'s output these
+// tests read.
+type queueResult struct {
+	Queued  []store.QueueRef  `json:"queued"`
+	Node    string            `json:"node"`
+	Results []mtaqueue.Result `json:"results"`
+}
+
+// deferringPostfix starts a private Postfix whose destination never takes
+// mail (every message stays deferred), with milter as its smtpd_milters
+// ("" for none).
+func deferringPostfix(t *testing.T, milter string) *testenv.Postfix {
+	t.Helper()
+	return testenv.StartPostfix(t, testenv.PostfixOptions{
+		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		Milter:  milter,
+		Extra:   testenv.PostfixDeferAll,
+	})
+}
+
+// queueMail sends one message to rcpts through pf and returns its queue id.
+func queueMail(t *testing.T, pf *testenv.Postfix, from string, rcpts []string, data []byte) string {
+	t.Helper()
+	r, err := testenv.Send(pf.Addr, from, rcpts, data)
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	return testenv.QueueID(t, r)
+}
+
+func plainMail(subject string) []byte {
+	return testenv.NewMessage().Add("From", "someone@example.com").Add("To", "rcpt@example.org").
+		Add("Subject", subject).Add("Message-ID", "<"+strings.ReplaceAll(subject, " ", ".")+"@example.com>").
+		SetBody("Hello.\n").Bytes()
+}
 
 // queuedStorm sends through pf an original to staffList and replies until
 // one is refused (max_replies 3), and returns the queue ids Postfix gave

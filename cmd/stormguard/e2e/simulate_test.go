@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The simulate command's own part: flags and config into sim.Config, the
 // table, the JSON and the chart files. The simulator itself is tested in

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -32,16 +32,12 @@ type binaryDaemon struct {
 	exited chan error
 }
 
-// startBinary builds stormguard and runs `stormguard serve --config FILE`
+// startBinary runs the plain binary: `stormguard serve --config FILE`
 // with yaml after the listen and http.listen lines.
 func startBinary(t *testing.T, yaml string) *binaryDaemon {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "stormguard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Skip("-short: runs the plain binary, not the race detector's")
 	}
 	d := &binaryDaemon{
 		addr:   fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
@@ -53,7 +49,7 @@ func startBinary(t *testing.T, yaml string) *binaryDaemon {
 	d.write(t, yaml)
 	watch, logw := newLogWatch()
 	d.log = watch
-	d.cmd = exec.Command(bin, "serve", "--config", d.config)
+	d.cmd = exec.Command(plainBinary, "serve", "--config", d.config)
 	d.cmd.Stderr = logw
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -224,47 +224,6 @@ func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, c.blocked)
-}
-
-// observer is the daemon's milter.Observer: metrics and events. Its
-// methods only count and queue; they never block the message.
-type observer struct {
-	m   *metrics
-	n   *events.Notifier
-	sum *events.Summarizer
-	rec *report.Recorder // nil: the store keeps no history
-}
-
-var _ milter.Observer = (*observer)(nil)
-
-func (o *observer) Decided(d milter.Decision, m *milter.Message) {
-	o.m.decisions.WithLabelValues(string(d.Action), string(d.Rule)).Inc()
-	if o.rec != nil && d.Stored {
-		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
-			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, Limits: d.Limits, Time: time.Now()})
-	}
-	switch {
-	case policy.IsLimit(d.Rule):
-		o.m.storms.Inc()
-		o.n.Emit(events.Event{Type: events.TypeStorm, Thread: string(d.Thread), Subject: d.Subject, Sender: m.Sender,
-			Rule: string(d.Rule), Action: string(d.Action), Audience: d.Audience, Count: d.Count,
-			Delivered: d.Delivered, BlockFor: d.BlockFor().String(), Fallback: d.Fallback})
-	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
-		o.n.Emit(events.Event{Type: events.TypeGateHold, Subject: d.Subject, Sender: m.Sender, List: d.List,
-			Audience: d.Audience, QueueID: m.QueueID, Action: string(d.Action)})
-	case d.Rule == policy.RuleBlocked || d.Rule == policy.RuleOverrideBlock:
-		if d.Thread != "" {
-			o.sum.Add(refusal(d, m))
-		}
-	}
-}
-
-func (o *observer) StoreCall(op string, took time.Duration, err error) {
-	o.m.storeDur.WithLabelValues(op).Observe(took.Seconds())
-	if err != nil {
-		o.m.storeErrs.WithLabelValues(op).Inc()
-	}
 }
 
 // historyCollectors report the history recorder's counters.

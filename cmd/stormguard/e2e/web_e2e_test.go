@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -162,7 +162,7 @@ func shot(t *testing.T, b *testenv.Browser, u, name string) {
 	t.Helper()
 	b.Do(t, 30*time.Second, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(u))
 	png := testenv.Eval(t, b, 30*time.Second, chromedp.FullScreenshot(100))
-	if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join("..", "..", "..", "docs", name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

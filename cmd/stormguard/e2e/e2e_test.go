@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -79,7 +79,7 @@ func (w *logWatch) String() string {
 	return strings.Join(w.lines, "\n")
 }
 
-// daemon is one stormguard serve running in this process.
+// daemon is one stormguard serve running as a process of its own.
 type daemon struct {
 	addr string
 	http string // HOST:PORT of /metrics, /healthz, /readyz

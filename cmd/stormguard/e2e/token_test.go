@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -14,32 +14,10 @@ import (
 	"github.com/stormguard/stormguard/internal/testenv"
 )
 
-// testToken is the admin token every daemon and subcommand of this
-// package's tests shares: TestMain points http.admin_token_file at it
-// through the environment.
-var testToken string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stormguard-token")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	path := filepath.Join(dir, "admin.token")
-	if testToken, err = admin.EnsureToken(path); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv("STORMGUARD_HTTP_ADMIN_TOKEN_FILE", path)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // bearer is the header that authenticates an admin API call.
 func bearer() map[string]string { return map[string]string{"Authorization": "Bearer " + testToken} }
 
-// adminIdentity is what the events' by says for a caller of this process.
+// adminIdentity is what the events' by says for a command this test's user runs.
 func adminIdentity(t *testing.T) string {
 	u, err := user.Current()
 	if err != nil {

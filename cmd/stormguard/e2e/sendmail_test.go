@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 // deploy/sendmail.mc, after checking that the README shows the same line.
 func readmeSendmailLine(t *testing.T) string {
 	t.Helper()
-	f, err := os.Open("../../deploy/sendmail.mc")
+	f, err := os.Open("../../../deploy/sendmail.mc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func readmeSendmailLine(t *testing.T) string {
 	if line == "" || !strings.Contains(line, "S=inet:7357@127.0.0.1") {
 		t.Fatalf("deploy/sendmail.mc: no INPUT_MAIL_FILTER line with S=inet:7357@127.0.0.1 (got %q)", line)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

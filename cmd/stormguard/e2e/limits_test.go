@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -29,14 +29,14 @@ type limitedDaemon struct {
 	exited     chan error
 }
 
-// startLimitedDaemon builds stormguard and runs `stormguard serve` under
+// startLimitedDaemon runs the plain binary: `stormguard serve` under
 // `prlimit --nofile=1024` (soft and hard: Go cannot raise it) with env.
 // STORMGUARD_TEST_BINARY runs another build instead (to rerun the attack
 // on an older one).
 func startLimitedDaemon(t *testing.T, env ...string) *limitedDaemon {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("-short: runs the plain binary, not the race detector's")
 	}
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
@@ -44,10 +44,7 @@ func startLimitedDaemon(t *testing.T, env ...string) *limitedDaemon {
 	}
 	bin := os.Getenv("STORMGUARD_TEST_BINARY")
 	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "stormguard")
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
+		bin = plainBinary
 	}
 	d := &limitedDaemon{
 		milterAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),

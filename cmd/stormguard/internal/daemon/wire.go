@@ -1,17 +1,18 @@
-package main
+package daemon
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
+	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
-	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
 
-// Adapters between packages that must not know each other: events depends
-// on neither milter nor store, so this file hands it what they offer.
+// The notifier and its adapters: events depends on neither milter nor
+// store, so this file hands it what they offer.
 
 // withStore returns c with the outlets st offers: Redis pub/sub when st is
 // Redis (with the memory store events are logged) and, if enrich, storm
@@ -45,7 +46,12 @@ func (o storeOrigins) Origin(ctx context.Context, t policy.ThreadID) (sender, su
 	return info.Sender, info.Subject, nil
 }
 
-// refusal is a refused reply as the blocked-thread summary reports it.
-func refusal(d milter.Decision, m *milter.Message) events.Refusal {
-	return events.Refusal{Thread: d.Thread, Subject: d.Subject, Sender: m.Sender, Action: string(d.Action)}
+// NewNotifier starts the notifier for cfg: Redis pub/sub (or the log with
+// the memory store) plus the webhook if configured; with enrich, storm
+// events get their thread's original sender from the store; userAgent
+// names this build in webhook POSTs.
+func NewNotifier(cfg *config.Config, st store.Store, log *slog.Logger, userAgent string, enrich bool) (*events.Notifier, error) {
+	c := cfg.EventsConfig()
+	c.UserAgent = userAgent
+	return events.NewNotifier(withStore(c, st, enrich), log)
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
@@ -22,6 +23,45 @@ import (
 // pinger is a store that can say whether it is reachable (Redis).
 type pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// serveHTTP starts the HTTP server on http.listen (nothing when it is
+// empty): metrics, health, and the admin API and report page when
+// http.admin serves them on this store. It returns a function that stops
+// it.
+func serveHTTP(cfg *config.Config, st store.Store, f *milter.Filter, n *events.Notifier, met *metrics, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
+	if cfg.HTTP.Listen == "" {
+		return func() {}, nil
+	}
+	adminOn, adminWhy := cfg.AdminServed()
+	adminH, pageH := admin.Off(adminWhy), web.Off(adminWhy)
+	if ast, ok := st.(admin.Store); ok && adminOn {
+		api, err := daemonAdmin(cfg, ast, f, n, log)
+		if err != nil {
+			return nil, err
+		}
+		if adminH, err = newAdminHandler(cfg, api); err != nil {
+			return nil, err
+		}
+		if pageH, err = newReportPage(cfg, api, log); err != nil {
+			return nil, err
+		}
+	}
+	return startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
+		cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, conns, log)
+}
+
+// daemonAdmin is the admin API's work on the daemon's own store: events go
+// out through the daemon's notifier, and a changed site setting is re-read
+// at once, so the very next message sees it.
+func daemonAdmin(cfg *config.Config, st admin.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
+	return admin.NewDirect(cfg.AdminConfig(), st,
+		func(e events.Event) string { n.Emit(e); return "" },
+		func(ctx context.Context) {
+			if err := f.RefreshGlobals(ctx); err != nil {
+				log.Warn("cannot re-read the site settings after an admin API change; the next refresh will", "err", err)
+			}
+		})
 }
 
 // newHTTPHandler serves /metrics, /healthz, /readyz, under /admin/ admin

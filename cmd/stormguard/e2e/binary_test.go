@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,17 +15,14 @@ import (
 	"github.com/stormguard/stormguard/internal/testenv"
 )
 
-// TestBinaryRunsWithoutConfigAndStopsOnSIGTERM builds the real binary, runs
+// TestBinaryRunsWithoutConfigAndStopsOnSIGTERM runs the plain binary:
 // `stormguard serve` with no config file (memory store), drives one message
 // through it with go-milter's client, and stops it with SIGTERM.
 func TestBinaryRunsWithoutConfigAndStopsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("-short: runs the plain binary, not the race detector's")
 	}
-	bin := filepath.Join(t.TempDir(), "stormguard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := plainBinary
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),

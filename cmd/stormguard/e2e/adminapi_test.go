@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -129,9 +129,9 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 		next++
 		return replyAll(t, n, next, root, staffList, subject).Code
 	}
-	t.Run("allow --for 1s lets the next reply through, then expires", func(t *testing.T) {
-		out := mustRun(t, "allow", thread, "--for", "1s", "--config", cfg)
-		if !strings.Contains(out, "allow for 1s") || !strings.Contains(out, "in force on the daemon") {
+	t.Run("allow --for 3s lets the next reply through, then expires", func(t *testing.T) { // 3s: as in TestOperatingAStorm
+		out := mustRun(t, "allow", thread, "--for", "3s", "--config", cfg)
+		if !strings.Contains(out, "allow for 3s") || !strings.Contains(out, "in force on the daemon") {
 			t.Errorf("allow said %q", out)
 		}
 		e := wh.wait(t, func(e events.Event) bool { return e.Type == events.TypeOverride })
@@ -154,7 +154,7 @@ func TestOperatingAStormOnMemoryStore(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("the allow override is still there after 10s: %+v", v)
 			}
-			time.Sleep(50 * time.Millisecond) // polling a 1s TTL, bounded above
+			time.Sleep(50 * time.Millisecond) // polling a 3s TTL, bounded above
 		}
 		if c := reply(); c != 550 {
 			t.Fatalf("reply after the allow expired: %d, want 550", c)
