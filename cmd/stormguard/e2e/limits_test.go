@@ -205,8 +205,8 @@ func decide(addr string) (*gomilter.Action, error) {
 
 // TestBinarySurvivesConnectionFloods: under a 1,024 descriptor limit, 1,000
 // idle HTTP keep-alive connections and 1,000 idle negotiated milter
-// connections (twice milter.max_sessions, 500) used to end Serve with
-// "accept4: too many open files" and the daemon with status 1. Now the
+// connections (twice milter.max_sessions, 500) must not end Serve with
+// "accept4: too many open files" and the daemon with status 1: the
 // connections beyond the limits are closed and counted, the daemon stays
 // up, and once the idle ones are reaped a new MTA connection gets a real
 // decision and /healthz answers.
@@ -297,8 +297,9 @@ func TestBinarySurvivesConnectionFloods(t *testing.T) {
 }
 
 // TestBinaryRSSUnderStalledPackets: 100 milter connections that each
-// declare a 4 MiB packet, send 64 KiB of it and stall used to hold 4 MiB
-// each (441 MB RSS); now each holds about what it sent.
+// declare a 4 MiB packet, send 64 KiB of it and stall must not hold 4 MiB
+// each (441 MB RSS, were the packet buffered whole): each holds about
+// what it sent.
 func TestBinaryRSSUnderStalledPackets(t *testing.T) {
 	d := startLimitedDaemon(t)
 	before := d.vmRSS(t)
