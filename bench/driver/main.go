@@ -41,6 +41,8 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+
+	"github.com/stormguard/stormguard/bench/miltermsg"
 )
 
 // options of one invocation.
@@ -612,7 +614,7 @@ func connection(client *gomilter.Client, wl *workload, rng *rand.Rand, n int, cl
 		c := pick(rng)
 		m := wl.next(rng, c, seq)
 		macros.Set(gomilter.MacroQueueId, fmt.Sprintf("Q%X", seq))
-		verdict, took, err := sendMessage(s, m)
+		verdict, took, err := miltermsg.Send(s, m.from, m.rcpts, m.headers)
 		if err != nil {
 			return fmt.Errorf("message %d (%s): %w", seq, classNames[c], err)
 		}
@@ -629,61 +631,4 @@ func connection(client *gomilter.Client, wl *workload, rng *rand.Rand, n int, cl
 			return errDone
 		}
 	}
-}
-
-// sendMessage sends one message like Postfix's smtpd does and returns the
-// verdict and the time from end of headers to the milter's answer.
-func sendMessage(s *gomilter.ClientSession, m message) (string, time.Duration, error) {
-	act, err := s.Mail(m.from, "")
-	if err != nil {
-		return "", 0, fmt.Errorf("mail: %w", err)
-	}
-	if act.StopProcessing() {
-		return "", 0, fmt.Errorf("decided at MAIL: %v", act.Type)
-	}
-	for _, r := range m.rcpts {
-		if act, err = s.Rcpt(r, ""); err != nil {
-			return "", 0, fmt.Errorf("rcpt: %w", err)
-		}
-		if act.StopProcessing() {
-			return "", 0, fmt.Errorf("decided at RCPT: %v", act.Type)
-		}
-	}
-	if _, err := s.DataStart(); err != nil {
-		return "", 0, fmt.Errorf("data: %w", err)
-	}
-	for _, h := range m.headers {
-		if act, err = s.HeaderField(h[0], h[1], nil); err != nil {
-			return "", 0, fmt.Errorf("header: %w", err)
-		}
-		if act.StopProcessing() {
-			return "", 0, fmt.Errorf("decided at header %s: %v", h[0], act.Type)
-		}
-	}
-	start := time.Now()
-	act, err = s.HeaderEnd()
-	took := time.Since(start)
-	if err != nil {
-		return "", 0, fmt.Errorf("eoh: %w", err)
-	}
-	verdict := "continue"
-	switch act.Type {
-	case gomilter.ActionAccept:
-		verdict = "accept"
-	case gomilter.ActionReject, gomilter.ActionRejectWithCode:
-		verdict = "reject"
-		if act.SMTPCode/100 == 4 {
-			verdict = "tempfail"
-		}
-	case gomilter.ActionTempFail:
-		verdict = "tempfail"
-	}
-	if verdict != "continue" {
-		// Decided: the MTA moves on to its next message.
-		return verdict, took, s.Abort(nil)
-	}
-	if _, _, err := s.End(); err != nil {
-		return "", 0, fmt.Errorf("eom: %w", err)
-	}
-	return verdict, took, s.Abort(nil)
 }

@@ -18,6 +18,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stormguard/stormguard/bench/miltermsg"
 	"github.com/stormguard/stormguard/internal/testenv"
 )
 
@@ -331,69 +332,11 @@ func (s *session) send(m Mail) (string, time.Duration, error) {
 			return "", 0, err
 		}
 	}
-	v, took, err := sendMail(s.s, m)
+	v, took, err := miltermsg.Send(s.s, m.From, m.Rcpts, m.Headers)
 	if err != nil {
 		s.close()
 	}
 	return v, took, err
-}
-
-// sendMail sends one message like Postfix's smtpd does: MAIL, RCPTs,
-// DATA, the headers, end of headers (timed), then the end of message if
-// the milter has not decided, and an abort to reset for the next message.
-func sendMail(s *gomilter.ClientSession, m Mail) (string, time.Duration, error) {
-	act, err := s.Mail(m.From, "")
-	if err != nil {
-		return "", 0, fmt.Errorf("mail: %w", err)
-	}
-	if act.StopProcessing() {
-		return "", 0, fmt.Errorf("decided at MAIL: %v", act.Type)
-	}
-	for _, r := range m.Rcpts {
-		if act, err = s.Rcpt(r, ""); err != nil {
-			return "", 0, fmt.Errorf("rcpt: %w", err)
-		}
-		if act.StopProcessing() {
-			return "", 0, fmt.Errorf("decided at RCPT: %v", act.Type)
-		}
-	}
-	if _, err := s.DataStart(); err != nil {
-		return "", 0, fmt.Errorf("data: %w", err)
-	}
-	for _, h := range m.Headers {
-		if act, err = s.HeaderField(h[0], h[1], nil); err != nil {
-			return "", 0, fmt.Errorf("header: %w", err)
-		}
-		if act.StopProcessing() {
-			return "", 0, fmt.Errorf("decided at header %s: %v", h[0], act.Type)
-		}
-	}
-	start := time.Now()
-	act, err = s.HeaderEnd()
-	took := time.Since(start)
-	if err != nil {
-		return "", 0, fmt.Errorf("eoh: %w", err)
-	}
-	verdict := "continue"
-	switch act.Type {
-	case gomilter.ActionAccept:
-		verdict = "accept"
-	case gomilter.ActionReject, gomilter.ActionRejectWithCode:
-		verdict = "reject"
-		if act.SMTPCode/100 == 4 {
-			verdict = "tempfail"
-		}
-	case gomilter.ActionTempFail:
-		verdict = "tempfail"
-	case gomilter.ActionDiscard:
-		verdict = "discard"
-	}
-	if verdict == "continue" {
-		if _, _, err := s.End(); err != nil {
-			return "", 0, fmt.Errorf("eom: %w", err)
-		}
-	}
-	return verdict, took, s.Abort(nil)
 }
 
 // delivered: the verdict lets the message through.
