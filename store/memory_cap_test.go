@@ -19,8 +19,8 @@ import (
 )
 
 // capRecord is one large-audience message to a thread of its own, as an
-// attacker's flood (or a busy day) writes them: its message-id, a subject
-// key and the alias of its own id.
+// attacker's flood (or a busy day) writes them: the links of its
+// message-id and a subject key.
 func capRecord(now time.Time, i int) (store.Record, policy.Key) {
 	own := storetest.NewKey()
 	th := own.Thread()
@@ -64,7 +64,7 @@ func TestMemoryCapThreads(t *testing.T) {
 	if threads > capN {
 		t.Errorf("held %d threads, want at most %d", threads, capN)
 	}
-	if links > 4*capN { // two links and an alias per thread, and the first thread's replies
+	if links > 4*capN { // two links per thread, and the first thread's replies
 		t.Errorf("held %d links for %d threads: evicted threads' links were kept", links, threads)
 	}
 	if got := m.Evictions(); got < n-capN || got > n {
