@@ -93,31 +93,28 @@ func Identify(m Message, lists []string) Identity {
 	}
 	id.Reply = m.IsReply()
 
-	// A message cannot answer itself: its own id is skipped wherever it
-	// appears in its threading headers.
-	for _, r := range m.References {
-		if k := MessageIDKey(r); k != id.Own {
-			id.Root, id.RootFrom = k, SourceReferences
-			break
-		}
-	}
-	for i := len(m.InReplyTo) - 1; i >= 0 && id.Root == ""; i-- {
-		if k := MessageIDKey(m.InReplyTo[i]); k != id.Own {
-			id.Root, id.RootFrom = k, SourceInReplyTo
-		}
+	// Each id's key once. A message cannot answer itself: its own id is
+	// skipped wherever it appears in its threading headers.
+	var irtBuf, refBuf [maxIDs]Key
+	irt, refs := keysOf(irtBuf[:0], m.InReplyTo, id.Own), keysOf(refBuf[:0], m.References, id.Own)
+	switch {
+	case len(refs) > 0:
+		id.Root, id.RootFrom = refs[0], SourceReferences
+	case len(irt) > 0:
+		id.Root, id.RootFrom = irt[len(irt)-1], SourceInReplyTo
 	}
 	if id.Reply {
 		add := func(k Key, s Source) {
-			if k != "" && k != id.Own && !slices.Contains(id.Lookup, k) {
+			if k != "" && !slices.Contains(id.Lookup, k) {
 				id.Lookup = append(id.Lookup, k)
 				id.Sources = append(id.Sources, s)
 			}
 		}
-		for i, n := len(m.InReplyTo)-1, 0; i >= 0 && n < maxParents; i, n = i-1, n+1 {
-			add(MessageIDKey(m.InReplyTo[i]), SourceAncestor)
+		for i, n := len(irt)-1, 0; i >= 0 && n < maxParents; i, n = i-1, n+1 {
+			add(irt[i], SourceAncestor)
 		}
-		for i := len(m.References) - 1; i >= 0; i-- {
-			add(MessageIDKey(m.References[i]), SourceAncestor)
+		for i := len(refs) - 1; i >= 0; i-- {
+			add(refs[i], SourceAncestor)
 		}
 		ancestors := len(id.Lookup) > 0
 		add(guidKey, SourceThreadIndex)
@@ -136,6 +133,16 @@ func Identify(m Message, lists []string) Identity {
 		}
 	}
 	return id
+}
+
+// keysOf appends to buf the message-id key of each id but own.
+func keysOf(buf []Key, ids []string, own Key) []Key {
+	for _, s := range ids {
+		if k := MessageIDKey(s); k != own {
+			buf = append(buf, k)
+		}
+	}
+	return buf
 }
 
 // SubjectKey is the key of a base subject (as NormalizeSubject returns it)
