@@ -52,8 +52,8 @@ type API interface {
 	// DeleteList removes a list (its size and its own policy) from the
 	// store and reports what is left in force for it (the config's).
 	DeleteList(ctx context.Context, addr string) (ListView, error)
-	// SetListPolicy sets a list's own policy in the store, in the text
-	// form policy.ParseListPolicy reads ("": none, the config's or the
+	// SetListPolicy sets a list's own policy in the store, in a form
+	// policy.ParseListPolicy reads ("" or "{}": none, the config's or the
 	// site's applies), and reports the list's effective policy.
 	SetListPolicy(ctx context.Context, addr, text string) (ListView, error)
 	// Mode reports the site mode in force.
@@ -88,14 +88,13 @@ type ListView struct {
 	Members int    `json:"members"`
 	From    string `json:"from,omitempty"` // the store backend (redis, memory) or config; "" when only a policy names the list
 
-	Policy     string `json:"policy,omitempty"`      // the list's own policy, as written (policy.ListPolicy.String); "" for none
+	Policy     string `json:"policy,omitempty"`      // the list's own policy, as stored (policy.ListPolicy.String); "" for none
 	PolicyFrom string `json:"policy_from,omitempty"` // the store backend or config
 	// The effective policy of a message to this list alone.
-	MinAudience    int      `json:"min_audience"`
-	MaxReplies     int      `json:"max_replies"`     // 0: off
-	DeliveryBudget int64    `json:"delivery_budget"` // 0: off
-	Action         string   `json:"action"`
-	Posters        []string `json:"posters,omitempty"` // the list's own (site posters and exempt senders may post too)
+	MinAudience int              `json:"min_audience"`
+	Limits      map[string]int64 `json:"limits"` // every limit rule's value by its key (policy.LimitRules); 0: off
+	Action      string           `json:"action"`
+	Posters     []string         `json:"posters,omitempty"` // the list's own (site posters and exempt senders may post too)
 }
 
 // ModeView is the site mode in force and where it comes from.

@@ -197,7 +197,11 @@ func (a *Direct) listView(addr string, g store.Globals) ListView {
 		own, v.Policy, v.PolicyFrom, v.Posters = []policy.ListPolicy{p}, p.String(), "config", p.Posters
 	}
 	c := policy.Effective(a.cfg.Policy, own)
-	v.MinAudience, v.MaxReplies, v.DeliveryBudget, v.Action = c.MinAudience, c.Limits.MaxReplies, c.Limits.DeliveryBudget, string(c.Action)
+	v.MinAudience, v.Action = c.MinAudience, string(c.Action)
+	v.Limits = make(map[string]int64, len(policy.LimitRules))
+	for _, r := range policy.LimitRules {
+		v.Limits[r.Key] = r.Limit(c.Limits)
+	}
 	return v
 }
 

@@ -46,7 +46,7 @@ type listRequest struct {
 }
 
 type listPolicyRequest struct {
-	Policy string `json:"policy"` // policy.ParseListPolicy's text; "": none
+	Policy string `json:"policy"` // a form policy.ParseListPolicy reads; "": none
 }
 
 type modeRequest struct {

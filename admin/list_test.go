@@ -107,7 +107,7 @@ func TestListPolicyThroughHandler(t *testing.T) {
 	site := policy.Defaults()
 	cfg := Config{Backend: "memory", Retention: time.Hour, Policy: site,
 		Lists:        map[string]int{"cfg@example.org": 50, "all@example.org": 3000},
-		ListPolicies: map[string]policy.ListPolicy{"cfg@example.org": {Action: policy.ConfigHold}, "all@example.org": {MaxReplies: policy.Some(5)}}}
+		ListPolicies: map[string]policy.ListPolicy{"cfg@example.org": {Action: policy.ConfigHold}, "all@example.org": {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 5}}}}
 	changed := 0
 	d, err := NewDirect(cfg, st, func(events.Event) string { return "" }, func(context.Context) { changed++ })
 	if err != nil {
@@ -120,7 +120,7 @@ func TestListPolicyThroughHandler(t *testing.T) {
 	ctx := context.Background()
 
 	v, err := c.SetListPolicy(ctx, "All@Example.org", "max_replies=3;posters=Comms@Example.org")
-	if err != nil || v.MaxReplies != 3 || v.Policy != "max_replies=3;posters=comms@example.org" || v.PolicyFrom != "memory" ||
+	if err != nil || v.Limits["max_replies"] != 3 || v.Policy != `{"max_replies":3,"posters":["comms@example.org"]}` || v.PolicyFrom != "memory" ||
 		v.Action != "reject" || v.MinAudience != 2500 || changed != 1 {
 		t.Fatalf("SetListPolicy: %+v, %v (changed %d)", v, err, changed)
 	}
@@ -133,11 +133,11 @@ func TestListPolicyThroughHandler(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, l := range lists {
-		got[l.List] = fmt.Sprintf("%d %s %q %s %d %d %s %v", l.Members, l.From, l.Policy, l.PolicyFrom, l.MaxReplies, l.DeliveryBudget, l.Action, l.Posters)
+		got[l.List] = fmt.Sprintf("%d %s %q %s %d %d %s %v", l.Members, l.From, l.Policy, l.PolicyFrom, l.Limits["max_replies"], l.Limits["delivery_budget"], l.Action, l.Posters)
 	}
 	want := map[string]string{
-		"all@example.org": `3000 config "max_replies=3;posters=comms@example.org" memory 3 1000000 reject [comms@example.org]`,
-		"cfg@example.org": `50 config "action=hold" config 10 1000000 hold []`,
+		"all@example.org": `3000 config "{\"max_replies\":3,\"posters\":[\"comms@example.org\"]}" memory 3 1000000 reject [comms@example.org]`,
+		"cfg@example.org": `50 config "{\"action\":\"hold\"}" config 10 1000000 hold []`,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Lists:\n got %q\nwant %q", got, want)
@@ -155,7 +155,7 @@ func TestListPolicyThroughHandler(t *testing.T) {
 		t.Error("SetListPolicy on an address without @ succeeded")
 	}
 	left, err := c.DeleteList(ctx, "all@example.org")
-	if err != nil || left.Policy != "max_replies=5" || left.PolicyFrom != "config" || left.MaxReplies != 5 || left.Members != 3000 {
+	if err != nil || left.Policy != `{"max_replies":5}` || left.PolicyFrom != "config" || left.Limits["max_replies"] != 5 || left.Members != 3000 {
 		t.Errorf("DeleteList: %+v, %v: want the config's size and policy left", left, err)
 	}
 	if g, _ := st.Globals(ctx); len(g.ListPolicies) != 0 {

@@ -87,7 +87,7 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("large-reply/memory/list-policy", func(b *testing.B) { // the message's list has a policy of its own
 		f := benchFilter(b, store.NewMemory(), nil)
 		g := *f.globals.Load()
-		g.site.SetList(listAddr, policy.ListPolicy{MaxReplies: policy.Some(5), Action: policy.ConfigHold, Posters: []string{"@example.org"}})
+		g.site.SetList(listAddr, policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 5}, Action: policy.ConfigHold, Posters: []string{"@example.org"}})
 		f.globals.Store(&g)
 		benchDecide(b, f, func(i uint64) *Message { return largeReply(run+"p", i) }, true)
 	})

@@ -45,7 +45,7 @@ func listPolicyConfig() Config {
 	cfg := testConfig()
 	cfg.Policy.Limits.MaxReplies = 10
 	cfg.Lists = map[string]int{listAddr: 3000, otherList: 3000, tempList: 3000}
-	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {MaxReplies: policy.Some(5)}}
+	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 5}}}
 	return cfg
 }
 
@@ -176,7 +176,7 @@ func TestListPolicyRefresh(t *testing.T) {
 	if got := limit(); got != 5 {
 		t.Fatalf("config's policy: max_replies %d, want 5", got)
 	}
-	if err := st.SetListPolicy(ctx, listAddr, policy.ListPolicy{MaxReplies: policy.Some(2)}); err != nil {
+	if err := st.SetListPolicy(ctx, listAddr, policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.f.RefreshGlobals(ctx); err != nil {
@@ -201,7 +201,7 @@ func TestListPolicyRefresh(t *testing.T) {
 // split_envelopes.
 func TestListPolicyForgedHeader(t *testing.T) {
 	cfg := listPolicyConfig()
-	cfg.ListPolicies[otherList] = policy.ListPolicy{MaxReplies: policy.Some(50)}
+	cfg.ListPolicies[otherList] = policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 50}}
 	f, err := NewFilter(cfg, store.NewMemory(), nil, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func messagePolicy(g *globals, rcpts, hdr []string) policy.Config {
 
 func TestListPolicyValidate(t *testing.T) {
 	cfg := testConfig()
-	cfg.ListPolicies = map[string]policy.ListPolicy{"nolist": {MaxReplies: policy.Some(3)}}
+	cfg.ListPolicies = map[string]policy.ListPolicy{"nolist": {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 3}}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "list_policy") {
 		t.Errorf("a policy for %q: %v, want a list_policy error", "nolist", err)
 	}
@@ -249,7 +249,7 @@ func TestListPolicyHolds(t *testing.T) {
 		gate policy.ConfigAction
 		want bool
 	}{
-		{"no hold", policy.ListPolicy{MaxReplies: policy.Some(3)}, policy.ConfigHold, false},
+		{"no hold", policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 3}}, policy.ConfigHold, false},
 		{"list action hold", policy.ListPolicy{Action: policy.ConfigHold}, policy.ConfigReject, true},
 		{"list posters, gate.action hold", policy.ListPolicy{Posters: []string{"a@example.org"}}, policy.ConfigHold, true},
 		{"list posters, gate.action reject", policy.ListPolicy{Posters: []string{"a@example.org"}}, policy.ConfigReject, false},

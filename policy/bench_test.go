@@ -126,7 +126,7 @@ func BenchmarkParseAddressList(b *testing.B) {
 // plan, and a reply-all to a large list with a policy of its own.
 func BenchmarkDecide(b *testing.B) {
 	s := &Site{Config: Defaults(), Mode: ModeEnforce, Lists: benchLists, Exempt: Senders{}, Posters: Senders{}}
-	s.SetList("students@example.org", ListPolicy{MaxReplies: Some(5), Posters: []string{"@example.org"}})
+	s.SetList("students@example.org", ListPolicy{Limits: map[Rule]int64{RuleMaxReplies: 5}, Posters: []string{"@example.org"}})
 	for _, bc := range []struct {
 		name string
 		env  Envelope

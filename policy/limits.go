@@ -5,8 +5,11 @@ package policy
 // store/record.lua is its twin for Redis (a script cannot call Go), held
 // to the same answers by store/storetest's LimitTable.
 //
-// A new limit rule is a Rule constant (types.go), a field of Limits, an
-// entry in LimitRules, and its line in record.lua.
+// A new limit rule is a Rule constant and a field of Limits (types.go), an
+// entry in LimitRules, and its line in record.lua. Everything else that
+// names a limit ranges over LimitRules: the config keys and their help,
+// the list policy's keys and its merge (Effective), the lists command's
+// flags, the admin views, metrics, events and the simulator.
 
 // Window is what a thread's sliding window holds just before a reply is
 // counted: the replies counted in it and the sum of their audiences.
@@ -23,8 +26,9 @@ type LimitRule struct {
 	Key  string // its setting under "policy." (policy.max_replies)
 	Help string // one line for config docs; says that 0 disables the rule
 	Unit string // what it counts, plural: "replies", "mailboxes"
-	// Limit is the configured value in l; 0 disables the rule.
+	// Limit is the rule's value in l, Set sets it; 0 disables the rule.
 	Limit func(l Limits) int64
+	Set   func(l *Limits, v int64)
 	// Held is what the window holds, in Unit; Adds is what a reply
 	// reaching audience mailboxes adds to it when counted. The reply
 	// crosses the limit when Held + Adds would pass it.
@@ -41,6 +45,7 @@ var LimitRules = []LimitRule{
 		Help:  "large-audience replies allowed per thread per window (0 disables the rule)",
 		Unit:  "replies",
 		Limit: func(l Limits) int64 { return int64(l.MaxReplies) },
+		Set:   func(l *Limits, v int64) { l.MaxReplies = int(v) },
 		Held:  func(w Window) int64 { return int64(w.Count) },
 		Adds:  func(int) int64 { return 1 },
 	},
@@ -50,9 +55,29 @@ var LimitRules = []LimitRule{
 		Help:  "sum of audiences of the replies allowed per thread per window (0 disables the rule)",
 		Unit:  "mailboxes",
 		Limit: func(l Limits) int64 { return l.DeliveryBudget },
+		Set:   func(l *Limits, v int64) { l.DeliveryBudget = v },
 		Held:  func(w Window) int64 { return w.Delivered },
 		Adds:  func(audience int) int64 { return int64(audience) },
 	},
+}
+
+// LimitRuleOf returns the limit rule whose Rule or Key is name.
+func LimitRuleOf(name string) (LimitRule, bool) {
+	for _, r := range LimitRules {
+		if string(r.Rule) == name || r.Key == name {
+			return r, true
+		}
+	}
+	return LimitRule{}, false
+}
+
+// LimitKeys is the limit rules' keys, "max_replies, delivery_budget".
+func LimitKeys() []string {
+	keys := make([]string, len(LimitRules))
+	for i, r := range LimitRules {
+		keys[i] = r.Key
+	}
+	return keys
 }
 
 // MaxLimit is the largest value a limit may take: 2^53, the largest

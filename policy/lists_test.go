@@ -71,11 +71,19 @@ func TestEffective(t *testing.T) {
 func TestEffectiveNeverLoosens(t *testing.T) {
 	site := Defaults()
 	var all []ListPolicy
-	for _, mr := range []Opt[int]{{}, Some(0), Some(3), Some(20)} {
-		for _, b := range []Opt[int64]{{}, Some[int64](0), Some[int64](500)} {
+	unset := int64(-1)
+	for _, mr := range []int64{unset, 0, 3, 20} {
+		for _, b := range []int64{unset, 0, 500} {
 			for _, a := range []ConfigAction{"", ConfigMonitor, ConfigTempfail, ConfigHold, ConfigReject} {
 				for _, ma := range []Opt[int]{{}, Some(10), Some(9000)} {
-					all = append(all, ListPolicy{MinAudience: ma, MaxReplies: mr, DeliveryBudget: b, Action: a})
+					p := ListPolicy{MinAudience: ma, Action: a, Limits: map[Rule]int64{}}
+					if mr != unset {
+						p.Limits[RuleMaxReplies] = mr
+					}
+					if b != unset {
+						p.Limits[RuleDeliveryBudget] = b
+					}
+					all = append(all, p)
 				}
 			}
 		}
@@ -129,23 +137,40 @@ func TestParseListPolicy(t *testing.T) {
 		in, want string // want: String() of the result, or the error's text
 		bad      bool
 	}{
-		{in: "", want: ""},
-		{in: " ; ", want: ""},
-		{in: "max_replies=3;posters=comms@example.org", want: "max_replies=3;posters=comms@example.org"},
-		{in: " Posters = Comms@Example.org , @HR.example.org ; MAX_REPLIES = 3 ", want: "max_replies=3;posters=comms@example.org,@hr.example.org"},
-		{in: "action=hold;delivery_budget=0;min_audience=100", want: "min_audience=100;delivery_budget=0;action=hold"},
-		{in: "max_replies=9007199254740992", want: "max_replies=9007199254740992"},
+		{in: "", want: "{}"},
+		{in: " ; ", want: "{}"},
+		{in: "{}", want: "{}"},
+		{in: "max_replies=3;posters=comms@example.org", want: `{"max_replies":3,"posters":["comms@example.org"]}`},
+		{in: " Posters = Comms@Example.org , @HR.example.org ; MAX_REPLIES = 3 ", want: `{"max_replies":3,"posters":["comms@example.org","@hr.example.org"]}`},
+		{in: "action=hold;delivery_budget=0;min_audience=100", want: `{"min_audience":100,"delivery_budget":0,"action":"hold"}`},
+		{in: "max_replies=9007199254740992", want: `{"max_replies":9007199254740992}`},
+		{in: `{"action":"hold","delivery_budget":0,"min_audience":100}`, want: `{"min_audience":100,"delivery_budget":0,"action":"hold"}`},
+		{in: ` {"Max_Replies": 3, "posters": ["Comms@Example.org", "@hr.example.org"]} `, want: `{"max_replies":3,"posters":["comms@example.org","@hr.example.org"]}`},
+		{in: `{"posters":"a@example.org, b@example.org"}`, want: `{"posters":["a@example.org","b@example.org"]}`},
+		{in: `{"max_replies":3.0}`, bad: true, want: "max_replies"},
 		{in: "max_replies=9007199254740993", bad: true, want: "max_replies"},
+		{in: `{"max_replies":9007199254740993}`, bad: true, want: "max_replies"},
 		{in: "max_replies=-1", bad: true, want: "max_replies"},
+		{in: `{"max_replies":-1}`, bad: true, want: "max_replies"},
+		{in: `{"max_replies":2.5}`, bad: true, want: "max_replies"},
+		{in: `{"max_replies":"3"}`, want: `{"max_replies":3}`},
+		{in: `{"max_replies":true}`, bad: true, want: "max_replies"},
 		{in: "max_replies=three", bad: true, want: "max_replies"},
 		{in: "max_replies", bad: true, want: "key=value"},
 		{in: "max_replies=3;max_replies=4", bad: true, want: "given twice"},
 		{in: "action=drop", bad: true, want: "action"},
+		{in: `{"action":3}`, bad: true, want: "action"},
 		{in: "window=5m", bad: true, want: "window"},
+		{in: `{"window":"5m"}`, bad: true, want: "window"},
+		{in: `{"max_replies":3} {"max_replies":4}`, bad: true, want: "one JSON object"},
+		{in: `{"max_replies":3`, bad: true, want: "JSON"},
+		{in: `{"posters":[3]}`, bad: true, want: "posters"},
 		{in: "posters=a b@example.org", bad: true, want: "posters"},
 		{in: "posters=a@example.org,,b@example.org", bad: true, want: "posters"},
 		{in: "posters=<script>\r\n@x", bad: true, want: "posters"},
 		{in: "action=drop;max_replies=x", bad: true, want: "max_replies"}, // every mistake
+		{in: `{"action":"drop","max_replies":"x"}`, bad: true, want: "max_replies"},
+		{in: "min_audience=4294967296", bad: true, want: "min_audience"},
 	} {
 		p, err := ParseListPolicy(tc.in)
 		switch {
@@ -161,7 +186,7 @@ func TestParseListPolicy(t *testing.T) {
 			if q, err := ParseListPolicy(p.String()); err != nil || q.String() != p.String() {
 				t.Errorf("round trip of %q: %q, %v", p.String(), q.String(), err)
 			}
-			if p.IsZero() != (tc.want == "") {
+			if p.IsZero() != (tc.want == "{}") {
 				t.Errorf("ParseListPolicy(%q).IsZero() = %v", tc.in, p.IsZero())
 			}
 		}
@@ -171,6 +196,7 @@ func TestParseListPolicy(t *testing.T) {
 func FuzzParseListPolicy(f *testing.F) {
 	f.Add("max_replies=3;posters=comms@example.org")
 	f.Add("action=hold;delivery_budget=0")
+	f.Add(`{"max_replies":3,"action":"hold","posters":["a@example.org"]}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseListPolicy(s)
 		if err != nil {

@@ -26,7 +26,7 @@ func testSite() *Site {
 	}
 	s.Exempt.Add("Postmaster@Example.org ", "@trusted.example")
 	s.Posters.Add("ceo@example.org", "jdoe")
-	s.SetList(planEng, ListPolicy{MaxReplies: Some(3), Action: ConfigHold})
+	s.SetList(planEng, ListPolicy{Limits: map[Rule]int64{RuleMaxReplies: 3}, Action: ConfigHold})
 	s.SetList(" HR@Example.org", ListPolicy{Posters: []string{"Comms@Example.org", "@hr.example.org", "hrbot"}})
 	return s
 }
@@ -335,9 +335,9 @@ func TestSenders(t *testing.T) {
 // match, and the zero policy removes a list's.
 func TestSiteSetList(t *testing.T) {
 	var s Site
-	s.SetList(" Eng@Example.org ", ListPolicy{MaxReplies: Some(3), Posters: []string{"Comms@Example.org"}})
+	s.SetList(" Eng@Example.org ", ListPolicy{Limits: map[Rule]int64{RuleMaxReplies: 3}, Posters: []string{"Comms@Example.org"}})
 	lr, ok := s.Policies["eng@example.org"]
-	if !ok || lr.MaxReplies != Some(3) || !lr.posters.Match("comms@example.org") {
+	if !ok || lr.Limits[RuleMaxReplies] != 3 || !lr.posters.Match("comms@example.org") {
 		t.Fatalf("policies %+v", s.Policies)
 	}
 	s.SetList("other@example.org", ListPolicy{Action: ConfigHold})

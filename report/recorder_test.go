@@ -227,7 +227,7 @@ func TestNearMissUsesTheListsLimits(t *testing.T) {
 	st := store.NewMemory()
 	cfg := milter.Defaults()
 	cfg.Lists = map[string]int{listAddr: 3000}
-	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {MaxReplies: policy.Some(4)}}
+	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 4}}}
 	f, err := milter.NewFilter(cfg, st, nil, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -82,6 +82,9 @@ func TestGlobalsListPolicy(t *testing.T) {
 		"All-Staff@Example.org", "max_replies=3; posters=comms@example.org",
 		"other@example.org", "",
 		"hold@example.org", "action=hold;delivery_budget=0",
+		"json@example.org", `{"max_replies": 2, "posters": ["Comms@Example.org"]}`,
+		"jsontypo@example.org", `{"max_replys": 2}`,
+		"jsonbad@example.org", `{"max_replies": "many"}`,
 		"typo@example.org", "max_replys=3",
 		"neg@example.org", "max_replies=-3",
 		"<b>x</b>", "max_replies=3",
@@ -94,12 +97,16 @@ func TestGlobalsListPolicy(t *testing.T) {
 	for a, p := range g.ListPolicies {
 		got[a] = p.String()
 	}
-	want := map[string]string{"all-staff@example.org": "max_replies=3;posters=comms@example.org", "hold@example.org": "delivery_budget=0;action=hold"}
+	want := map[string]string{
+		"all-staff@example.org": `{"max_replies":3,"posters":["comms@example.org"]}`,
+		"hold@example.org":      `{"delivery_budget":0,"action":"hold"}`,
+		"json@example.org":      `{"max_replies":2,"posters":["comms@example.org"]}`,
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ListPolicies = %q, want %q", got, want)
 	}
-	if g.Invalid[k.ListPolicy()] != 4 {
-		t.Errorf("Invalid = %v, want 4 for %s", g.Invalid, k.ListPolicy())
+	if g.Invalid[k.ListPolicy()] != 6 {
+		t.Errorf("Invalid = %v, want 6 for %s", g.Invalid, k.ListPolicy())
 	}
 	why := map[string]string{}
 	for _, p := range g.Problems {

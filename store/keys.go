@@ -23,7 +23,7 @@ import (
 //	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
 //	stormguard:history       zset    thread -> last seen (ms) of its history entry: the report's index (store/history_redis.go)
 //	stormguard:lists         hash    list address -> members (operators)
-//	stormguard:listpolicy    hash    list address -> its own policy, "max_replies=3;posters=comms@example.org" (operators; policy.ParseListPolicy)
+//	stormguard:listpolicy    hash    list address -> its own policy, {"max_replies":3,"posters":["comms@example.org"]} (operators; policy.ParseListPolicy)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
 //	stormguard:posters       set     senders, @domains and SASL logins allowed past the sender gate (operators)
 //	stormguard:mode          string  site mode (operators)
@@ -152,8 +152,9 @@ func (k Keys) History() string { return k.prefix + "history" }
 // Lists maps list addresses to their member counts.
 func (k Keys) Lists() string { return k.prefix + "lists" }
 
-// ListPolicy maps list addresses to their own policies, in the text form
-// policy.ParseListPolicy reads (one key, read with the globals).
+// ListPolicy maps list addresses to their own policies, JSON objects as
+// policy.ListPolicy.String writes them (policy.ParseListPolicy also reads
+// the older text form; one key, read with the globals).
 func (k Keys) ListPolicy() string { return k.prefix + "listpolicy" }
 
 // Exempt is the set of exempt senders and @domains.

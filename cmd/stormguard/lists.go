@@ -38,7 +38,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 	}
 	var pf listPolicyFlags
 	set := &cobra.Command{
-		Use:   "set ADDRESS MEMBERS [--max-replies N] [--delivery-budget N] [--min-audience N] [--action A] [--posters a@b,@dom] [--clear-policy]",
+		Use:   "set ADDRESS MEMBERS [--min-audience N]" + limitFlagsUse() + " [--action A] [--posters a@b,@dom] [--clear-policy]",
 		Short: "Register a list's member count, and with any policy flag its own policy (replacing the one it had), in the store (Redis: every node within store.refresh; memory: the daemon at once)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -104,51 +104,69 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
-// listPolicyFlags are lists set's policy flags.
+// listPolicyFlags are lists set's policy flags: one per list policy
+// setting (policy.ListPolicyKeys), --max-replies for max_replies.
 type listPolicyFlags struct {
-	maxReplies, minAudience int
-	budget                  int64
-	action, posters         string
-	clear                   bool
+	minAudience     int
+	limits          []int64 // by policy.LimitRules
+	action, posters string
+	clear           bool
 }
+
+// limitFlagsUse is the limit flags in lists set's usage line.
+func limitFlagsUse() string {
+	var s string
+	for _, r := range policy.LimitRules {
+		s += " [--" + flagName(r.Key) + " N]"
+	}
+	return s
+}
+
+// flagName is the lists set flag of a list policy setting.
+func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
 func (f *listPolicyFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.IntVar(&f.maxReplies, "max-replies", 0, "this list's policy.max_replies (0: the rule off for it)")
-	fl.Int64Var(&f.budget, "delivery-budget", 0, "this list's policy.delivery_budget (0: the rule off for it)")
 	fl.IntVar(&f.minAudience, "min-audience", 0, "this list's policy.min_audience")
+	f.limits = make([]int64, len(policy.LimitRules))
+	for i, r := range policy.LimitRules {
+		fl.Int64Var(&f.limits[i], flagName(r.Key), 0, fmt.Sprintf("this list's policy.%s: %s", r.Key, r.Help))
+	}
 	fl.StringVar(&f.action, "action", "", "this list's policy.action: reject, tempfail, hold or monitor")
 	fl.StringVar(&f.posters, "posters", "", "only these may post to the list (besides gate.posters and exempt senders): senders, @domains, SASL logins, comma-separated")
 	fl.BoolVar(&f.clear, "clear-policy", false, "remove the list's own policy from the store")
 }
 
-// text is the policy the flags give, in policy.ParseListPolicy's form,
+// text is the policy the flags give, as policy.ParseListPolicy reads it,
 // and whether any was given ("" with --clear-policy).
 func (f *listPolicyFlags) text(cmd *cobra.Command) (string, bool, error) {
 	fl := cmd.Flags()
-	var parts []string
-	for _, c := range []struct{ flag, key, val string }{
-		{"min-audience", "min_audience", strconv.Itoa(f.minAudience)},
-		{"max-replies", "max_replies", strconv.Itoa(f.maxReplies)},
-		{"delivery-budget", "delivery_budget", strconv.FormatInt(f.budget, 10)},
-		{"action", "action", f.action},
-		{"posters", "posters", f.posters},
-	} {
-		if fl.Changed(c.flag) {
-			if strings.ContainsAny(c.val, ";=") {
-				return "", false, fmt.Errorf("--%s %q: no ; or = allowed", c.flag, c.val)
-			}
-			parts = append(parts, c.key+"="+c.val)
+	fields := map[string]any{}
+	if fl.Changed("min-audience") {
+		fields["min_audience"] = f.minAudience
+	}
+	for i, r := range policy.LimitRules {
+		if fl.Changed(flagName(r.Key)) {
+			fields[r.Key] = f.limits[i]
 		}
 	}
-	if f.clear && len(parts) > 0 {
+	if fl.Changed("action") {
+		fields["action"] = f.action
+	}
+	if fl.Changed("posters") {
+		fields["posters"] = f.posters
+	}
+	if f.clear && len(fields) > 0 {
 		return "", false, errors.New("--clear-policy: give it alone, without other policy flags")
 	}
-	text := strings.Join(parts, ";")
-	if _, err := policy.ParseListPolicy(text); err != nil {
+	if len(fields) == 0 {
+		return "", f.clear, nil
+	}
+	p, err := policy.ListPolicyFromFields(fields)
+	if err != nil {
 		return "", false, fmt.Errorf("list policy: %s", admin.OneLine(err))
 	}
-	return text, f.clear || len(parts) > 0, nil
+	return p.String(), true, nil
 }
 
 // printLists is the lists table: size and where it comes from, then the
@@ -156,7 +174,11 @@ func (f *listPolicyFlags) text(cmd *cobra.Command) (string, bool, error) {
 // from ("site" when it has none). Every value is made one clean line.
 func printLists(w io.Writer, lists []admin.ListView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LIST\tMEMBERS\tFROM\tMIN_AUDIENCE\tMAX_REPLIES\tDELIVERY_BUDGET\tACTION\tPOSTERS\tPOLICY_FROM")
+	head := []string{"LIST", "MEMBERS", "FROM", "MIN_AUDIENCE"}
+	for _, r := range policy.LimitRules {
+		head = append(head, strings.ToUpper(r.Key))
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "ACTION", "POSTERS", "POLICY_FROM"), "\t"))
 	for _, l := range lists {
 		members, from := strconv.Itoa(l.Members), l.From
 		if from == "" {
@@ -169,8 +191,12 @@ func printLists(w io.Writer, lists []admin.ListView) error {
 		if l.PolicyFrom != "" {
 			pfrom = l.PolicyFrom
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", admin.CleanText(l.List, 80), members, from,
-			l.MinAudience, limitText(int64(l.MaxReplies)), limitText(l.DeliveryBudget), admin.CleanText(l.Action, 10), admin.CleanText(posters, 120), pfrom)
+		row := []string{admin.CleanText(l.List, 80), members, from, strconv.Itoa(l.MinAudience)}
+		for _, r := range policy.LimitRules {
+			row = append(row, limitText(l.Limits[r.Key]))
+		}
+		row = append(row, admin.CleanText(l.Action, 10), admin.CleanText(posters, 120), pfrom)
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
 }
@@ -184,8 +210,11 @@ func limitText(n int64) string {
 
 // effective is a ListView's effective policy on one line.
 func effective(v admin.ListView) string {
-	s := fmt.Sprintf("min_audience %d, max_replies %s, delivery_budget %s, action %s", v.MinAudience,
-		limitText(int64(v.MaxReplies)), limitText(v.DeliveryBudget), v.Action)
+	s := fmt.Sprintf("min_audience %d", v.MinAudience)
+	for _, r := range policy.LimitRules {
+		s += fmt.Sprintf(", %s %s", r.Key, limitText(v.Limits[r.Key]))
+	}
+	s += ", action " + v.Action
 	if len(v.Posters) > 0 {
 		s += ", posters " + admin.CleanText(strings.Join(v.Posters, ","), 120)
 	}

@@ -175,8 +175,8 @@ func testGlobals(t *testing.T, s Store) {
 		s.AddPoster(c, "jdoe"),
 		s.AddPoster(c, "comms@example.org"),
 		s.SetMode(c, policy.ModeMonitor),
-		s.SetListPolicy(c, "All-Staff@Example.org", policy.ListPolicy{MaxReplies: policy.Some(3), Posters: []string{"Comms@Example.org", "@hr.example.org"}}),
-		s.SetListPolicy(c, "quiet@example.org", policy.ListPolicy{MaxReplies: policy.Some(0), DeliveryBudget: policy.Some[int64](0), MinAudience: policy.Some(50), Action: policy.ConfigHold}),
+		s.SetListPolicy(c, "All-Staff@Example.org", policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 3}, Posters: []string{"Comms@Example.org", "@hr.example.org"}}),
+		s.SetListPolicy(c, "quiet@example.org", policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 0, policy.RuleDeliveryBudget: 0}, MinAudience: policy.Some(50), Action: policy.ConfigHold}),
 		s.SetListPolicy(c, "gone@example.org", policy.ListPolicy{Action: policy.ConfigTempfail}),
 		s.SetListPolicy(c, "gone@example.org", policy.ListPolicy{}),
 	} {
@@ -217,8 +217,8 @@ func testGlobals(t *testing.T, s Store) {
 		gotLP[a] = p.String()
 	}
 	if w := map[string]string{
-		"all-staff@example.org": "max_replies=3;posters=comms@example.org,@hr.example.org",
-		"quiet@example.org":     "min_audience=50;max_replies=0;delivery_budget=0;action=hold",
+		"all-staff@example.org": `{"max_replies":3,"posters":["comms@example.org","@hr.example.org"]}`,
+		"quiet@example.org":     `{"min_audience":50,"max_replies":0,"delivery_budget":0,"action":"hold"}`,
 	}; !maps.Equal(gotLP, w) {
 		t.Errorf("ListPolicies = %q, want %q", gotLP, w)
 	}
@@ -234,8 +234,8 @@ func testGlobals(t *testing.T, s Store) {
 		"AddExempt(\"\")":     s.AddExempt(c, ""),
 		"AddPoster(\"a b\")":  s.AddPoster(c, "a b"),
 		"RemovePoster(\"\")":  func() error { _, err := s.RemovePoster(c, "\t"); return err }(),
-		"SetListPolicy(\"\")": s.SetListPolicy(c, "", policy.ListPolicy{MaxReplies: policy.Some(3)}),
-		"SetListPolicy(-1)":   s.SetListPolicy(c, "x@example.org", policy.ListPolicy{MaxReplies: policy.Some(-1)}),
+		"SetListPolicy(\"\")": s.SetListPolicy(c, "", policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 3}}),
+		"SetListPolicy(-1)":   s.SetListPolicy(c, "x@example.org", policy.ListPolicy{Limits: map[policy.Rule]int64{policy.RuleMaxReplies: -1}}),
 		"SetListPolicy(drop)": s.SetListPolicy(c, "x@example.org", policy.ListPolicy{Action: "drop"}),
 		"SetListPolicy(a b)":  s.SetListPolicy(c, "x@example.org", policy.ListPolicy{Posters: []string{"a b"}}),
 	} {

@@ -59,10 +59,10 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 		n := startNode(t, yaml, sink)
 		from := n.log.len()
 		out := mustRun(t, "lists", "set", staffList, "3000", "--max-replies", "3", "--config", writeConfig(t, yaml))
-		if !strings.Contains(out, "own policy max_replies=3 (redis)") || !strings.Contains(out, "max_replies 3,") {
+		if !strings.Contains(out, `own policy {"max_replies":3} (redis)`) || !strings.Contains(out, "max_replies 3,") {
 			t.Errorf("lists set: %q", out)
 		}
-		if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != "max_replies=3" {
+		if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3}` {
 			t.Fatalf("redis-cli HGET stormguard:listpolicy = %q", got)
 		}
 		n.log.wait(t, from, "site settings loaded", "list_policies=1")
@@ -75,7 +75,7 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 		n.log.wait(t, 0, "stormguard started", "admin_api=true")
 		from := n.log.len()
 		cfg := writeConfig(t, "store:\n  backend: memory\nhttp:\n  listen: "+n.http+"\n")
-		if out := mustRun(t, "lists", "set", staffList, "3000", "--max-replies", "3", "--config", cfg); !strings.Contains(out, "own policy max_replies=3 (memory)") {
+		if out := mustRun(t, "lists", "set", staffList, "3000", "--max-replies", "3", "--config", cfg); !strings.Contains(out, `own policy {"max_replies":3} (memory)`) {
 			t.Errorf("lists set: %q", out)
 		}
 		n.log.wait(t, from, "site settings loaded", "list_policies=1")
@@ -95,7 +95,7 @@ func TestListsPolicyCommand(t *testing.T) {
 	if !strings.Contains(out, "a message to it alone: min_audience 2500, max_replies 3, delivery_budget 1000000, action reject, posters comms@example.org,@hr.example.org") {
 		t.Errorf("lists set: %q", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != "max_replies=3;action=reject;posters=comms@example.org,@hr.example.org" {
+	if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3,"action":"reject","posters":["comms@example.org","@hr.example.org"]}` {
 		t.Errorf("HGET = %q", got)
 	}
 	// What an operator writes with redis-cli, hostile included.
@@ -129,7 +129,7 @@ func TestListsPolicyCommand(t *testing.T) {
 	}{
 		{[]string{"--action", "drop"}, "action"},
 		{[]string{"--max-replies", "-1"}, "max_replies"},
-		{[]string{"--posters", "a@b;max_replies=1"}, "--posters"},
+		{[]string{"--posters", "a@b;max_replies=1"}, "posters"},
 		{[]string{"--clear-policy", "--max-replies", "3"}, "--clear-policy"},
 	} {
 		args := append([]string{"lists", "set", staffList, "850000"}, c.args...)
@@ -153,7 +153,7 @@ func TestListPolicyReload(t *testing.T) {
 	if n := firstRefused(t, d.addr, "lp-before@example.org", 12); n != 11 {
 		t.Fatalf("site max_replies 10: first refused reply %d, want 11", n)
 	}
-	d.reload(t, lists+"list_policy:\n  "+staffList+": \"max_replies=3\"\n", "configuration reloaded", "changed=list_policy")
+	d.reload(t, lists+"list_policy:\n  "+staffList+":\n    max_replies: 3\n", "configuration reloaded", "changed=list_policy")
 	if n := firstRefused(t, d.addr, "lp-after@example.org", 5); n != 4 {
 		t.Fatalf("after reload to all-staff max_replies 3: first refused reply %d, want 4", n)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/policy"
 )
@@ -27,8 +29,8 @@ func TestDefaultsNeedNoConfig(t *testing.T) {
 		t.Errorf("listen=%q backend=%q, want inet:127.0.0.1:7357 and memory", cfg.Listen, cfg.Store.Backend)
 	}
 	p := cfg.Policy
-	if p.MinAudience != 2500 || p.MaxReplies != 10 || p.DeliveryBudget != 1000000 || p.Window != time.Hour ||
-		p.BlockFor != 6*time.Hour || p.Action != "reject" || p.AutoReplyMaxAudience != 100 {
+	if p.MinAudience != 2500 || p.Limits.MaxReplies != 10 || p.Limits.DeliveryBudget != 1000000 || p.Limits.Window != time.Hour ||
+		p.Limits.BlockFor != 6*time.Hour || p.Action != "reject" || p.AutoReplyMaxAudience != 100 {
 		t.Errorf("policy defaults differ from the documented ones (README, docs/design.md): %+v", p)
 	}
 	if cfg.Redis.Timeout != 200*time.Millisecond || cfg.Redis.Prefix != "stormguard:" || cfg.Store.OnError != "accept" {
@@ -52,10 +54,10 @@ lists:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Policy.MaxReplies != 7 {
-		t.Errorf("env should win over the file: max_replies=%d", cfg.Policy.MaxReplies)
+	if cfg.Policy.Limits.MaxReplies != 7 {
+		t.Errorf("env should win over the file: max_replies=%d", cfg.Policy.Limits.MaxReplies)
 	}
-	if cfg.Policy.Window != 30*time.Minute || cfg.Policy.Action != "tempfail" || cfg.Listen != "unix:/run/stormguard/milter.sock" {
+	if cfg.Policy.Limits.Window != 30*time.Minute || cfg.Policy.Action != "tempfail" || cfg.Listen != "unix:/run/stormguard/milter.sock" {
 		t.Errorf("got %+v", cfg.Policy)
 	}
 	if cfg.Lists["all-staff@example.org"] != 850000 || cfg.Lists["students@example.ac.uk"] != 30000 {
@@ -80,10 +82,10 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 	}{
 		{"unknown key", "policy:\n  max_replys: 5\n", "", "unknown key policy.max_replys"},
 		{"unknown keys", "polcy:\n  max_replies: 5\nredis:\n  adress: x\n", "", "unknown keys polcy, redis.adress"},
-		{"wrong type", "policy:\n  max_replies: lots\n", "", `config: policy.max_replies: "lots" is not a whole number`},
-		{"wrong type and unknown key", "policy:\n  max_replies: lots\n  windw: 5m\n", "", `policy.max_replies: "lots" is not a whole number; unknown key policy.windw`},
-		{"bad bool", "redis:\n  cluster: sometimes\n", "", `redis.cluster: "sometimes" is not true or false`},
-		{"bad duration", "policy:\n  window: soon\n", "", `policy.window: "soon" is not a duration`},
+		{"wrong type", "policy:\n  max_replies: lots\n", "", `stormguard.yaml: policy.max_replies (line 2): "lots" is not a whole number`},
+		{"wrong type and unknown key", "policy:\n  max_replies: lots\n  windw: 5m\n", "", `policy.max_replies (line 2): "lots" is not a whole number; unknown key policy.windw`},
+		{"bad bool", "redis:\n  cluster: sometimes\n", "", `redis.cluster (line 2): "sometimes" is not true or false`},
+		{"bad duration", "policy:\n  window: soon\n", "", `policy.window (line 2): "soon" is not a duration`},
 		{"bad list size", "lists:\n  all@example.org: many\n", "", `"many" is not a whole number`},
 		{"bad action", "policy:\n  action: bounce\n", "", "policy.action"},
 		{"bad listen", "listen: tcp://127.0.0.1:7357\n", "", "listen"},
@@ -91,8 +93,8 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"bad log level", "log:\n  level: loud\n", "", `log.level: "loud" is not debug, info, warn or error`},
 		{"bad on_error", "store:\n  on_error: ignore\n", "", "store.on_error"},
 		{"negative", "policy:\n  min_audience: -1\n", "", "min_audience"},
-		{"bad env", "", "STORMGUARD_POLICY_MAX_REPLIES=many", `policy.max_replies: "many" is not a whole number`},
-		{"bad env duration", "", "STORMGUARD_REDIS_TIMEOUT=fast", `redis.timeout: "fast" is not a duration`},
+		{"bad env", "", "STORMGUARD_POLICY_MAX_REPLIES=many", `config: policy.max_replies (STORMGUARD_POLICY_MAX_REPLIES): "many" is not a whole number`},
+		{"bad env duration", "", "STORMGUARD_REDIS_TIMEOUT=fast", `redis.timeout (STORMGUARD_REDIS_TIMEOUT): "fast" is not a duration`},
 		{"bad reject text", "policy:\n  reject_text: go away\n", "", "policy.reject_text"},
 		{"bad mode", "mode: panic\n", "", "mode"},
 		{"near miss 0", "report:\n  near_miss: 0\n", "", "report.near_miss: must be more than 0 and at most 1"},
@@ -102,6 +104,12 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"history 0", "report:\n  history: 0s\n", "", "report.history: must be positive"},
 		{"max storms 0", "report:\n  max_storms: 0\n", "", "report.max_storms: must be at least 1"},
 		{"not yaml", "policy: [\n", "", "stormguard.yaml"},
+		{"given twice", "policy:\n  max_replies: 3\n  max_replies: 4\n", "", "policy.max_replies (line 3): given twice"},
+		{"a section as a value", "policy: 3\n", "", "policy (line 1): \"3\" is not a section of keys"},
+		{"a value as a section", "listen:\n  port: 1\n", "", "listen (line 2): a section is not a string"},
+		{"a list of sections", "redis:\n  addrs: [{a: 1}]\n", "", "redis.addrs (line 2): a section in the list is not a string"},
+		{"bad list policy section", "list_policy:\n  a@example.org: {max_replies: x}\n", "", "list_policy (line 2): a@example.org: max_replies"},
+		{"bad flag-free env list policy", "", "STORMGUARD_LIST_POLICY=a@example.org=window=5m", "list_policy (STORMGUARD_LIST_POLICY): a@example.org"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env != "" {
@@ -120,78 +128,87 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 	}
 }
 
-// TestConfigDeclaration checks what Config's tags declare against the
-// packages: a key's default is what every package it goes to says, a oneof
-// list holds its default, and every field of the packages' configs is set
-// by a key or by Config.plain itself.
-func TestConfigDeclaration(t *testing.T) {
-	defaults := reflect.ValueOf(defaultPlain())
-	covered := map[string]bool{}
-	flags := map[string]bool{}
-	for _, s := range settings {
-		for _, to := range s.to {
-			covered[plainPath(to)] = true
-			d := defaults.FieldByIndex(to)
-			if !d.IsZero() && !reflect.DeepEqual(plainDefault(d.Convert(reflect.TypeOf(s.Default))), s.Default) {
-				t.Errorf("%s: default %v, but %s defaults to %v", s.Key, s.Default, plainPath(to), d)
+// TestDefaultsReachPackages: with nothing set, every package gets its
+// own Defaults() (but for what plain computes from other keys), so that
+// defaults and plain agree field by field: a field defaults leaves out or
+// plain forgets to copy fails here.
+func TestDefaultsReachPackages(t *testing.T) {
+	c := defaults()
+	got, want := c.plain(), defaultPlain()
+	// Computed by plain from other keys, not a package default.
+	want.Events.PublishTimeout = time.Second
+	want.Events.Node, want.Report.Node = hostname(), hostname()
+	want.Events.Mail.OncePer = c.Policy.Limits.BlockFor
+	want.Events.Mail.ReportURL = c.reportURL()
+	want.Report.Retention, want.Report.Limits, want.Report.Timeout = c.Store.Retention, c.Policy.Limits, time.Second
+	want.Admin = admin.Config{Backend: "memory", Retention: want.Filter.Retention, Mode: string(want.Filter.Mode), Policy: want.Filter.Policy}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("plain(defaults()):\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestConfigKeysReachPackages: every key, set to a value other than its
+// default, changes what plain gives the packages (or, for the keys only
+// the commands read, the Config): no key is declared and then dropped.
+func TestConfigKeysReachPackages(t *testing.T) {
+	commandOnly := []string{"listen", "listen_mode", "log.level", "log.format", "listsync.every", "redis.tls.enabled",
+		"redis.tls.ca_file", "redis.tls.cert_file", "redis.tls.key_file", "redis.tls.server_name",
+		"http.listen", "http.max_connections", "http.idle_timeout", "http.admin", "http.admin_token_file"}
+	base := defaults()
+	for _, k := range keys {
+		c := defaults()
+		v := k.val(&c)
+		var err error
+		switch v.get().(type) {
+		case string, adminSetting:
+			err = v.parse(v.String() + "x")
+		case bool:
+			err = v.parse(fmt.Sprint(!v.get().(bool)))
+		case []string:
+			err = v.parse("a@example.org")
+		case map[string]int:
+			err = v.parse("a@example.org=3")
+		case map[string]policy.ListPolicy:
+			err = v.parse("a@example.org=max_replies=3")
+		case float64:
+			err = v.parse("0.125")
+		case time.Duration:
+			err = v.parse((v.get().(time.Duration) + time.Second).String())
+		default:
+			err = v.parse("12345")
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		if slices.Contains(commandOnly, k.name) {
+			if reflect.DeepEqual(c, base) {
+				t.Errorf("%s: setting it changed nothing", k.name)
 			}
-		}
-		if s.OneOf != nil && !slices.Contains(s.OneOf, s.Default.(string)) {
-			t.Errorf("%s: default %q is not one of %v", s.Key, s.Default, s.OneOf)
-		}
-		if s.Flag != "" && flags[s.Flag] {
-			t.Errorf("%s: flag --%s names two keys", s.Key, s.Flag)
-		}
-		flags[s.Flag] = true
-	}
-	// Set by Config.plain from other keys or the build, not by a key of
-	// their own; fields of func, interface or pointer type (Redis.TLS,
-	// the event outlets) are wiring, not settings.
-	// list_policy is parsed into both ListPolicies, and Admin.Policy is
-	// a copy of Filter.Policy.
-	computed := []string{"Events.UserAgent", "Events.PublishTimeout",
-		"Events.Mail.ReportURL", "Events.Mail.RedisPrefix", // http.listen; the Redis store (wire.go)
-		"Report.Retention", "Report.Timeout", "Report.Flush", "Report.Queue", // store.retention, redis.timeout, report's constants
-		"Report.Limits.MaxReplies", "Report.Limits.DeliveryBudget", "Report.Limits.Window", "Report.Limits.BlockFor",
-		"Filter.ListPolicies", "Admin.ListPolicies", "Admin.Policy"}
-	var missing []string
-	for _, p := range plainLeaves(reflect.TypeFor[plain](), "") {
-		if !covered[p] && !slices.ContainsFunc(computed, func(c string) bool { return p == c || strings.HasPrefix(p, c+".") }) {
-			missing = append(missing, p)
-		}
-	}
-	if missing != nil {
-		t.Errorf("no config key sets %v: add a field with a to tag to Config", missing)
-	}
-}
-
-// plainPath names the field of plain at index, as a to tag does.
-func plainPath(index []int) string {
-	var names []string
-	typ := reflect.TypeFor[plain]()
-	for _, i := range index {
-		f := typ.Field(i)
-		names, typ = append(names, f.Name), f.Type
-	}
-	return strings.Join(names, ".")
-}
-
-func plainLeaves(typ reflect.Type, prefix string) []string {
-	var out []string
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		if !f.IsExported() {
 			continue
 		}
-		switch f.Type.Kind() {
-		case reflect.Struct:
-			out = append(out, plainLeaves(f.Type, prefix+f.Name+".")...)
-		case reflect.Func, reflect.Interface, reflect.Pointer, reflect.Chan:
-		default:
-			out = append(out, prefix+f.Name)
+		if reflect.DeepEqual(c.plain(), base.plain()) {
+			t.Errorf("%s: setting it changed no package's config", k.name)
 		}
 	}
-	return out
+	names := map[string]bool{}
+	flags := map[string]bool{}
+	for _, k := range keys {
+		if names[k.name] || k.flag != "" && flags[k.flag] {
+			t.Errorf("%s: key or flag --%s declared twice", k.name, k.flag)
+		}
+		names[k.name], flags[k.flag] = true, k.flag != ""
+		if k.oneOf != nil && !slices.Contains(k.oneOf, k.val(&base).String()) {
+			t.Errorf("%s: default %q is not one of %v", k.name, k.val(&base).String(), k.oneOf)
+		}
+		if k.help == "" {
+			t.Errorf("%s: no help", k.name)
+		}
+	}
+	for _, r := range policy.LimitRules {
+		if !names["policy."+r.Key] {
+			t.Errorf("limit rule %s has no key policy.%s", r.Rule, r.Key)
+		}
+	}
 }
 
 // TestConfigReachesPackages proves a key's value gets to every package

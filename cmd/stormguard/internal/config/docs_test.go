@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated config reference, docs/configuration.md")
@@ -18,14 +20,9 @@ var update = flag.Bool("update", false, "rewrite the generated config reference,
 func configTable() string {
 	var b strings.Builder
 	b.WriteString("| key | default | meaning |\n|---|---|---|\n")
-	for _, s := range settings {
-		help := s.Help
-		// The environment variable is STORMGUARD_ and the key, upper case,
-		// "." as "_" (the page says so once); a key named otherwise says so.
-		if env := "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(s.Key, ".", "_")); s.Env != env {
-			help += " (environment: `" + s.Env + "`)"
-		}
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", s.Key, formatDefault(s.Default), help)
+	d := defaults()
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", k.name, formatDefault(k.val(&d).get()), k.help)
 	}
 	return b.String()
 }
@@ -36,7 +33,7 @@ func formatDefault(v any) string {
 		return d.String()
 	case []string:
 		return "[" + strings.Join(d, ", ") + "]"
-	case map[string]int, map[string]string:
+	case map[string]int, map[string]policy.ListPolicy:
 		return "{}"
 	default:
 		return fmt.Sprint(d)
@@ -128,13 +125,13 @@ func TestREADMEKeys(t *testing.T) {
 // TestSampleConfigMatchesDefaults proves deploy/stormguard.yaml names every
 // key and holds exactly the defaults.
 func TestSampleConfigMatchesDefaults(t *testing.T) {
-	sample, v, err := loadConfig("../../../../deploy/stormguard.yaml", true, nil)
+	sample, src, err := loadConfig("../../../../deploy/stormguard.yaml", true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range settings {
-		if !v.InConfig(s.Key) {
-			t.Errorf("deploy/stormguard.yaml lacks %s", s.Key)
+	for _, k := range keys {
+		if src.from[k.name] != "file" {
+			t.Errorf("deploy/stormguard.yaml lacks %s", k.name)
 		}
 	}
 	defaults, _, err := loadConfig(filepath.Join(t.TempDir(), "absent.yaml"), false, nil)

@@ -2,154 +2,226 @@ package config
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
+
+	"github.com/stormguard/stormguard/policy"
 )
 
-// setting is one key, as Config's tags declare it.
-type setting struct {
-	Key     string   // policy.max_replies
-	Env     string   // STORMGUARD_POLICY_MAX_REPLIES
-	Help    string   // what it means
-	Default any      // of the field's type; strings as plain strings
-	OneOf   []string // the values it may take, if the tag lists them
-	Flag    string   // serve's flag, if any
-	Secret  bool     // masked by check
-	field   []int    // index path in Config
-	to      [][]int  // index paths in plain
+// key is one configuration key: its name in the file (sections joined by
+// "."), what it means, and the field of Config it sets. Its environment
+// variable is STORMGUARD_ and the name upper case, "." as "_".
+type key struct {
+	name   string                // policy.window
+	val    func(c *Config) value // the field it sets in c
+	help   string                // what it means: docs/configuration.md, serve's flag
+	flag   string                // serve's flag that sets it, if any
+	oneOf  []string              // the values it may take, when only a few
+	secret bool                  // check masks it
 }
 
-// settings are Config's keys in declaration order. A tag that cannot be
-// read is a programming error and stops the program at start-up, so any
-// test run finds it.
-var settings = declaredSettings()
+// env is k's environment variable.
+func (k key) env() string {
+	return "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(k.name, ".", "_"))
+}
 
-func declaredSettings() []setting {
-	var out []setting
-	walkKeys(reflect.TypeFor[Config](), "", nil, &out)
-	defaults := reflect.ValueOf(defaultPlain())
-	for i := range out {
-		s := &out[i]
-		f := reflect.TypeFor[Config]().FieldByIndex(s.field)
-		var def reflect.Value
-		switch tag, ok := f.Tag.Lookup("default"); {
-		case ok:
-			def = reflect.New(f.Type)
-			if err := decodeInto(tag, def.Interface()); err != nil {
-				panic(fmt.Sprintf("config key %s: default %q: %v", s.Key, tag, err))
-			}
-			def = def.Elem()
-		case len(s.to) > 0:
-			def = defaults.FieldByIndex(s.to[0]).Convert(f.Type)
-		default:
-			def = reflect.Zero(f.Type)
-		}
-		s.Default = plainDefault(def)
+// keys are every key, in the order docs/configuration.md and check list
+// them. The limit rules' keys come from policy.LimitRules.
+var keys = slices.Concat([]key{
+	{name: "listen", val: func(c *Config) value { return scalar(&c.Listen) }, flag: "listen",
+		help: "milter socket, Postfix notation: inet:HOST:PORT or unix:/path"},
+	{name: "listen_mode", val: func(c *Config) value { return scalar(&c.ListenMode) },
+		help: "permissions of a unix listen socket (octal)"},
+	{name: "mode", val: func(c *Config) value { return scalar(&c.Mode) },
+		help: "default site mode when Redis key stormguard:mode is unset: enforce, monitor or off"},
+	{name: "node", val: func(c *Config) value { return scalar(&c.Node) },
+		help: "node name in events and queue ids; empty: hostname"},
+	{name: "log.level", val: func(c *Config) value { return scalar(&c.Log.Level) }, flag: "log-level", oneOf: []string{"debug", "info", "warn", "error"},
+		help: "debug, info, warn or error; small-audience decisions are logged at debug"},
+	{name: "log.format", val: func(c *Config) value { return scalar(&c.Log.Format) }, oneOf: []string{"text", "json"},
+		help: "text or json"},
+	{name: "store.backend", val: func(c *Config) value { return scalar(&c.Store.Backend) }, flag: "backend", oneOf: []string{"memory", "redis"},
+		help: "memory (one node) or redis (shared by all nodes)"},
+	{name: "store.on_error", val: func(c *Config) value { return scalar(&c.Store.OnError) },
+		help: "when Redis fails: accept (count on this node's memory store) or tempfail"},
+	{name: "store.refresh", val: func(c *Config) value { return scalar(&c.Store.Refresh) },
+		help: "how often lists, exempt senders and mode are re-read from the store"},
+	{name: "store.retention", val: func(c *Config) value { return scalar(&c.Store.Retention) },
+		help: "how long thread records and message-id links are kept"},
+	{name: "store.memory_max_threads", val: func(c *Config) value { return scalar(&c.Store.MemoryMaxThreads) },
+		help: "memory store: threads kept at most, the least recently active evicted first; 0: no bound"},
+	{name: "store.memory_max_bytes", val: func(c *Config) value { return scalar(&c.Store.MemoryMaxBytes) },
+		help: "memory store: estimated bytes kept at most (~1.3 KB a thread); 0: no bound"},
+	{name: "redis.addrs", val: func(c *Config) value { return list(&c.Redis.Addrs) },
+		help: "Redis address(es); Sentinel addresses with master_name; seed nodes with cluster"},
+	{name: "redis.username", val: func(c *Config) value { return scalar(&c.Redis.Username) },
+		help: "Redis ACL user"},
+	{name: "redis.password", val: func(c *Config) value { return scalar(&c.Redis.Password) }, secret: true,
+		help: "Redis password"},
+	{name: "redis.db", val: func(c *Config) value { return scalar(&c.Redis.DB) },
+		help: "Redis database number (standalone and Sentinel)"},
+	{name: "redis.master_name", val: func(c *Config) value { return scalar(&c.Redis.MasterName) },
+		help: "Sentinel master name; set to use Sentinel"},
+	{name: "redis.cluster", val: func(c *Config) value { return scalar(&c.Redis.Cluster) },
+		help: "true for Redis Cluster"},
+	{name: "redis.tls.enabled", val: func(c *Config) value { return scalar(&c.Redis.TLS.Enabled) },
+		help: "connect to Redis with TLS"},
+	{name: "redis.tls.ca_file", val: func(c *Config) value { return scalar(&c.Redis.TLS.CAFile) },
+		help: "PEM CA bundle to verify Redis with (system roots when empty)"},
+	{name: "redis.tls.cert_file", val: func(c *Config) value { return scalar(&c.Redis.TLS.CertFile) },
+		help: "client certificate (PEM) for mutual TLS"},
+	{name: "redis.tls.key_file", val: func(c *Config) value { return scalar(&c.Redis.TLS.KeyFile) },
+		help: "client key (PEM) for mutual TLS"},
+	{name: "redis.tls.server_name", val: func(c *Config) value { return scalar(&c.Redis.TLS.ServerName) },
+		help: "name to verify in Redis's certificate"},
+	{name: "redis.timeout", val: func(c *Config) value { return scalar(&c.Redis.Timeout) },
+		help: "deadline of every Redis call"},
+	{name: "redis.prefix", val: func(c *Config) value { return scalar(&c.Redis.Prefix) },
+		help: "prefix of every Redis key"},
+	{name: "policy.min_audience", val: func(c *Config) value { return scalar(&c.Policy.MinAudience) },
+		help: "a reply counts toward a storm only if its own audience is at least this"},
+}, limitKeys(), []key{
+	{name: "policy.window", val: func(c *Config) value { return scalar(&c.Policy.Limits.Window) },
+		help: "sliding window"},
+	{name: "policy.block_for", val: func(c *Config) value { return scalar(&c.Policy.Limits.BlockFor) },
+		help: "how long a storming thread stays blocked"},
+	{name: "policy.action", val: func(c *Config) value { return scalar(&c.Policy.Action) },
+		help: "reject (550 5.7.1), tempfail (451 4.7.1), hold (accept into the MTA's hold queue with a reason naming the thread and rule; an auto-reply over its audience is rejected instead) or monitor (accept and add the header)"},
+	{name: "policy.auto_reply_max_audience", val: func(c *Config) value { return scalar(&c.Policy.AutoReplyMaxAudience) },
+		help: "auto-replies to a larger audience are refused"},
+	{name: "policy.split_envelopes", val: func(c *Config) value { return scalar(&c.Policy.SplitEnvelopes) },
+		help: "count the To/Cc header's audience too: only on nodes behind list expansion whose MTA splits one message to a list into many transactions of a few recipients each (otherwise a forged header would count lists the message never reaches)"},
+	{name: "policy.exempt_senders", val: func(c *Config) value { return list(&c.Policy.ExemptSenders) },
+		help: "senders (or @domain) never limited; Redis set stormguard:exempt adds more"},
+	{name: "policy.reject_text", val: func(c *Config) value { return scalar(&c.Policy.RejectText) },
+		help: "text of the 550 refusal; {thread} is the thread id"},
+	{name: "policy.tempfail_text", val: func(c *Config) value { return scalar(&c.Policy.TempfailText) },
+		help: "text of the 451 refusal; {thread} is the thread id"},
+	{name: "policy.header", val: func(c *Config) value { return scalar(&c.Policy.Header) },
+		help: "header added in monitor mode"},
+	{name: "gate.min_audience", val: func(c *Config) value { return scalar(&c.Gate.MinAudience) },
+		help: "sender gate: a message to this many mailboxes or more needs an allowed poster or exempt sender; 0: off (e.g. 5000)"},
+	{name: "gate.action", val: func(c *Config) value { return scalar(&c.Gate.Action) },
+		help: "for others: reject, tempfail or hold (MTA hold queue)"},
+	{name: "gate.posters", val: func(c *Config) value { return list(&c.Gate.Posters) },
+		help: "allowed senders, @domains, SASL logins; Redis set stormguard:posters adds more"},
+	{name: "gate.reject_text", val: func(c *Config) value { return scalar(&c.Gate.RejectText) },
+		help: "550 text ({list}: the list); 451: 4.x.x"},
+	{name: "lists", val: func(c *Config) value { return sizes(&c.Lists) },
+		help: "list address -> member count; Redis hash stormguard:lists adds more and wins"},
+	{name: "list_policy", val: func(c *Config) value { return policies(&c.ListPolicy) },
+		help: "list address -> its own policy, a section of " + strings.Join(policy.ListPolicyKeys(), ", ") +
+			" (unset: the site's), e.g. {max_replies: 3, action: hold, posters: [comms@example.org]}; a message to several lists gets the strictest; Redis hash stormguard:listpolicy replaces a list's entry (docs/operations.md#per-list-policy)"},
+	{name: "listsync.every", val: func(c *Config) value { return scalar(&c.ListSync.Every) },
+		help: "serve runs lists sync this often; 0: never"},
+	{name: "listsync.timeout", val: func(c *Config) value { return scalar(&c.ListSync.Timeout) },
+		help: "deadline of one sync; past it nothing is written"},
+	{name: "listsync.min_members", val: func(c *Config) value { return scalar(&c.ListSync.MinMembers) },
+		help: "smaller synced lists are not written"},
+	{name: "listsync.alias_maps", val: func(c *Config) value { return list(&c.ListSync.AliasMaps) },
+		help: "Postfix alias maps (type:path) to count"},
+	{name: "listsync.alias_domains", val: func(c *Config) value { return list(&c.ListSync.AliasDomains) },
+		help: "domains the aliases are lists of"},
+	{name: "listsync.virtual_maps", val: func(c *Config) value { return list(&c.ListSync.VirtualMaps) },
+		help: "Postfix virtual alias maps (type:path) to count"},
+	{name: "listsync.postfix_config_dir", val: func(c *Config) value { return scalar(&c.ListSync.PostfixConfigDir) },
+		help: "postmap -c directory; empty: /etc/postfix"},
+	{name: "listsync.ldap.url", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.URL) },
+		help: "ldap:// or ldaps:// directory to count groups in"},
+	{name: "listsync.ldap.starttls", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.StartTLS) },
+		help: "StartTLS on ldap://"},
+	{name: "listsync.ldap.ca_file", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.CAFile) },
+		help: "PEM CA bundle (empty: system roots)"},
+	{name: "listsync.ldap.bind_dn", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.BindDN) },
+		help: "bind DN; empty: anonymous"},
+	{name: "listsync.ldap.password_file", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.PasswordFile) },
+		help: "file holding the bind password"},
+	{name: "listsync.ldap.base_dn", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.BaseDN) },
+		help: "subtree to search"},
+	{name: "listsync.ldap.filter", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.Filter) },
+		help: "filter selecting the groups"},
+	{name: "listsync.ldap.mail_attribute", val: func(c *Config) value { return scalar(&c.ListSync.LDAP.MailAttr) },
+		help: "a group's list address attribute"},
+	{name: "milter.max_sessions", val: func(c *Config) value { return scalar(&c.Milter.MaxSessions) },
+		help: "open milter connections at most (one per SMTP session); beyond it a new one is closed unanswered, logged and counted, and the MTA applies its default action"},
+	{name: "milter.idle_timeout", val: func(c *Config) value { return scalar(&c.Milter.IdleTimeout) },
+		help: "a milter connection silent this long is closed (above Postfix's smtpd_timeout, 300s)"},
+	{name: "http.listen", val: func(c *Config) value { return scalar(&c.HTTP.Listen) },
+		help: "HOST:PORT of the HTTP server for /metrics, /healthz, /readyz, the admin API /admin/ and the report page /; empty disables it"},
+	{name: "http.max_connections", val: func(c *Config) value { return scalar(&c.HTTP.MaxConnections) },
+		help: "open HTTP connections at most; beyond it a new one is closed"},
+	{name: "http.idle_timeout", val: func(c *Config) value { return scalar(&c.HTTP.IdleTimeout) },
+		help: "an idle HTTP keep-alive connection is closed after this long"},
+	{name: "http.admin", val: func(c *Config) value { return scalar(&c.HTTP.Admin) },
+		help: "serve the admin API /admin/ (what the subcommands use with the memory store; every request needs the admin token) and the report page / (it shows subjects and senders; its actions need the token): auto (only when http.listen is a loopback address), true (on any http.listen: firewall it) or false"},
+	{name: "http.admin_token_file", val: func(c *Config) value { return scalar(&c.HTTP.AdminTokenFile) },
+		help: "the admin API's token: created (mode 0600) by the daemon at its first start with the admin API on; the subcommands read it, so run them as root or the daemon's user"},
+	{name: "alerts.webhook_url", val: func(c *Config) value { return scalar(&c.Alerts.WebhookURL) },
+		help: "http(s) URL that every event is POSTed to as Slack/Teams-style JSON; empty: none"},
+	{name: "alerts.webhook_timeout", val: func(c *Config) value { return scalar(&c.Alerts.WebhookTimeout) },
+		help: "deadline of one webhook POST; a failed POST is retried 3 times with backoff"},
+	{name: "alerts.summary_every", val: func(c *Config) value { return scalar(&c.Alerts.SummaryEvery) },
+		help: "blocked replies are reported in one summary event per thread this often"},
+	{name: "alerts.queue", val: func(c *Config) value { return scalar(&c.Alerts.Queue) },
+		help: "events waiting for Redis or the webhook; when full, new events are dropped and counted"},
+	{name: "report.history", val: func(c *Config) value { return scalar(&c.Report.History) },
+		help: "how long storms and near misses are kept"},
+	{name: "report.near_miss", val: func(c *Config) value { return scalar(&c.Report.NearMiss) },
+		help: "share of a limit that is a near miss, (0, 1]"},
+	{name: "report.max_storms", val: func(c *Config) value { return scalar(&c.Report.MaxStorms) },
+		help: "history entries kept at most"},
+	{name: "notify.to", val: func(c *Config) value { return list(&c.Notify.To) },
+		help: "admin addresses mailed when a thread storms; empty: no mail"},
+	{name: "notify.from", val: func(c *Config) value { return scalar(&c.Notify.From) },
+		help: "sender of the notices; empty: stormguard@HOSTNAME"},
+	{name: "notify.smtp", val: func(c *Config) value { return scalar(&c.Notify.SMTP) },
+		help: "HOST:PORT of the MTA the notices go through"},
+	{name: "notify.timeout", val: func(c *Config) value { return scalar(&c.Notify.Timeout) },
+		help: "deadline of one SMTP delivery (3 tries)"},
+	{name: "notify.max_per_hour", val: func(c *Config) value { return scalar(&c.Notify.MaxPerHour) },
+		help: "notices per hour per node at most; more are dropped and counted"},
+	{name: "notify.once_per", val: func(c *Config) value { return scalar(&c.Notify.OncePer) },
+		help: "one notice per thread per this, site-wide with Redis; 0: policy.block_for"},
+	{name: "notify.original_sender", val: func(c *Config) value { return scalar(&c.Notify.OriginalSender) },
+		help: "also mail the thread's original sender"},
+	{name: "notify.gate_holds", val: func(c *Config) value { return scalar(&c.Notify.GateHolds) },
+		help: "also mail a notice for each message the sender gate holds"},
+})
+
+// limitKeys are policy.max_replies and the other limit rules' keys.
+func limitKeys() []key {
+	out := make([]key, len(policy.LimitRules))
+	for i, r := range policy.LimitRules {
+		out[i] = key{name: "policy." + r.Key, val: func(c *Config) value { return limitValue{r, &c.Policy.Limits} }, help: r.Help}
 	}
 	return out
 }
 
-// walkKeys appends the keys of the struct t, whose key prefix is prefix and
-// whose index path in Config is index.
-func walkKeys(t reflect.Type, prefix string, index []int, out *[]setting) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		key := prefix + f.Tag.Get("mapstructure")
-		idx := append(append([]int(nil), index...), i)
-		if f.Type.Kind() == reflect.Struct {
-			walkKeys(f.Type, key+".", idx, out)
-			continue
-		}
-		s := setting{
-			Key:    key,
-			Env:    "STORMGUARD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")),
-			Help:   f.Tag.Get("help"),
-			Flag:   f.Tag.Get("flag"),
-			Secret: f.Tag.Get("secret") == "true",
-			field:  idx,
-		}
-		if s.Help == "" || f.Tag.Get("mapstructure") == "" {
-			panic("config field " + f.Name + ": no mapstructure or help tag")
-		}
-		if o := f.Tag.Get("oneof"); o != "" {
-			s.OneOf = strings.Split(o, ",")
-		}
-		if to := f.Tag.Get("to"); to != "" {
-			for _, path := range strings.Split(to, ",") {
-				s.to = append(s.to, plainField(key, path, f.Type))
-			}
-		}
-		*out = append(*out, s)
+// keyNamed returns the key called name.
+func keyNamed(name string) (key, bool) {
+	i := slices.IndexFunc(keys, func(k key) bool { return k.name == name })
+	if i < 0 {
+		return key{}, false
 	}
+	return keys[i], true
 }
 
-// plainField resolves a to path ("Filter.Policy.Limits.Window") in plain,
-// whose field must hold a value of type t.
-func plainField(key, path string, t reflect.Type) []int {
-	pt := reflect.TypeFor[plain]()
-	var index []int
-	for _, name := range strings.Split(path, ".") {
-		f, ok := pt.FieldByName(name)
-		if !ok || len(f.Index) != 1 {
-			panic(fmt.Sprintf("config key %s: to %s: no field %s", key, path, name))
-		}
-		index = append(index, f.Index[0])
-		pt = f.Type
-	}
-	if pt.Kind() != t.Kind() || !pt.ConvertibleTo(t) || !t.ConvertibleTo(pt) {
-		panic(fmt.Sprintf("config key %s: to %s: a %s cannot hold a %s", key, path, pt, t))
-	}
-	return index
+// isSection reports whether name is a section of keys ("policy",
+// "redis.tls").
+func isSection(name string) bool {
+	return slices.ContainsFunc(keys, func(k key) bool { return strings.HasPrefix(k.name, name+".") })
 }
 
-// plainDefault is a default as viper should hold it: strings as strings,
-// an empty list or map rather than nil.
-func plainDefault(v reflect.Value) any {
-	switch v.Kind() {
-	case reflect.String:
-		return v.String()
-	case reflect.Slice:
-		if v.IsNil() {
-			return reflect.MakeSlice(v.Type(), 0, 0).Interface()
-		}
-	case reflect.Map:
-		if v.IsNil() {
-			return reflect.MakeMap(v.Type()).Interface()
-		}
-	}
-	return v.Interface()
-}
-
-// setPlain copies every key's value in c into the fields of p its to tag
-// names.
-func setPlain(c *Config, p *plain) {
-	cv, pv := reflect.ValueOf(c).Elem(), reflect.ValueOf(p).Elem()
-	for _, s := range settings {
-		v := cv.FieldByIndex(s.field)
-		for _, to := range s.to {
-			dst := pv.FieldByIndex(to)
-			dst.Set(v.Convert(dst.Type()))
-		}
-	}
-}
-
-// checkOneOf reports the first key whose value is not one its oneof tag lists.
+// checkOneOf reports the first key whose value is not one its oneOf lists.
 func checkOneOf(c *Config) error {
-	cv := reflect.ValueOf(c).Elem()
-	for _, s := range settings {
-		if s.OneOf == nil {
+	for _, k := range keys {
+		if k.oneOf == nil {
 			continue
 		}
-		v := cv.FieldByIndex(s.field).String()
-		if !slices.Contains(s.OneOf, v) {
-			return fmt.Errorf("%s: %q is not %s", s.Key, v, orList(s.OneOf))
+		if v := k.val(c).String(); !slices.Contains(k.oneOf, v) {
+			return fmt.Errorf("%s: %q is not %s", k.name, v, orList(k.oneOf))
 		}
 	}
 	return nil
@@ -163,152 +235,11 @@ func orList(words []string) string {
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
-func newViper() *viper.Viper {
-	v := viper.New()
-	for _, s := range settings {
-		v.SetDefault(s.Key, s.Default)
-	}
-	v.SetEnvPrefix("STORMGUARD")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	return v
-}
-
-// AddFlags declares on fs the flags that set keys (their flag tags), for
-// Load to read.
+// AddFlags declares on fs serve's flags that set keys, for Load to read.
 func AddFlags(fs *pflag.FlagSet) {
-	for _, s := range settings {
-		if s.Flag != "" {
-			fs.String(s.Flag, "", s.Help)
+	for _, k := range keys {
+		if k.flag != "" {
+			fs.String(k.flag, "", k.help)
 		}
 	}
-}
-
-// bindFlags lets the flags AddFlags declared on flags, where set,
-// win over every other source.
-func bindFlags(v *viper.Viper, flags *pflag.FlagSet) error {
-	if flags == nil {
-		return nil
-	}
-	for _, s := range settings {
-		if f := flags.Lookup(s.Flag); s.Flag != "" && f != nil {
-			if err := v.BindPFlag(s.Key, f); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// decoderOptions is how values from YAML, the environment, flags and
-// default tags are read into Config: unknown keys are errors, and the
-// hooks below read what YAML and the environment write as strings.
-func decoderOptions(dc *mapstructure.DecoderConfig) {
-	dc.ErrorUnused = true
-	dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-		durationHook,
-		mapstructure.StringToSliceHookFunc(","),
-		listsHook,
-		boolStringHook,
-	)
-}
-
-// decodeInto reads in into out (a pointer) as loadConfig reads a key.
-func decodeInto(in, out any) error {
-	dc := &mapstructure.DecoderConfig{Result: out, WeaklyTypedInput: true}
-	decoderOptions(dc)
-	d, err := mapstructure.NewDecoder(dc)
-	if err != nil {
-		return err
-	}
-	return d.Decode(in)
-}
-
-// listsHook accepts the lists setting as a map or, from the environment, as
-// "addr=count,addr=count". Viper splits keys at dots, so a YAML map keyed by
-// list addresses arrives nested ({"all-staff@example": {"org": 3000}}); the
-// hook joins it back.
-//
-// It reads list_policy (address -> policy text) the same way; its
-// environment form is "addr=policy" entries separated by spaces.
-var listsHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeOf(map[string]int{}) && to != reflect.TypeOf(map[string]string{}) {
-		return data, nil
-	}
-	switch d := data.(type) {
-	case string:
-		if to == reflect.TypeOf(map[string]string{}) {
-			return parseListPolicyEnv(d)
-		}
-		return parseListsEnv(d)
-	case map[string]any:
-		out := map[string]any{}
-		flattenLists("", d, out)
-		return out, nil
-	}
-	return data, nil
-}
-
-// durationHook reads a duration from a string (60m, 6h, 200ms), and says
-// which value it could not read (mapstructure's own hook drops it).
-var durationHook mapstructure.DecodeHookFuncType = func(from, to reflect.Type, data any) (any, error) {
-	s, ok := data.(string)
-	if !ok || to != reflect.TypeFor[time.Duration]() {
-		return data, nil
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("%s is not %s", quoteValue(s), typeWords(to))
-	}
-	return d, nil
-}
-
-// boolStringHook lets a YAML true or false set http.admin.
-var boolStringHook mapstructure.DecodeHookFuncType = func(_, to reflect.Type, data any) (any, error) {
-	if b, ok := data.(bool); ok && to == reflect.TypeFor[adminSetting]() {
-		return strconv.FormatBool(b), nil
-	}
-	return data, nil
-}
-
-func flattenLists(prefix string, m map[string]any, out map[string]any) {
-	for k, v := range m {
-		if prefix != "" {
-			k = prefix + "." + k
-		}
-		if sub, ok := v.(map[string]any); ok {
-			flattenLists(k, sub, out)
-			continue
-		}
-		out[strings.ToLower(k)] = v
-	}
-}
-
-func parseListPolicyEnv(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, entry := range strings.Fields(s) {
-		addr, pol, ok := strings.Cut(entry, "=")
-		if !ok || addr == "" {
-			return nil, fmt.Errorf("list_policy: %q is not address=policy", entry)
-		}
-		out[strings.ToLower(addr)] = pol
-	}
-	return out, nil
-}
-
-func parseListsEnv(s string) (map[string]int, error) {
-	out := map[string]int{}
-	for _, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		addr, n, ok := strings.Cut(pair, "=")
-		count, err := strconv.Atoi(strings.TrimSpace(n))
-		if !ok || err != nil {
-			return nil, fmt.Errorf("lists: %q is not address=count", pair)
-		}
-		out[strings.ToLower(strings.TrimSpace(addr))] = count
-	}
-	return out, nil
 }

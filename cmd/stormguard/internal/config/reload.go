@@ -30,22 +30,21 @@ func Live(key string) bool {
 // force: next's values of the live keys (Live) other than pinned, and
 // running's of every other key. changed are the live keys whose value it
 // changes; restart are the other keys whose value in next differs, and so
-// takes effect only at restart. Both are in declaration order. running and
-// next are not modified.
+// takes effect only at restart. Both are in the order of keys. running
+// and next are not modified.
 func Reload(running, next *Config, pinned ...string) (applied *Config, changed, restart []string) {
 	out := *next // the maps and slices are next's: nothing writes to them
-	rv, nv, ov := reflect.ValueOf(running).Elem(), reflect.ValueOf(next).Elem(), reflect.ValueOf(&out).Elem()
-	for _, s := range settings {
-		was, now := rv.FieldByIndex(s.field), nv.FieldByIndex(s.field)
-		if reflect.DeepEqual(was.Interface(), now.Interface()) {
+	for _, k := range keys {
+		was, now := k.val(running).get(), k.val(next).get()
+		if reflect.DeepEqual(was, now) {
 			continue
 		}
-		if Live(s.Key) && !slices.Contains(pinned, s.Key) {
-			changed = append(changed, s.Key)
+		if Live(k.name) && !slices.Contains(pinned, k.name) {
+			changed = append(changed, k.name)
 			continue
 		}
-		restart = append(restart, s.Key)
-		ov.FieldByIndex(s.field).Set(was)
+		restart = append(restart, k.name)
+		k.val(&out).set(was)
 	}
 	return &out, changed, restart
 }

@@ -10,8 +10,8 @@ import (
 func TestLiveKeysAreKeys(t *testing.T) {
 	for _, k := range liveKeys {
 		found := false
-		for _, s := range settings {
-			found = found || s.Key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(s.Key, k)
+		for _, s := range keys {
+			found = found || s.name == k || strings.HasSuffix(k, ".") && strings.HasPrefix(s.name, k)
 		}
 		if !found {
 			t.Errorf("live key %q names no key", k)
@@ -88,14 +88,14 @@ http:
 	if err := applied.validate(); err != nil {
 		t.Errorf("applied config does not validate: %v", err)
 	}
-	if running.Policy.MaxReplies != 10 || next.Listen != "inet:127.0.0.1:7358" {
+	if running.Policy.Limits.MaxReplies != 10 || next.Listen != "inet:127.0.0.1:7358" {
 		t.Error("Reload modified its arguments")
 	}
 
 	// Pinned live keys stay as they run, and are named with the others.
 	applied, changed, restart = Reload(running, next, "policy.max_replies")
-	if applied.Policy.MaxReplies != 10 || slices.Contains(changed, "policy.max_replies") || !slices.Contains(restart, "policy.max_replies") {
-		t.Errorf("pinned policy.max_replies: applied %d, changed %v, restart %v", applied.Policy.MaxReplies, changed, restart)
+	if applied.Policy.Limits.MaxReplies != 10 || slices.Contains(changed, "policy.max_replies") || !slices.Contains(restart, "policy.max_replies") {
+		t.Errorf("pinned policy.max_replies: applied %d, changed %v, restart %v", applied.Policy.Limits.MaxReplies, changed, restart)
 	}
 
 	// The same file again changes nothing.

@@ -20,6 +20,7 @@ import (
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
@@ -115,9 +116,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	adminOn, _ := cfg.AdminServed()
-	log.Info("stormguard started", "version", o.Version, "listen", cfg.Listen, "http", cfg.HTTP.Listen, "admin_api", adminOn, "store", cfg.Store.Backend,
-		"min_audience", cfg.Policy.MinAudience, "max_replies", cfg.Policy.MaxReplies,
-		"delivery_budget", cfg.Policy.DeliveryBudget, "action", cfg.Policy.Action)
+	attrs := append([]any{"version", o.Version, "listen", cfg.Listen, "http", cfg.HTTP.Listen, "admin_api", adminOn, "store", cfg.Store.Backend,
+		"min_audience", cfg.Policy.MinAudience}, limitAttrs(cfg.Policy.Limits)...)
+	log.Info("stormguard started", append(attrs, "action", cfg.Policy.Action)...)
 
 	select {
 	case err := <-errc:
@@ -170,4 +171,14 @@ func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*repor
 		return nil, nil
 	}
 	return report.New(cfg.ReportConfig(), hs, log, nil)
+}
+
+// limitAttrs are the limit rules' values in l as log attributes:
+// "max_replies", 10, "delivery_budget", 1000000.
+func limitAttrs(l policy.Limits) []any {
+	var out []any
+	for _, r := range policy.LimitRules {
+		out = append(out, r.Key, r.Limit(l))
+	}
+	return out
 }

@@ -124,9 +124,10 @@ func (r *reloader) reload() bool {
 		r.log.Warn("config key changed; takes effect at restart", "key", k)
 	}
 	p := applied.Policy
-	r.log.Info("configuration reloaded", "changed", orNone(changed), "restart_needed", orNone(restart),
-		"min_audience", p.MinAudience, "max_replies", p.MaxReplies, "delivery_budget", p.DeliveryBudget,
-		"action", p.Action, "mode", applied.Mode, "lists", len(applied.Lists), "log_level", applied.Log.Level)
+	attrs := append([]any{"changed", orNone(changed), "restart_needed", orNone(restart), "min_audience", p.MinAudience},
+		limitAttrs(p.Limits)...)
+	r.log.Info("configuration reloaded", append(attrs,
+		"action", p.Action, "mode", applied.Mode, "lists", len(applied.Lists), "log_level", applied.Log.Level)...)
 	return true
 }
 
