@@ -13,7 +13,8 @@
 // environment, and returns values and one-line errors naming the key at
 // fault.
 //
-// After a change to a key, rewrite docs/configuration.md with
+// After a change to a key or a limit rule, rewrite docs/configuration.md
+// and the limits of deploy/stormguard.yaml with
 //
-//	go test ./cmd/stormguard/internal/config -run TestConfigReference -update
+//	go test ./cmd/stormguard/internal/config -update
 package config

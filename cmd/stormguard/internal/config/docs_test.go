@@ -43,7 +43,7 @@ func formatDefault(v any) string {
 const (
 	referencePath = "../../../../docs/configuration.md"
 	readmePath    = "../../../../README.md"
-	tableBegin    = "<!-- config-table:begin (generated from cmd/stormguard/internal/config/config.go: go test ./cmd/stormguard/internal/config -run TestConfigReference -update) -->\n"
+	tableBegin    = "<!-- config-table:begin (generated from cmd/stormguard/internal/config/config.go: go test ./cmd/stormguard/internal/config -update) -->\n"
 	tableEnd      = "<!-- config-table:end -->"
 	keysBegin     = "<!-- config-keys:begin (the keys people change; each row's key and default as in docs/configuration.md) -->\n"
 	keysEnd       = "<!-- config-keys:end -->"
@@ -63,23 +63,28 @@ func between(t *testing.T, name, s, begin, end string) (text string, i, j int) {
 // TestConfigReference keeps docs/configuration.md's table identical to the
 // keys and defaults the daemon really uses.
 func TestConfigReference(t *testing.T) {
-	raw, err := os.ReadFile(referencePath)
+	keepGenerated(t, referencePath, tableBegin, tableEnd, configTable())
+}
+
+// keepGenerated checks that the text of the file at path between the
+// markers begin and end is want, and with -update writes it there.
+func keepGenerated(t *testing.T, path, begin, end, want string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	page := string(raw)
-	got, i, j := between(t, "docs/configuration.md", page, tableBegin, tableEnd)
-	want := configTable()
-	if got == want {
-		return
-	}
-	if *update {
-		if err := os.WriteFile(referencePath, []byte(page[:i]+want+page[j:]), 0o644); err != nil {
+	got, i, j := between(t, path, page, begin, end)
+	switch {
+	case got == want:
+	case *update:
+		if err := os.WriteFile(path, []byte(page[:i]+want+page[j:]), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		return
+	default:
+		t.Errorf("%s is stale between %q and %q; run: go test ./cmd/stormguard/internal/config -update\nwant:\n%s", path, begin, end, want)
 	}
-	t.Errorf("docs/configuration.md's table is stale; run: go test ./cmd/stormguard/internal/config -run TestConfigReference -update\nwant:\n%s", want)
 }
 
 // tableRows returns a Markdown table's rows as key -> default, the first
@@ -122,10 +127,27 @@ func TestREADMEKeys(t *testing.T) {
 	}
 }
 
+const (
+	samplePath  = "../../../../deploy/stormguard.yaml"
+	limitsBegin = "  # limits:begin (generated from policy.LimitRules: go test ./cmd/stormguard/internal/config -update)\n"
+	limitsEnd   = "  # limits:end"
+)
+
+// TestSampleLimits keeps deploy/stormguard.yaml's limit lines those of
+// policy.LimitRules, each at its default with its help.
+func TestSampleLimits(t *testing.T) {
+	var b strings.Builder
+	site := policy.Defaults().Limits
+	for _, r := range policy.LimitRules {
+		fmt.Fprintf(&b, "  %-27s # %s\n", fmt.Sprintf("%s: %d", r.Key, r.Limit(site)), r.Help)
+	}
+	keepGenerated(t, samplePath, limitsBegin, limitsEnd, b.String())
+}
+
 // TestSampleConfigMatchesDefaults proves deploy/stormguard.yaml names every
 // key and holds exactly the defaults.
 func TestSampleConfigMatchesDefaults(t *testing.T) {
-	sample, src, err := loadConfig("../../../../deploy/stormguard.yaml", true, nil)
+	sample, src, err := loadConfig(samplePath, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
