@@ -154,9 +154,8 @@ func normAddr(what, s string) (string, error) {
 	return s, nil
 }
 
-// normListPolicy checks p through its text form (what Redis stores) and
-// returns it as read back from that text (posters lower case), with the
-// text.
+// normListPolicy checks p through the form Redis stores and returns it as
+// read back from that form (posters lower case), with the form.
 func normListPolicy(p policy.ListPolicy) (policy.ListPolicy, string, error) {
 	q, err := policy.ParseListPolicy(p.String())
 	if err != nil {

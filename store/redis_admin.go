@@ -83,15 +83,17 @@ func (s *Redis) SetList(ctx context.Context, addr string, members int) error {
 }
 
 // SetListPolicy implements Admin: the field is the list's address, the
-// value p's text form, as an operator writes it with redis-cli.
+// value p as a JSON object (policy.ListPolicy.String), as an operator may
+// write it with redis-cli; the zero policy removes the field.
 func (s *Redis) SetListPolicy(ctx context.Context, addr string, p policy.ListPolicy) error {
 	a, err := normAddr("list address", addr)
+	var q policy.ListPolicy
 	var text string
 	if err == nil {
-		_, text, err = normListPolicy(p)
+		q, text, err = normListPolicy(p)
 	}
 	if err == nil {
-		if text == "" {
+		if q.IsZero() {
 			err = s.client.HDel(ctx, s.keys.ListPolicy(), a).Err()
 		} else {
 			err = s.client.HSet(ctx, s.keys.ListPolicy(), a, text).Err()

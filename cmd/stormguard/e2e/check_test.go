@@ -31,7 +31,7 @@ func TestCheckPrintsSources(t *testing.T) {
 	if code := execute(context.Background(), []string{"check", "--config", path}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{`(?m)^policy\.max_replies\s+5\s+file$`, `(?m)^policy\.window\s+15m\s+env STORMGUARD_POLICY_WINDOW$`, `(?m)^policy\.block_for\s+6h0m0s\s+default$`,
+	for _, want := range []string{`(?m)^policy\.max_replies\s+5\s+file$`, `(?m)^policy\.window\s+15m0s\s+env STORMGUARD_POLICY_WINDOW$`, `(?m)^policy\.block_for\s+6h0m0s\s+default$`,
 		`(?m)^redis\.password\s+\*{8}\s+env STORMGUARD_REDIS_PASSWORD$`} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
 			t.Errorf("check output does not match %s:\n%s", want, out.String())
