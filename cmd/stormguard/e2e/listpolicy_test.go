@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/policy"
 )
 
 const otherList = "other@example.org"
 
-// TestListPolicyThroughPostfix is the issue's proof through a real
+// TestListPolicyThroughPostfix is the proof through a real
 // Postfix, on both backends: with all-staff at max_replies 3 (set with
 // stormguard lists set ... --max-replies 3) and another list at the
 // site's default 10, the 4th reply to all-staff is refused while the
@@ -92,7 +93,15 @@ func TestListsPolicyCommand(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\npolicy:\n  action: tempfail\nlists:\n  cfg@example.org: 40\nlist_policy:\n  cfg@example.org: \"action=hold;min_audience=10\"\n", rd))
 	out := mustRun(t, "lists", "set", "All-Staff@Example.org", "850000", "--max-replies", "3", "--action", "reject",
 		"--posters", "comms@example.org,@hr.example.org", "--config", cfg)
-	if !strings.Contains(out, "a message to it alone: min_audience 2500, max_replies 3, delivery_budget 1000000, action reject, posters comms@example.org,@hr.example.org") {
+	// Limit rules beyond the two this test sets are off for every list
+	// here (the site's default of a new rule): their columns read "off".
+	var moreHead, moreOff, moreText string
+	for _, r := range policy.LimitRules[2:] {
+		moreHead += " " + strings.ToUpper(r.Key)
+		moreOff += " off"
+		moreText += ", " + r.Key + " off"
+	}
+	if !strings.Contains(out, "a message to it alone: min_audience 2500, max_replies 3, delivery_budget 1000000"+moreText+", action reject, posters comms@example.org,@hr.example.org") {
 		t.Errorf("lists set: %q", out)
 	}
 	if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3,"action":"reject","posters":["comms@example.org","@hr.example.org"]}` {
@@ -104,11 +113,11 @@ func TestListsPolicyCommand(t *testing.T) {
 	out = mustRun(t, "lists", "--config", cfg)
 	norm := strings.Join(strings.Fields(out), " ")
 	for _, w := range []string{
-		"LIST MEMBERS FROM MIN_AUDIENCE MAX_REPLIES DELIVERY_BUDGET ACTION POSTERS POLICY_FROM",
-		"all-staff@example.org 850000 redis 2500 3 1000000 reject comms@example.org,@hr.example.org redis",
-		"cfg@example.org 40 config 10 10 1000000 hold - config",
-		"quiet@example.org - - 2500 off off tempfail - redis",
-		"evil [2j@example.org - - 2500 10 1000000 tempfail <script> [31m@x, @y redis",
+		"LIST MEMBERS FROM MIN_AUDIENCE MAX_REPLIES DELIVERY_BUDGET" + moreHead + " ACTION POSTERS POLICY_FROM",
+		"all-staff@example.org 850000 redis 2500 3 1000000" + moreOff + " reject comms@example.org,@hr.example.org redis",
+		"cfg@example.org 40 config 10 10 1000000" + moreOff + " hold - config",
+		"quiet@example.org - - 2500 off off" + moreOff + " tempfail - redis",
+		"evil [2j@example.org - - 2500 10 1000000" + moreOff + " tempfail <script> [31m@x, @y redis",
 	} {
 		if !strings.Contains(norm, w) {
 			t.Errorf("lists lacks %q:\n%s", w, out)
