@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -122,7 +123,7 @@ func TestNHSFigures(t *testing.T) {
 // siteKeys lists the keys under the site's prefix.
 func siteKeys(t *testing.T, rd string) []string {
 	t.Helper()
-	keys := strings.Fields(testenv.RedisCLI(t, rd, "KEYS", "stormguard:*"))
+	keys := strings.Fields(redisenv.CLI(t, rd, "KEYS", "stormguard:*"))
 	slices.Sort(keys)
 	return keys
 }
@@ -138,9 +139,9 @@ func onRedis(rc store.RedisConfig) Config {
 // stops at the same replies, never reads the site's state (the site is in
 // mode off and says the list has 5 members), and leaves no key behind.
 func TestRedisFourNodes(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.RedisCLI(t, rd, "SET", "stormguard:mode", "off")
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", list, "5")
+	rd := redisenv.Start(t)
+	redisenv.CLI(t, rd, "SET", "stormguard:mode", "off")
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", list, "5")
 
 	c := onRedis(store.RedisConfig{Addrs: []string{rd}})
 	c.Nodes = 4
@@ -163,7 +164,7 @@ func TestRedisFourNodes(t *testing.T) {
 	if got, want := siteKeys(t, rd), []string{"stormguard:lists", "stormguard:mode"}; !slices.Equal(got, want) {
 		t.Errorf("keys left under stormguard: %q; want only the test's own %q", got, want)
 	}
-	if got := testenv.RedisCLI(t, rd, "DBSIZE"); got != "2" {
+	if got := redisenv.CLI(t, rd, "DBSIZE"); got != "2" {
 		t.Errorf("DBSIZE %s after the simulation, want 2", got)
 	}
 	if out := text(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
@@ -175,7 +176,7 @@ func TestRedisFourNodes(t *testing.T) {
 // TestRedisCluster: on a Redis Cluster the keys of the simulation, spread
 // over three masters, are all found and deleted.
 func TestRedisCluster(t *testing.T) {
-	addrs := testenv.StartRedisCluster(t)
+	addrs := redisenv.StartCluster(t)
 	c := onRedis(store.RedisConfig{Addrs: addrs, Cluster: true})
 	c.Nodes = 2
 	rep := run(t, c)
@@ -184,8 +185,8 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("redis_cleanup %q; want every key deleted", rep.Cleanup)
 	}
 	for _, a := range addrs {
-		if got := testenv.RedisCLI(t, a, "DBSIZE"); got != "0" {
-			t.Errorf("master %s holds %s keys after the simulation: %s", a, got, testenv.RedisCLI(t, a, "KEYS", "*"))
+		if got := redisenv.CLI(t, a, "DBSIZE"); got != "0" {
+			t.Errorf("master %s holds %s keys after the simulation: %s", a, got, redisenv.CLI(t, a, "KEYS", "*"))
 		}
 	}
 }
@@ -194,9 +195,9 @@ func TestRedisCluster(t *testing.T) {
 // keys without a TTL are deleted and the report says the others expire by
 // themselves; every key left has a TTL.
 func TestRedisWithoutScan(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.AddACLUser(t, rd)
-	rep := run(t, onRedis(store.RedisConfig{Addrs: []string{rd}, Username: testenv.RedisACLUser, Password: testenv.RedisACLPassword}))
+	rd := redisenv.Start(t)
+	redisenv.AddACLUser(t, rd)
+	rep := run(t, onRedis(store.RedisConfig{Addrs: []string{rd}, Username: redisenv.ACLUser, Password: redisenv.ACLPassword}))
 	checkNHS(t, rep)
 	if !strings.Contains(rep.Cleanup, "could not SCAN") || !strings.Contains(rep.Cleanup, "expire by themselves within 24h0m0s") {
 		t.Errorf("redis_cleanup %q; want it to say the keys expire by themselves", rep.Cleanup)
@@ -384,7 +385,7 @@ func TestNHSFiguresWithClientMix(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) Config { return mix(Defaults()) }},
 		{"redis-4-nodes", func(t *testing.T) Config {
-			c := mix(onRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}}))
+			c := mix(onRedis(store.RedisConfig{Addrs: []string{redisenv.Start(t)}}))
 			c.Nodes = 4
 			return c
 		}},
