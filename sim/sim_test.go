@@ -28,8 +28,8 @@ func run(t *testing.T, c Config) *Report {
 	return rep
 }
 
-// text is rep as the command prints it.
-func text(t *testing.T, rep *Report) string {
+// reportText is rep as the command prints it.
+func reportText(t *testing.T, rep *Report) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := rep.WriteText(&b); err != nil {
@@ -103,7 +103,7 @@ func TestNHSFigures(t *testing.T) {
 		t.Errorf("memory store: redis_cleanup %q", rep.Cleanup)
 	}
 
-	out := text(t, rep)
+	out := reportText(t, rep)
 	for _, want := range []string{
 		"\npolicy: min_audience 2,500, max_replies 10, delivery_budget 1,000,000, window 1h0m0s, block_for 6h0m0s, action reject, mode enforce\n",
 		"SCENARIO         REPLIES  ACCEPTED  REFUSED  DELIVERIES  FIRST REFUSAL\n",
@@ -167,7 +167,7 @@ func TestRedisFourNodes(t *testing.T) {
 	if got := redisenv.CLI(t, rd, "DBSIZE"); got != "2" {
 		t.Errorf("DBSIZE %s after the simulation, want 2", got)
 	}
-	if out := text(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
+	if out := reportText(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
 		!strings.Contains(out, "; deleted the ") {
 		t.Errorf("table on Redis:\n%s", out)
 	}
@@ -244,7 +244,7 @@ func TestMonitor(t *testing.T) {
 		t.Errorf("monitor: accepted %d, refused %d, tagged %d, first refusal %v, deliveries %d; want 80, 0, 79, none, 68850000",
 			s.Accepted, s.Refused, s.Tagged, s.FirstRefusal, s.Deliveries)
 	}
-	if out := text(t, rep); !strings.Contains(out, "monitor: replies delivered with the X-Stormguard header instead of refused: count rule only 70, stormguard 79.\n") {
+	if out := reportText(t, rep); !strings.Contains(out, "monitor: replies delivered with the X-Stormguard header instead of refused: count rule only 70, stormguard 79.\n") {
 		t.Errorf("table does not mention the tagged replies:\n%s", out)
 	}
 }
@@ -482,7 +482,7 @@ func TestClientMixReport(t *testing.T) {
 	c.Replies, c.Audience = 30, 3000
 	c.Clients, c.ReplyShare = Mix{{"iphone", 1}}, 1 // every reply answers a reply: iPhone Mail names only its parent
 	rep := run(t, c)
-	out := text(t, rep)
+	out := reportText(t, rep)
 	if !strings.Contains(out, "\nreplies: clients by weight iphone 1; 100% answer a reply picked at random among those delivered, the others the original\npolicy: ") {
 		t.Errorf("table lacks the replies line:\n%s", out)
 	}
@@ -494,7 +494,7 @@ func TestClientMixReport(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), `"clients":"iphone=1","reply_share":1,`) || !strings.Contains(string(b), `"threads":`) {
 		t.Errorf("JSON: %s, %v", b, err)
 	}
-	plain := text(t, run(t, Defaults()))
+	plain := reportText(t, run(t, Defaults()))
 	if strings.Contains(plain, "replies:") || strings.Contains(plain, "threads:") {
 		t.Errorf("plain replies, one thread: no replies or threads line wanted:\n%s", plain)
 	}

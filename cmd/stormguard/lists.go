@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -49,7 +50,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			if err := admin.CheckList(args[0], n); err != nil {
 				return err
 			}
-			text, setPolicy, err := pf.text(cmd)
+			spec, setPolicy, err := pf.text(cmd)
 			if err != nil {
 				return err
 			}
@@ -64,15 +65,15 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			}
 			fmt.Fprintf(stdout, "list %s: %d members; %s\n", l.List, l.Members, a.reach())
 			if setPolicy {
-				v, err := a.api.SetListPolicy(ctx, args[0], text)
+				v, err := a.api.SetListPolicy(ctx, args[0], spec)
 				if err != nil {
 					return err
 				}
 				own := "none (the site's)"
 				if v.Policy != "" {
-					own = admin.CleanText(v.Policy, 0) + " (" + v.PolicyFrom + ")"
+					own = text.Clean(v.Policy, 0) + " (" + v.PolicyFrom + ")"
 				}
-				fmt.Fprintf(stdout, "list %s: own policy %s; a message to it alone: %s\n", admin.CleanText(v.List, 0), own, effective(v))
+				fmt.Fprintf(stdout, "list %s: own policy %s; a message to it alone: %s\n", text.Clean(v.List, 0), own, effective(v))
 			}
 			return nil
 		},
@@ -144,11 +145,11 @@ func (f *listPolicyFlags) text(cmd *cobra.Command) (string, bool, error) {
 	if f.clear && len(parts) > 0 {
 		return "", false, errors.New("--clear-policy: give it alone, without other policy flags")
 	}
-	text := strings.Join(parts, ";")
-	if _, err := policy.ParseListPolicy(text); err != nil {
-		return "", false, fmt.Errorf("list policy: %s", admin.OneLine(err))
+	spec := strings.Join(parts, ";")
+	if _, err := policy.ParseListPolicy(spec); err != nil {
+		return "", false, fmt.Errorf("list policy: %s", text.OneLine(err))
 	}
-	return text, f.clear || len(parts) > 0, nil
+	return spec, f.clear || len(parts) > 0, nil
 }
 
 // printLists is the lists table: size and where it comes from, then the
@@ -169,8 +170,8 @@ func printLists(w io.Writer, lists []admin.ListView) error {
 		if l.PolicyFrom != "" {
 			pfrom = l.PolicyFrom
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", admin.CleanText(l.List, 80), members, from,
-			l.MinAudience, limitText(int64(l.MaxReplies)), limitText(l.DeliveryBudget), admin.CleanText(l.Action, 10), admin.CleanText(posters, 120), pfrom)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", text.Clean(l.List, 80), members, from,
+			l.MinAudience, limitText(int64(l.MaxReplies)), limitText(l.DeliveryBudget), text.Clean(l.Action, 10), text.Clean(posters, 120), pfrom)
 	}
 	return tw.Flush()
 }
@@ -187,7 +188,7 @@ func effective(v admin.ListView) string {
 	s := fmt.Sprintf("min_audience %d, max_replies %s, delivery_budget %s, action %s", v.MinAudience,
 		limitText(int64(v.MaxReplies)), limitText(v.DeliveryBudget), v.Action)
 	if len(v.Posters) > 0 {
-		s += ", posters " + admin.CleanText(strings.Join(v.Posters, ","), 120)
+		s += ", posters " + text.Clean(strings.Join(v.Posters, ","), 120)
 	}
 	return s
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
@@ -275,7 +276,7 @@ func loadConfig(path string, explicit bool, flags *pflag.FlagSet) (*Config, *vip
 	}
 	var cfg Config
 	if err := v.Unmarshal(&cfg, decoderOptions); err != nil {
-		return nil, nil, fmt.Errorf("config: %s", admin.OneLine(errors.New(describeDecodeError(err))))
+		return nil, nil, fmt.Errorf("config: %s", text.OneLine(errors.New(describeDecodeError(err))))
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
