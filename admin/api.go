@@ -20,8 +20,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -167,29 +165,4 @@ func ParseThread(s string) (policy.ThreadID, error) {
 
 func errUnknownThread(t policy.ThreadID, retention time.Duration) error {
 	return fmt.Errorf("thread %s: unknown: no message of it recorded in the last %s (store.retention), or a typo", t, retention)
-}
-
-// OneLine folds an error's text onto one line.
-func OneLine(err error) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-}
-
-// CleanText makes text safe for one line of a terminal, cut to n runes
-// (0: no limit): every control character becomes a space, C0 (CR, LF, ESC
-// and the rest), DEL and C1 (U+0080–U+009F, where U+009B is a CSI on some
-// terminals), and so does every invisible format character (Unicode Cf:
-// the bidirectional overrides that make text read other than it is
-// stored, U+202A–U+202E and U+2066–U+2069, zero-width characters) and
-// U+FFFD, which invalid UTF-8 becomes.
-func CleanText(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
-			return ' '
-		}
-		return r
-	}, s)
-	if r := []rune(s); n > 0 && len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -63,12 +64,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("cannot reach the stormguard daemon at %s (memory store: the admin commands talk to the running daemon): %s", c.base, OneLine(err))
+		return fmt.Errorf("cannot reach the stormguard daemon at %s (memory store: the admin commands talk to the running daemon): %s", c.base, text.OneLine(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("the stormguard daemon at %s: reading its answer: %s", c.base, OneLine(err))
+		return fmt.Errorf("the stormguard daemon at %s: reading its answer: %s", c.base, text.OneLine(err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e errorBody
@@ -76,10 +77,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 			return errors.New(e.Error)
 		}
 		return fmt.Errorf("the stormguard daemon at %s answered %s to %s %s: %s (is it a stormguard with the admin API?)",
-			c.base, resp.Status, method, path, CleanText(strings.TrimSpace(string(raw)), 100))
+			c.base, resp.Status, method, path, text.Clean(strings.TrimSpace(string(raw)), 100))
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("the stormguard daemon at %s: bad answer to %s %s: %s", c.base, method, path, OneLine(err))
+		return fmt.Errorf("the stormguard daemon at %s: bad answer to %s %s: %s", c.base, method, path, text.OneLine(err))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -205,18 +206,18 @@ func (a *Direct) listView(addr string, g store.Globals) ListView {
 	return v
 }
 
-func (a *Direct) SetListPolicy(ctx context.Context, addr, text string) (ListView, error) {
+func (a *Direct) SetListPolicy(ctx context.Context, addr, spec string) (ListView, error) {
 	addr = strings.ToLower(strings.TrimSpace(addr))
 	if !strings.Contains(addr, "@") || strings.ContainsAny(addr, " \t\r\n") {
 		return ListView{}, badRequest("list address %q: want local@domain", addr)
 	}
-	p, err := policy.ParseListPolicy(text)
+	p, err := policy.ParseListPolicy(spec)
 	if err != nil {
-		return ListView{}, badRequest("list %s: policy: %s", addr, OneLine(err))
+		return ListView{}, badRequest("list %s: policy: %s", addr, text.OneLine(err))
 	}
 	if err := a.st.SetListPolicy(ctx, addr, p); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
-			return ListView{}, badRequest("%s", OneLine(err))
+			return ListView{}, badRequest("%s", text.OneLine(err))
 		}
 		return ListView{}, err
 	}
@@ -234,7 +235,7 @@ func (a *Direct) SetList(ctx context.Context, addr string, members int) (ListVie
 	}
 	if err := a.st.SetList(ctx, addr, members); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
-			return ListView{}, badRequest("%s", OneLine(err))
+			return ListView{}, badRequest("%s", text.OneLine(err))
 		}
 		return ListView{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -75,7 +76,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &ae) {
 		status = ae.Status
 	}
-	writeJSON(w, status, errorBody{Error: OneLine(err)})
+	writeJSON(w, status, errorBody{Error: text.OneLine(err)})
 }
 
 // readBody decodes an optional JSON body into v.
@@ -83,7 +84,7 @@ func readBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return badRequest("request body: %s", OneLine(err))
+		return badRequest("request body: %s", text.OneLine(err))
 	}
 	return nil
 }

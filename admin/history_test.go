@@ -124,13 +124,3 @@ func ids(refs []store.QueueRef) []string {
 	}
 	return out
 }
-
-func TestCleanText(t *testing.T) {
-	in := "a\r\nb\x1b[31mc\u009b2Jd\u202ee\x7ff\xffg\u200bh"
-	if got := CleanText(in, 0); got != "a  b [31mc 2Jd e f g h" {
-		t.Errorf("CleanText(%q) = %q", in, got)
-	}
-	if got := CleanText("abcdef", 4); got != "abc…" {
-		t.Errorf("cut: %q", got)
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -47,7 +48,7 @@ const maxPoster = 254
 func CheckPoster(poster string) error {
 	p := strings.TrimSpace(poster)
 	bad := func(why string) error {
-		return badRequest("poster %q: %s; want a sender (user@example.org), a domain (@example.org) or a SASL login (jdoe)", CleanText(poster, 80), why)
+		return badRequest("poster %q: %s; want a sender (user@example.org), a domain (@example.org) or a SASL login (jdoe)", text.Clean(poster, 80), why)
 	}
 	switch {
 	case p == "":
@@ -97,7 +98,7 @@ func (a *Direct) AddPoster(ctx context.Context, poster string) (PosterView, erro
 	}
 	if err := a.st.AddPoster(ctx, poster); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
-			return PosterView{}, badRequest("%s", OneLine(err))
+			return PosterView{}, badRequest("%s", text.OneLine(err))
 		}
 		return PosterView{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 func mailConfig(sink string) Config {
@@ -62,7 +63,7 @@ func closeMail(t *testing.T, n *Notifier) OutletStats {
 	return OutletStats{}
 }
 
-func decodedBody(t *testing.T, m testenv.SinkMessage) string {
+func decodedBody(t *testing.T, m smtpenv.SinkMessage) string {
 	t.Helper()
 	if m.Header("Content-Transfer-Encoding") != "quoted-printable" {
 		t.Fatalf("Content-Transfer-Encoding %q", m.Header("Content-Transfer-Encoding"))
@@ -82,7 +83,7 @@ const hostileSubject = "Hi\r\nBcc: victim@evil.example\r\n\r\nfake body \x1b[31m
 // with RFC 5322 headers that mark it automatic, the thread, the counts and
 // how to release it; a hostile subject adds no header or recipient.
 func TestMailNotice(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	c := mailConfig(sink.Addr)
 	c.Mail.RedisPrefix = "stormguard:"
 	c.Mail.ReportURL = "http://mx1.example.org:9357/"
@@ -150,7 +151,7 @@ func TestMailNotice(t *testing.T) {
 // or a re-crossing) give one notice; another thread gets its own. With a
 // shared Claim, a thread another node claimed gets none from this one.
 func TestMailOncePerThread(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	c := mailConfig(sink.Addr)
 	var mu sync.Mutex
 	claimed := map[string]bool{"c1aimedelsewhere": true}
@@ -186,7 +187,7 @@ func TestMailOncePerThread(t *testing.T) {
 
 // TestMailRateLimit: past max_per_hour, notices are dropped and counted.
 func TestMailRateLimit(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	c := mailConfig(sink.Addr)
 	c.Mail.MaxPerHour = 3
 	n := startMailNotifier(t, c)
@@ -202,7 +203,7 @@ func TestMailRateLimit(t *testing.T) {
 // TestMailGateHolds: gate holds are mailed only with GateHolds.
 func TestMailGateHolds(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		sink := testenv.StartSink(t)
+		sink := smtpenv.StartSink(t)
 		c := mailConfig(sink.Addr)
 		c.Mail.GateHolds = on
 		n := startMailNotifier(t, c)
@@ -223,7 +224,7 @@ func TestMailGateHolds(t *testing.T) {
 // TestMailOriginalSender: with OriginalSender, the thread's original
 // sender is a recipient too, unless the address is unusable.
 func TestMailOriginalSender(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	c := mailConfig(sink.Addr)
 	c.Mail.OriginalSender = true
 	n := startMailNotifier(t, c)

@@ -14,6 +14,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/slapdenv"
 	"github.com/stormguard/stormguard/listsync"
 )
 
@@ -101,7 +102,7 @@ func passwordFile(t *testing.T, pw string) string {
 	return p
 }
 
-func ldapCfg(t *testing.T, s *testenv.Slapd) listsync.Config {
+func ldapCfg(t *testing.T, s *slapdenv.Server) listsync.Config {
 	c := listsync.Defaults()
 	c.LDAP.URL = s.URL
 	c.LDAP.BindDN, c.LDAP.PasswordFile = s.ReaderDN, passwordFile(t, s.ReaderPW)
@@ -133,7 +134,7 @@ func diff(t *testing.T, got, want map[string]int) {
 }
 
 func TestLDAP(t *testing.T) {
-	s := testenv.StartSlapd(t, testenv.SlapdOptions{LDIF: directory()})
+	s := slapdenv.Start(t, slapdenv.Options{LDIF: directory()})
 
 	t.Run("exact counts", func(t *testing.T) {
 		start := time.Now()
@@ -203,7 +204,7 @@ func TestLDAPUnreachable(t *testing.T) {
 }
 
 func TestLDAPTLS(t *testing.T) {
-	s := testenv.StartSlapd(t, testenv.SlapdOptions{TLS: true, LDIF: "dn: " + groups + "\nobjectClass: organizationalUnit\nou: groups\n\n" +
+	s := slapdenv.Start(t, slapdenv.Options{TLS: true, LDIF: "dn: " + groups + "\nobjectClass: organizationalUnit\nou: groups\n\n" +
 		"dn: cn=l," + groups + "\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: l\nmail: l@example.org\nmember: uid=x,dc=example,dc=org\nmember: uid=y,dc=example,dc=org\n"})
 	for _, tc := range []struct {
 		name     string

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -92,7 +92,7 @@ func BenchmarkDecide(b *testing.B) {
 		benchDecide(b, f, func(i uint64) *Message { return largeReply(run+"p", i) }, true)
 	})
 	b.Run("large-reply/redis", func(b *testing.B) {
-		r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(b)}})
+		r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisenv.Start(b)}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,7 +22,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/sim"
@@ -320,10 +320,10 @@ func TestClientCatalogueStorms(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) []store.Store { return []store.Store{store.NewMemory()} }},
 		{"redis", func(t *testing.T) []store.Store {
-			return redisStores(t, store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}, Timeout: 5 * time.Second})
+			return redisStores(t, store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 5 * time.Second})
 		}},
 		{"cluster", func(t *testing.T) []store.Store {
-			return redisStores(t, store.RedisConfig{Addrs: testenv.StartRedisCluster(t)[:1], Cluster: true, Timeout: 5 * time.Second})
+			return redisStores(t, store.RedisConfig{Addrs: redisenv.StartCluster(t)[:1], Cluster: true, Timeout: 5 * time.Second})
 		}},
 	}
 	for _, b := range backends {

@@ -8,7 +8,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -57,8 +57,8 @@ func gateStores(t *testing.T, fn func(t *testing.T, st, fallback store.Store)) {
 		fn(t, st, nil)
 	})
 	t.Run("redis", func(t *testing.T) {
-		addr := testenv.StartRedis(t)
-		testenv.RedisCLI(t, addr, "SADD", "stormguard:posters", "comms@example.org", "jdoe")
+		addr := redisenv.Start(t)
+		redisenv.CLI(t, addr, "SADD", "stormguard:posters", "comms@example.org", "jdoe")
 		client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 		st := store.NewRedis(client, "")
 		t.Cleanup(func() { _ = st.Close() })

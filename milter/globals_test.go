@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -17,17 +17,17 @@ import (
 // hash, the exempt set and the mode are each logged by the refresh that
 // reads them, naming the key and the field; an overflowing size is capped.
 func TestBadListValuesAreLogged(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	st, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}, Prefix: "bad:", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	k := st.Keys()
-	testenv.RedisCLI(t, addr, "HSET", k.Lists(), "staff@example.org", "3000", "word@example.org", "lots",
+	redisenv.CLI(t, addr, "HSET", k.Lists(), "staff@example.org", "3000", "word@example.org", "lots",
 		"neg@example.org", "-40", "maxint@example.org", "9223372036854775807")
-	testenv.RedisCLI(t, addr, "SADD", k.Exempt(), "example.net")
-	testenv.RedisCLI(t, addr, "SET", k.Mode(), "of")
+	redisenv.CLI(t, addr, "SADD", k.Exempt(), "example.net")
+	redisenv.CLI(t, addr, "SET", k.Mode(), "of")
 
 	logs := &syncBuffer{}
 	cfg := testConfig()

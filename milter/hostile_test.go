@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -33,7 +33,7 @@ type hostileStore interface {
 func forEachStore(t *testing.T, f func(t *testing.T, st hostileStore)) {
 	t.Run("memory", func(t *testing.T) { f(t, store.NewMemory()) })
 	t.Run("redis", func(t *testing.T) {
-		st, err := store.OpenRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}, Timeout: 5 * time.Second})
+		st, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -71,9 +71,9 @@ func listPolicyStores(t *testing.T, extra map[string]string, fn func(t *testing.
 		fn(t, st, nil)
 	})
 	t.Run("redis", func(t *testing.T) {
-		addr := testenv.StartRedis(t)
+		addr := redisenv.Start(t)
 		for a, s := range pol {
-			testenv.RedisCLI(t, addr, "HSET", "stormguard:listpolicy", a, s)
+			redisenv.CLI(t, addr, "HSET", "stormguard:listpolicy", a, s)
 		}
 		client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 		st := store.NewRedis(client, "")

@@ -12,7 +12,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -163,10 +163,10 @@ func TestMultiNodeNoOvershoot(t *testing.T) {
 		redis func(t *testing.T) store.RedisConfig
 	}{
 		{"standalone", func(t *testing.T) store.RedisConfig {
-			return store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}, Timeout: 5 * time.Second}
+			return store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 5 * time.Second}
 		}},
 		{"cluster", func(t *testing.T) store.RedisConfig {
-			return store.RedisConfig{Addrs: testenv.StartRedisCluster(t)[:1], Cluster: true, Timeout: 5 * time.Second}
+			return store.RedisConfig{Addrs: redisenv.StartCluster(t)[:1], Cluster: true, Timeout: 5 * time.Second}
 		}},
 	}
 	variants := []struct {
@@ -234,7 +234,7 @@ func TestMultiNodeNoOvershoot(t *testing.T) {
 // broke) is counted once, and keeps being accepted; a refused reply
 // retried after its 451 stays refused and is not counted.
 func TestMultiNodeSameMessageCountedOnce(t *testing.T) {
-	rc := store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}, Timeout: 5 * time.Second}
+	rc := store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 5 * time.Second}
 	cfg := multiNodeConfig(3000, 3, 1_000_000)
 	cfg.Policy.Action = policy.ConfigTempfail
 	ns := startNodes(t, 2, cfg, rc)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -53,7 +53,7 @@ func usesRedis(t *testing.T, ns []node, addr string, timeout time.Duration) time
 				return false
 			}
 			key := "stormguard:{" + string(policy.MessageIDKey(root).Thread()) + "}:meta"
-			got, err := testenv.RedisCLIErr(addr, "EXISTS", key)
+			got, err := redisenv.CLIErr(addr, "EXISTS", key)
 			return err == nil && got == "1"
 		})
 	}
@@ -156,7 +156,7 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 }
 
 func testOutage(t *testing.T, how, onError string) {
-	srv := testenv.StartRedisServer(t)
+	srv := redisenv.StartServer(t)
 	ns := startNodes(t, 2, outageConfig(onError), store.RedisConfig{Addrs: []string{srv.Addr}, Timeout: outageTimeout})
 	down := uint16(250)
 	if onError == OnErrorTempfail {
@@ -238,7 +238,7 @@ func testOutage(t *testing.T, how, onError string) {
 		}
 	}
 	th := policy.MessageIDKey(root).Thread()
-	if got := testenv.RedisCLI(t, srv.Addr, "HGET", "stormguard:{"+string(th)+"}:meta", "accepted"); got != "3" {
+	if got := redisenv.CLI(t, srv.Addr, "HGET", "stormguard:{"+string(th)+"}:meta", "accepted"); got != "3" {
 		t.Errorf("after recovery: redis-cli HGET meta accepted = %q, want 3", got)
 	}
 	t.Logf("%s, on_error=%s: %d messages (before %v, during %v, after %v); down %v; worst decision %v (redis.timeout %v); "+
@@ -263,7 +263,7 @@ func testFailover(t *testing.T, onError string) {
 		maxReplies = 10
 		perStorm   = 64 // reply-alls per thread: 16 per node, more than max_replies
 	)
-	g := testenv.StartSentinel(t, 1)
+	g := redisenv.StartSentinel(t, 1)
 	cfg := outageConfig(onError)
 	cfg.Policy.Limits.MaxReplies = maxReplies
 	ns := startNodes(t, nodes, cfg, store.RedisConfig{Addrs: g.SentinelAddrs(), MasterName: g.Name, Timeout: outageTimeout})

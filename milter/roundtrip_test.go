@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -82,7 +82,7 @@ func lookupThenEvalsha(trips []string, n int) bool {
 // link reads (at most policy.MaxLookup GETs, however long its References),
 // then the EVALSHA.
 func TestRedisRoundTripsPerMessage(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	hook := &tripCounter{}
 	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DisableIdentity: true})
 	client.AddHook(hook)

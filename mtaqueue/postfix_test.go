@@ -8,31 +8,33 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 )
 
 // queuedPostfix starts a private Postfix that keeps every message in its
 // deferred queue, sends it n messages and returns it with their queue ids,
 // once every one of them is deferred.
-func queuedPostfix(t *testing.T, n int) (*testenv.Postfix, []string) {
+func queuedPostfix(t *testing.T, n int) (*postfixenv.Server, []string) {
 	t.Helper()
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+	pf := postfixenv.Start(t, postfixenv.Options{
 		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), // nothing listens: never reached anyway
-		Extra:   testenv.PostfixDeferAll,
+		Extra:   postfixenv.DeferAll,
 	})
 	ids := make([]string, n)
 	for i := range ids {
-		data := testenv.NewMessage().
+		data := smtpenv.NewMessage().
 			Add("From", "sender@example.com").
 			Add("To", "rcpt@example.org").
 			Add("Subject", fmt.Sprintf("queued %d", i)).
 			Add("Message-ID", fmt.Sprintf("<mtaqueue-%d@example.com>", i)).
 			SetBody("Hello.\n").Bytes()
-		r, err := testenv.Send(pf.Addr, "sender@example.com", []string{"rcpt@example.org"}, data)
+		r, err := smtpenv.Send(pf.Addr, "sender@example.com", []string{"rcpt@example.org"}, data)
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
-		ids[i] = testenv.QueueID(t, r)
+		ids[i] = smtpenv.QueueID(t, r)
 	}
 	pf.WaitQueue("every message deferred", func(q map[string]string) bool {
 		for _, id := range ids {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/sendmailenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 )
 
@@ -35,13 +37,13 @@ func sendmailQueue(t *testing.T, dir string) map[string]string {
 
 func TestSendmailActsOnChosenIDsOnly(t *testing.T) {
 	// Nothing listens at the relay: every message stays queued.
-	sm := testenv.StartSendmail(t, testenv.SendmailOptions{RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))})
+	sm := sendmailenv.Start(t, sendmailenv.Options{RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))})
 	var ids []string
 	for i := range 4 {
-		data := testenv.NewMessage().Add("From", "sender@example.com").Add("To", "rcpt@example.org").
+		data := smtpenv.NewMessage().Add("From", "sender@example.com").Add("To", "rcpt@example.org").
 			Add("Subject", fmt.Sprintf("queued %d", i)).Add("Message-ID", fmt.Sprintf("<smq-%d@example.com>", i)).
 			SetBody("Hello.\n").Bytes()
-		r, err := testenv.Send(sm.Addr, "sender@example.com", []string{"rcpt@example.org"}, data)
+		r, err := smtpenv.Send(sm.Addr, "sender@example.com", []string{"rcpt@example.org"}, data)
 		if err != nil || !r.OK() {
 			t.Fatalf("send %d: %v %v", i, r, err)
 		}

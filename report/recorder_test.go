@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/report"
@@ -23,7 +23,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
 	return map[string]func(t *testing.T) store.Store{
 		"memory": func(*testing.T) store.Store { return store.NewMemory() },
 		"redis": func(t *testing.T) store.Store {
-			r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}, Timeout: 2 * time.Second, Prefix: "sg:"})
+			r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 2 * time.Second, Prefix: "sg:"})
 			if err != nil {
 				t.Fatal(err)
 			}

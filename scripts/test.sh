@@ -18,7 +18,7 @@
 #
 # ./scripts/test.sh --setup installs and unpacks what the tests need, and
 # stops there. Other arguments go to go test, e.g.:
-#   ./scripts/test.sh -run TestPostfix ./internal/testenv/
+#   ./scripts/test.sh -run TestPostfix ./internal/testenv/...
 set -euo pipefail
 
 setup_only=0
@@ -87,14 +87,14 @@ AUTH through Cyrus SASL and a private sasldb.)"
 	# starting a system mail server. The tests run private instances.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	# slapd: no configuration, no directory, no system server; the tests
-	# run their own from a slapd.conf (internal/testenv/slapd.go).
+	# run their own from a slapd.conf (internal/testenv/slapdenv).
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules miltertest notmuch
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done
 fi
-# Sendmail, unpacked for the tests (internal/testenv/sendmail.go reads the
+# Sendmail, unpacked for the tests (internal/testenv/sendmailenv reads the
 # same directory): .complete is written last, so a half-done unpack is never
 # taken for a whole one.
 sendmail_pkgs=(sendmail-bin sendmail-cf sendmail-base m4)

@@ -17,7 +17,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
-	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -73,7 +73,7 @@ func (o *observer) StoreCall(op string, _ time.Duration, err error) {
 	}
 	o.mu.Lock()
 	if o.err == nil {
-		o.err = fmt.Errorf("the store failed, so the counts would be wrong (%s): %s", op, admin.OneLine(err))
+		o.err = fmt.Errorf("the store failed, so the counts would be wrong (%s): %s", op, text.OneLine(err))
 	}
 	o.mu.Unlock()
 }
@@ -159,7 +159,7 @@ func startNode(ctx context.Context, i int, fc milter.Config, st store.Store, now
 	}
 	f.SetObserver(obs)
 	if err := f.RefreshGlobals(ctx); err != nil {
-		return nil, fmt.Errorf("node %d: read the list sizes from the store: %s", i+1, admin.OneLine(err))
+		return nil, fmt.Errorf("node %d: read the list sizes from the store: %s", i+1, text.OneLine(err))
 	}
 	ln, err := milter.Listen("inet:127.0.0.1:0", 0)
 	if err != nil {

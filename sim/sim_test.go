@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -27,8 +28,8 @@ func run(t *testing.T, c Config) *Report {
 	return rep
 }
 
-// text is rep as the command prints it.
-func text(t *testing.T, rep *Report) string {
+// reportText is rep as the command prints it.
+func reportText(t *testing.T, rep *Report) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := rep.WriteText(&b); err != nil {
@@ -112,7 +113,7 @@ func TestNHSFigures(t *testing.T) {
 		t.Errorf("memory store: redis_cleanup %q", rep.Cleanup)
 	}
 
-	out := text(t, rep)
+	out := reportText(t, rep)
 	for _, want := range []string{
 		"\npolicy: min_audience 2,500, max_replies 10, delivery_budget 1,000,000, ",
 		", window 1h0m0s, block_for 6h0m0s, action reject, mode enforce\n",
@@ -133,7 +134,7 @@ func TestNHSFigures(t *testing.T) {
 // siteKeys lists the keys under the site's prefix.
 func siteKeys(t *testing.T, rd string) []string {
 	t.Helper()
-	keys := strings.Fields(testenv.RedisCLI(t, rd, "KEYS", "stormguard:*"))
+	keys := strings.Fields(redisenv.CLI(t, rd, "KEYS", "stormguard:*"))
 	slices.Sort(keys)
 	return keys
 }
@@ -149,9 +150,9 @@ func onRedis(rc store.RedisConfig) Config {
 // stops at the same replies, never reads the site's state (the site is in
 // mode off and says the list has 5 members), and leaves no key behind.
 func TestRedisFourNodes(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.RedisCLI(t, rd, "SET", "stormguard:mode", "off")
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", list, "5")
+	rd := redisenv.Start(t)
+	redisenv.CLI(t, rd, "SET", "stormguard:mode", "off")
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", list, "5")
 
 	c := onRedis(store.RedisConfig{Addrs: []string{rd}})
 	c.Nodes = 4
@@ -174,10 +175,10 @@ func TestRedisFourNodes(t *testing.T) {
 	if got, want := siteKeys(t, rd), []string{"stormguard:lists", "stormguard:mode"}; !slices.Equal(got, want) {
 		t.Errorf("keys left under stormguard: %q; want only the test's own %q", got, want)
 	}
-	if got := testenv.RedisCLI(t, rd, "DBSIZE"); got != "2" {
+	if got := redisenv.CLI(t, rd, "DBSIZE"); got != "2" {
 		t.Errorf("DBSIZE %s after the simulation, want 2", got)
 	}
-	if out := text(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
+	if out := reportText(t, rep); !strings.Contains(out, "4 nodes, redis store\n") || !strings.Contains(out, "\nredis: private prefixes "+rep.Prefixes[0]+", ") ||
 		!strings.Contains(out, "; deleted the ") {
 		t.Errorf("table on Redis:\n%s", out)
 	}
@@ -186,7 +187,7 @@ func TestRedisFourNodes(t *testing.T) {
 // TestRedisCluster: on a Redis Cluster the keys of the simulation, spread
 // over three masters, are all found and deleted.
 func TestRedisCluster(t *testing.T) {
-	addrs := testenv.StartRedisCluster(t)
+	addrs := redisenv.StartCluster(t)
 	c := onRedis(store.RedisConfig{Addrs: addrs, Cluster: true})
 	c.Nodes = 2
 	rep := run(t, c)
@@ -195,8 +196,8 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("redis_cleanup %q; want every key deleted", rep.Cleanup)
 	}
 	for _, a := range addrs {
-		if got := testenv.RedisCLI(t, a, "DBSIZE"); got != "0" {
-			t.Errorf("master %s holds %s keys after the simulation: %s", a, got, testenv.RedisCLI(t, a, "KEYS", "*"))
+		if got := redisenv.CLI(t, a, "DBSIZE"); got != "0" {
+			t.Errorf("master %s holds %s keys after the simulation: %s", a, got, redisenv.CLI(t, a, "KEYS", "*"))
 		}
 	}
 }
@@ -205,9 +206,9 @@ func TestRedisCluster(t *testing.T) {
 // keys without a TTL are deleted and the report says the others expire by
 // themselves; every key left has a TTL.
 func TestRedisWithoutScan(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.AddACLUser(t, rd)
-	rep := run(t, onRedis(store.RedisConfig{Addrs: []string{rd}, Username: testenv.RedisACLUser, Password: testenv.RedisACLPassword}))
+	rd := redisenv.Start(t)
+	redisenv.AddACLUser(t, rd)
+	rep := run(t, onRedis(store.RedisConfig{Addrs: []string{rd}, Username: redisenv.ACLUser, Password: redisenv.ACLPassword}))
 	checkNHS(t, rep)
 	if !strings.Contains(rep.Cleanup, "could not SCAN") || !strings.Contains(rep.Cleanup, "expire by themselves within 24h0m0s") {
 		t.Errorf("redis_cleanup %q; want it to say the keys expire by themselves", rep.Cleanup)
@@ -254,7 +255,7 @@ func TestMonitor(t *testing.T) {
 		t.Errorf("monitor: accepted %d, refused %d, tagged %d, first refusal %v, deliveries %d; want 80, 0, 79, none, 68850000",
 			s.Accepted, s.Refused, s.Tagged, s.FirstRefusal, s.Deliveries)
 	}
-	if out := text(t, rep); !strings.Contains(out, "monitor: replies delivered with the X-Stormguard header instead of refused: count rule only 70, stormguard 79.\n") {
+	if out := reportText(t, rep); !strings.Contains(out, "monitor: replies delivered with the X-Stormguard header instead of refused: count rule only 70, stormguard 79.\n") {
 		t.Errorf("table does not mention the tagged replies:\n%s", out)
 	}
 }
@@ -395,7 +396,7 @@ func TestNHSFiguresWithClientMix(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) Config { return mix(Defaults()) }},
 		{"redis-4-nodes", func(t *testing.T) Config {
-			c := mix(onRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(t)}}))
+			c := mix(onRedis(store.RedisConfig{Addrs: []string{redisenv.Start(t)}}))
 			c.Nodes = 4
 			return c
 		}},
@@ -492,7 +493,7 @@ func TestClientMixReport(t *testing.T) {
 	c.Replies, c.Audience = 30, 3000
 	c.Clients, c.ReplyShare = Mix{{"iphone", 1}}, 1 // every reply answers a reply: iPhone Mail names only its parent
 	rep := run(t, c)
-	out := text(t, rep)
+	out := reportText(t, rep)
 	if !strings.Contains(out, "\nreplies: clients by weight iphone 1; 100% answer a reply picked at random among those delivered, the others the original\npolicy: ") {
 		t.Errorf("table lacks the replies line:\n%s", out)
 	}
@@ -504,7 +505,7 @@ func TestClientMixReport(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), `"clients":"iphone=1","reply_share":1,`) || !strings.Contains(string(b), `"threads":`) {
 		t.Errorf("JSON: %s, %v", b, err)
 	}
-	plain := text(t, run(t, Defaults()))
+	plain := reportText(t, run(t, Defaults()))
 	if strings.Contains(plain, "replies:") || strings.Contains(plain, "threads:") {
 		t.Errorf("plain replies, one thread: no replies or threads line wanted:\n%s", plain)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -44,7 +44,7 @@ func newStores(ctx context.Context, c Config) (*stores, error) {
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("sim: cannot reach Redis at %s: %s", strings.Join(s.rc.Addrs, ","), admin.OneLine(err))
+		return nil, fmt.Errorf("sim: cannot reach Redis at %s: %s", strings.Join(s.rc.Addrs, ","), text.OneLine(err))
 	}
 	s.client = client
 	return s, nil
@@ -71,7 +71,7 @@ func (s *stores) fresh(ctx context.Context, audience int) (store.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if err := st.SetList(ctx, list, audience); err != nil {
-		return nil, fmt.Errorf("register the list: %s", admin.OneLine(err))
+		return nil, fmt.Errorf("register the list: %s", text.OneLine(err))
 	}
 	return st, nil
 }
@@ -101,7 +101,7 @@ func (s *stores) close(ctx context.Context) (cleanup string, prefixes []string) 
 	}
 	if scanErr != nil {
 		return fmt.Sprintf("deleted %d keys, but could not SCAN for the others (%s): they expire by themselves within %s (store.retention)",
-			deleted, admin.OneLine(scanErr), s.retention), s.prefixes
+			deleted, text.OneLine(scanErr), s.retention), s.prefixes
 	}
 	return fmt.Sprintf("deleted the %d keys the simulation wrote", deleted), s.prefixes
 }

@@ -3,7 +3,7 @@ package store_test
 import (
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/store/storetest"
 )
 
@@ -15,14 +15,14 @@ import (
 //	STORMGUARD_REQUIRE_SERVERS=1 go test ./store -run '^$' -bench RedisDecisions -benchtime 20000x
 func BenchmarkRedisDecisions(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
-		addr := testenv.StartRedis(b)
+		addr := redisenv.Start(b)
 		s := openRedis(b, addr, false)
 		defer s.Close()
 		storetest.BenchRecord(b, s)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	})
 	b.Run("cluster3", func(b *testing.B) {
-		addr := testenv.StartRedisClusterOf(b, 3)[0]
+		addr := redisenv.StartClusterOf(b, 3)[0]
 		s := openRedis(b, addr, true)
 		defer s.Close()
 		storetest.BenchRecord(b, s)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -19,9 +19,9 @@ import (
 // key and the field, and counted by key. A size of 2^63-1 (which summed
 // into an audience would overflow and refuse every reply) is capped.
 func TestGlobalsBadValues(t *testing.T) {
-	h := openRedis(t, testenv.StartRedis(t), false)
+	h := openRedis(t, redisenv.Start(t), false)
 	k := h.Keys()
-	testenv.RedisCLI(t, h.addr, "HSET", k.Lists(),
+	redisenv.CLI(t, h.addr, "HSET", k.Lists(),
 		"good@example.org", "3000",
 		"word@example.org", "three thousand",
 		"neg@example.org", "-5",
@@ -30,8 +30,8 @@ func TestGlobalsBadValues(t *testing.T) {
 		"huge@example.org", "99999999999999999999999",
 		"big@example.org", "20000000",
 		"nolist", "40")
-	testenv.RedisCLI(t, h.addr, "SADD", k.Exempt(), "boss@example.org", "@partner.example", "example.net")
-	testenv.RedisCLI(t, h.addr, "SET", k.Mode(), "panic")
+	redisenv.CLI(t, h.addr, "SADD", k.Exempt(), "boss@example.org", "@partner.example", "example.net")
+	redisenv.CLI(t, h.addr, "SET", k.Mode(), "panic")
 
 	g, err := h.Globals(context.Background())
 	if err != nil {
@@ -76,9 +76,9 @@ func TestGlobalsBadValues(t *testing.T) {
 // with the globals; a mistyped one is left out (the list follows the
 // site's policy), named, never a panic.
 func TestGlobalsListPolicy(t *testing.T) {
-	h := openRedis(t, testenv.StartRedis(t), false)
+	h := openRedis(t, redisenv.Start(t), false)
 	k := h.Keys()
-	testenv.RedisCLI(t, h.addr, "HSET", k.ListPolicy(),
+	redisenv.CLI(t, h.addr, "HSET", k.ListPolicy(),
 		"All-Staff@Example.org", "max_replies=3; posters=comms@example.org",
 		"other@example.org", "",
 		"hold@example.org", "action=hold;delivery_budget=0",
@@ -127,15 +127,15 @@ func TestGlobalsListPolicy(t *testing.T) {
 // TestGlobalsWrongType: a key of the wrong type is a data error (ErrData),
 // named, not an outage.
 func TestGlobalsWrongType(t *testing.T) {
-	h := openRedis(t, testenv.StartRedis(t), false)
-	testenv.RedisCLI(t, h.addr, "SET", h.Keys().Lists(), "3000")
+	h := openRedis(t, redisenv.Start(t), false)
+	redisenv.CLI(t, h.addr, "SET", h.Keys().Lists(), "3000")
 	_, err := h.Globals(context.Background())
 	if !errors.Is(err, store.ErrData) || !store.IsDataError(err) || !strings.Contains(err.Error(), h.Keys().Lists()) ||
 		!strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("Globals with a string lists key: %v, want ErrData naming the key", err)
 	}
-	testenv.RedisCLI(t, h.addr, "DEL", h.Keys().Lists())
-	testenv.RedisCLI(t, h.addr, "HSET", h.Keys().Mode(), "a", "b")
+	redisenv.CLI(t, h.addr, "DEL", h.Keys().Lists())
+	redisenv.CLI(t, h.addr, "HSET", h.Keys().Mode(), "a", "b")
 	if _, err := h.Globals(context.Background()); !errors.Is(err, store.ErrData) || !strings.Contains(err.Error(), h.Keys().Mode()) {
 		t.Errorf("Globals with a hash mode key: %v, want ErrData naming the key", err)
 	}
@@ -165,7 +165,7 @@ func fillLists(t testing.TB, addr, key string, n int) {
 // within the timeout. (The 1M-entry figure: BenchmarkGlobals1M.)
 func TestGlobalsLoadsAHashTooBigForOneCall(t *testing.T) {
 	const n = 200_000
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	prefix := "big:"
 	fillLists(t, addr, store.NewKeys(prefix).Lists(), n)
 	const timeout = 100 * time.Millisecond
@@ -205,7 +205,7 @@ func TestGlobalsLoadsAHashTooBigForOneCall(t *testing.T) {
 //	go test ./store/ -run '^$' -bench Globals1M -benchtime 3x
 func BenchmarkGlobals1M(b *testing.B) {
 	const n = 1_000_000
-	addr := testenv.StartRedis(b)
+	addr := redisenv.Start(b)
 	prefix := "big:"
 	fillLists(b, addr, store.NewKeys(prefix).Lists(), n)
 	s, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}, Prefix: prefix}) // the default redis.timeout

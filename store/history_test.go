@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 	"github.com/stormguard/stormguard/store/storetest"
@@ -27,7 +27,7 @@ func historyCtx(t testing.TB) context.Context {
 // hostile data, leaves in the history keys is skipped and reported, never
 // fatal to the listing, never a panic.
 func TestRedisHistoryBadValues(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s := openRedis(t, addr, false)
 	ctx, k := historyCtx(t), s.Keys()
 	now := time.Now()
@@ -37,10 +37,10 @@ func TestRedisHistoryBadValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(bad), "summary", `{"subject": "cut off`)
-	testenv.RedisCLI(t, addr, "DEL", k.HistoryEntry(wrong))
-	testenv.RedisCLI(t, addr, "SET", k.HistoryEntry(wrong), "a string")
-	testenv.RedisCLI(t, addr, "ZADD", k.History(), strconv.FormatInt(now.UnixMilli(), 10), "not:a{thread}")
+	redisenv.CLI(t, addr, "HSET", k.HistoryEntry(bad), "summary", `{"subject": "cut off`)
+	redisenv.CLI(t, addr, "DEL", k.HistoryEntry(wrong))
+	redisenv.CLI(t, addr, "SET", k.HistoryEntry(wrong), "a string")
+	redisenv.CLI(t, addr, "ZADD", k.History(), strconv.FormatInt(now.UnixMilli(), 10), "not:a{thread}")
 
 	got, err := s.History(ctx, now.Add(-time.Hour), 0)
 	if err != nil {
@@ -73,7 +73,7 @@ func TestRedisHistoryBadValues(t *testing.T) {
 	if err := s.AddQueued(ctx, good, []store.QueueRef{ref}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	testenv.RedisCLI(t, addr, "RPUSH", k.Queued(good), "\x1b[31mnot json")
+	redisenv.CLI(t, addr, "RPUSH", k.Queued(good), "\x1b[31mnot json")
 	if err := s.AddQueued(ctx, good, []store.QueueRef{ref}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestRedisHistoryBadValues(t *testing.T) {
 // DEL of its entry; the listing drops it and tidies the index. History
 // survives a restart: a new store on the same Redis and prefix lists it.
 func TestRedisHistoryOperator(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s := openRedis(t, addr, false)
 	ctx, k := historyCtx(t), s.Keys()
 	now := time.Now()
@@ -100,12 +100,12 @@ func TestRedisHistoryOperator(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.RedisCLI(t, addr, "DEL", k.HistoryEntry(forget))
+	redisenv.CLI(t, addr, "DEL", k.HistoryEntry(forget))
 	got, err := s.History(ctx, now.Add(-time.Hour), 0)
 	if err != nil || len(got) != 1 || got[0].Thread != keep {
 		t.Fatalf("History after DEL = %d entries, %v; want only %s", len(got), err, keep)
 	}
-	if score := testenv.RedisCLI(t, addr, "ZSCORE", k.History(), string(forget)); score != "" {
+	if score := redisenv.CLI(t, addr, "ZSCORE", k.History(), string(forget)); score != "" {
 		t.Errorf("index still lists the forgotten thread (score %q)", score)
 	}
 	s.Close()
@@ -202,7 +202,7 @@ func TestMemoryQueuedThreadsBound(t *testing.T) {
 // TestHistoryConcurrent: saves, queue ids and listings from many
 // goroutines at once (run with -race), on both stores.
 func TestHistoryConcurrent(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	for name, s := range map[string]store.History{"memory": store.NewMemory(), "redis": openRedis(t, addr, false)} {
 		t.Run(name, func(t *testing.T) {
 			ctx, now := historyCtx(t), time.Now()
@@ -270,11 +270,11 @@ func realisticStorm(th policy.ThreadID, now time.Time) store.HistoryEntry {
 // (MEMORY USAGE of its entry and queue ids) and what 1,000 of them add to
 // used_memory, and holds them to the figures docs/redis.md states.
 func TestRedisHistoryCost(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s := openRedis(t, addr, false)
 	ctx, k, now := historyCtx(t), s.Keys(), time.Now()
 	used := func() int64 {
-		for _, line := range strings.Split(testenv.RedisCLI(t, addr, "INFO", "memory"), "\n") {
+		for _, line := range strings.Split(redisenv.CLI(t, addr, "INFO", "memory"), "\n") {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
 				return n
@@ -284,7 +284,7 @@ func TestRedisHistoryCost(t *testing.T) {
 		return 0
 	}
 	usage := func(key string) int64 {
-		n, err := strconv.ParseInt(testenv.RedisCLI(t, addr, "MEMORY", "USAGE", key, "SAMPLES", "0"), 10, 64)
+		n, err := strconv.ParseInt(redisenv.CLI(t, addr, "MEMORY", "USAGE", key, "SAMPLES", "0"), 10, 64)
 		if err != nil {
 			t.Fatalf("MEMORY USAGE %s: %v", key, err)
 		}
@@ -323,7 +323,7 @@ func TestRedisHistoryCost(t *testing.T) {
 
 // BenchmarkHistory: History(since, 1000) over 1,000 realistic storms.
 func BenchmarkHistory(b *testing.B) {
-	addr := testenv.StartRedis(b)
+	addr := redisenv.Start(b)
 	for name, s := range map[string]store.History{"memory": store.NewMemory(), "redis": openRedis(b, addr, false)} {
 		b.Run(name, func(b *testing.B) {
 			ctx, now := historyCtx(b), time.Now()
@@ -347,7 +347,7 @@ func BenchmarkHistory(b *testing.B) {
 // TestRedisHistoryOversized: an entry written past the bounds by someone
 // else (redis-cli, another program) is read back within them.
 func TestRedisHistoryOversized(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s := openRedis(t, addr, false)
 	ctx, k, now := historyCtx(t), s.Keys(), time.Now()
 	long := strings.Repeat("x", store.HistoryTextMax+100)
@@ -359,7 +359,7 @@ func TestRedisHistoryOversized(t *testing.T) {
 		{"long sender key", fmt.Sprintf(`{"last_seen":%d}`, now.UnixMilli()), fmt.Sprintf(`{"senders":{%q:"counted"}}`, long)},
 	} {
 		th := storetest.NewThread()
-		testenv.RedisCLI(t, addr, "HSET", k.HistoryEntry(th), "summary", tc.summary, "detail", tc.detail)
+		redisenv.CLI(t, addr, "HSET", k.HistoryEntry(th), "summary", tc.summary, "detail", tc.detail)
 		e, err := s.HistoryOf(ctx, th)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -19,8 +19,8 @@ func TestClaimNotice(t *testing.T) {
 		cluster bool
 		addr    func(t *testing.T) string
 	}{
-		{"standalone", false, func(t *testing.T) string { return testenv.StartRedis(t) }},
-		{"cluster", true, func(t *testing.T) string { return testenv.StartRedisClusterOf(t, 3)[0] }},
+		{"standalone", false, func(t *testing.T) string { return redisenv.Start(t) }},
+		{"cluster", true, func(t *testing.T) string { return redisenv.StartClusterOf(t, 3)[0] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := tc.addr(t)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -17,13 +17,13 @@ import (
 // login (spaces) is left out and reported, naming the key.
 func TestGlobalsPosters(t *testing.T) {
 	defer store.SetGlobalsChunk(50)()
-	h := openRedis(t, testenv.StartRedis(t), false)
+	h := openRedis(t, redisenv.Start(t), false)
 	k := h.Keys()
 	args := []string{"SADD", k.Posters(), "Comms@Example.org", "@hr.example.org", "jdoe", "two words"}
 	for i := range 300 {
 		args = append(args, fmt.Sprintf("poster%d@example.org", i))
 	}
-	testenv.RedisCLI(t, h.addr, args...)
+	redisenv.CLI(t, h.addr, args...)
 	g, err := h.Globals(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 	"github.com/stormguard/stormguard/store/storetest"
@@ -31,7 +31,7 @@ func (h redisHarness) SetRawOverride(t *testing.T, th policy.ThreadID, v string)
 	if h.cluster {
 		args = append([]string{"-c"}, args...) // follow MOVED to the key's node
 	}
-	testenv.RedisCLI(t, h.addr, args...)
+	redisenv.CLI(t, h.addr, args...)
 }
 
 var prefixSeq atomic.Int64
@@ -52,7 +52,7 @@ func openRedis(t testing.TB, addr string, cluster bool) redisHarness {
 }
 
 func TestRedis(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return openRedis(t, addr, false)
 	})
@@ -65,7 +65,7 @@ func TestRedis(t *testing.T) {
 func TestRedisCluster(t *testing.T) {
 	for _, nodes := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%dnodes", nodes), func(t *testing.T) {
-			addr := testenv.StartRedisClusterOf(t, nodes)[0]
+			addr := redisenv.StartClusterOf(t, nodes)[0]
 			storetest.Run(t, func(t *testing.T) storetest.Store {
 				return openRedis(t, addr, true)
 			})
@@ -85,13 +85,13 @@ var defaultLimits = policy.Limits{MaxReplies: 10, DeliveryBudget: 1_000_000, Win
 // TestRedisNoScript: after SCRIPT FLUSH (or on a new server) the script is
 // loaded again and the reply counted once.
 func TestRedisNoScript(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s := openRedis(t, addr, false)
 	defer s.Close()
 	ctx := context.Background()
 	th := storetest.NewThread()
 	for i := 1; i <= 3; i++ {
-		testenv.RedisCLI(t, addr, "SCRIPT", "FLUSH")
+		redisenv.CLI(t, addr, "SCRIPT", "FLUSH")
 		tally, err := s.Record(ctx, replyTo(th, defaultLimits))
 		if err != nil {
 			t.Fatalf("Record after SCRIPT FLUSH: %v", err)
@@ -100,7 +100,7 @@ func TestRedisNoScript(t *testing.T) {
 			t.Fatalf("Record %d after SCRIPT FLUSH: %+v, want counted once (count %d)", i, tally, i)
 		}
 	}
-	if got := testenv.RedisCLI(t, addr, "SCRIPT", "EXISTS", redis.NewScript(recordLua(t)).Hash()); got != "1" {
+	if got := redisenv.CLI(t, addr, "SCRIPT", "EXISTS", redis.NewScript(recordLua(t)).Hash()); got != "1" {
 		t.Errorf("SCRIPT EXISTS = %q, want the script cached", got)
 	}
 }
@@ -116,7 +116,7 @@ func recordLua(t *testing.T) string {
 
 // TestRedisKeys: every key is under the prefix and named as docs/design.md says.
 func TestRedisKeys(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	c, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}, Prefix: "acme:sg:"})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestRedisKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := strings.Fields(testenv.RedisCLI(t, addr, "KEYS", "*"))
+	got := strings.Fields(redisenv.CLI(t, addr, "KEYS", "*"))
 	slices.Sort(got)
 	tag := "acme:sg:{" + string(th) + "}:"
 	want := []string{
@@ -160,18 +160,18 @@ func TestRedisKeys(t *testing.T) {
 		tag + "replies": "zset", tag + "meta": "hash", tag + "block": "string", tag + "override": "string",
 		tag + "senders": "hash", "acme:sg:lists": "hash", "acme:sg:exempt": "set", "acme:sg:mode": "string",
 	} {
-		if got := testenv.RedisCLI(t, addr, "TYPE", key); got != typ {
+		if got := redisenv.CLI(t, addr, "TYPE", key); got != typ {
 			t.Errorf("TYPE %s = %s, want %s", key, got, typ)
 		}
 	}
-	if got := testenv.RedisCLI(t, addr, "GET", tag+"block"); got != string(policy.RuleMaxReplies) {
+	if got := redisenv.CLI(t, addr, "GET", tag+"block"); got != string(policy.RuleMaxReplies) {
 		t.Errorf("block value = %q, want the rule", got)
 	}
-	if got := testenv.RedisCLI(t, addr, "GET", "acme:sg:link:{"+string(link)+"}"); got != string(th) {
+	if got := redisenv.CLI(t, addr, "GET", "acme:sg:link:{"+string(link)+"}"); got != string(th) {
 		t.Errorf("link value = %q, want %s", got, th)
 	}
 	for _, key := range []string{tag + "replies", tag + "meta", tag + "block", tag + "override", tag + "senders", "acme:sg:link:{" + string(link) + "}"} {
-		if ttl := testenv.RedisCLI(t, addr, "PTTL", key); strings.HasPrefix(ttl, "-") {
+		if ttl := redisenv.CLI(t, addr, "PTTL", key); strings.HasPrefix(ttl, "-") {
 			t.Errorf("PTTL %s = %s, want a TTL", key, ttl)
 		}
 	}
@@ -180,7 +180,7 @@ func TestRedisKeys(t *testing.T) {
 // TestRedisOperator does what docs/operations.md promises operators can do with
 // redis-cli, with the default prefix and the real redis-cli.
 func TestRedisOperator(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	s, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -195,18 +195,18 @@ func TestRedisOperator(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.RedisCLI(t, addr, "SET", "stormguard:{"+string(th)+"}:override", "allow", "EX", "3600")
+	redisenv.CLI(t, addr, "SET", "stormguard:{"+string(th)+"}:override", "allow", "EX", "3600")
 	tally, err := s.Record(ctx, replyTo(th, l))
 	if err != nil || tally.Override != policy.OverrideAllow {
 		t.Errorf("after redis-cli SET override allow: %+v %v", tally, err)
 	}
-	if ttl := testenv.RedisCLI(t, addr, "TTL", "stormguard:{"+string(th)+"}:override"); ttl == "-1" || ttl == "-2" {
+	if ttl := redisenv.CLI(t, addr, "TTL", "stormguard:{"+string(th)+"}:override"); ttl == "-1" || ttl == "-2" {
 		t.Errorf("the operator's TTL is gone: %s", ttl)
 	}
-	testenv.RedisCLI(t, addr, "HSET", "stormguard:lists", "all-staff@example.org", "850000")
-	testenv.RedisCLI(t, addr, "HSET", "stormguard:lists", "typo@example.org", "lots")
-	testenv.RedisCLI(t, addr, "SADD", "stormguard:exempt", "CEO@Example.org")
-	testenv.RedisCLI(t, addr, "SET", "stormguard:mode", "monitor")
+	redisenv.CLI(t, addr, "HSET", "stormguard:lists", "all-staff@example.org", "850000")
+	redisenv.CLI(t, addr, "HSET", "stormguard:lists", "typo@example.org", "lots")
+	redisenv.CLI(t, addr, "SADD", "stormguard:exempt", "CEO@Example.org")
+	redisenv.CLI(t, addr, "SET", "stormguard:mode", "monitor")
 	g, err := s.Globals(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -214,11 +214,11 @@ func TestRedisOperator(t *testing.T) {
 	if len(g.Lists) != 1 || g.Lists["all-staff@example.org"] != 850000 || !slices.Equal(g.Exempt, []string{"ceo@example.org"}) || g.Mode != policy.ModeMonitor {
 		t.Errorf("Globals after redis-cli = %+v", g)
 	}
-	testenv.RedisCLI(t, addr, "SET", "stormguard:mode", "monitr")
+	redisenv.CLI(t, addr, "SET", "stormguard:mode", "monitr")
 	if g, err := s.Globals(ctx); err != nil || g.Mode != "" {
 		t.Errorf("Globals with a mistyped mode = %q, %v; want unset", g.Mode, err)
 	}
-	testenv.RedisCLI(t, addr, "DEL", "stormguard:{"+string(th)+"}:block")
+	redisenv.CLI(t, addr, "DEL", "stormguard:{"+string(th)+"}:block")
 	if got := info(t, s, th).Blocked; got {
 		t.Error("still blocked after redis-cli DEL of the block key")
 	}
@@ -236,12 +236,12 @@ func info(t *testing.T, s store.Admin, th policy.ThreadID) store.ThreadInfo {
 // TestRedisOneSlot: a thread's keys hash to one Cluster slot, as the real
 // server computes it.
 func TestRedisOneSlot(t *testing.T) {
-	addr := testenv.StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	addr := redisenv.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
 	for range 20 {
 		th := storetest.NewThread()
-		slot := testenv.RedisCLI(t, addr, "CLUSTER", "KEYSLOT", string(th))
+		slot := redisenv.CLI(t, addr, "CLUSTER", "KEYSLOT", string(th))
 		for _, key := range store.NewKeys("").Thread(th) {
-			if got := testenv.RedisCLI(t, addr, "CLUSTER", "KEYSLOT", key); got != slot {
+			if got := redisenv.CLI(t, addr, "CLUSTER", "KEYSLOT", key); got != slot {
 				t.Fatalf("KEYSLOT %s = %s, want %s (the thread's)", key, got, slot)
 			}
 		}
@@ -279,7 +279,7 @@ func TestRedisUnreachable(t *testing.T) {
 // TestRedisRecovers: calls fail while Redis is unreachable and work again,
 // on the same store, once it is back.
 func TestRedisRecovers(t *testing.T) {
-	p := newProxy(t, testenv.StartRedis(t))
+	p := newProxy(t, redisenv.Start(t))
 	s, err := store.OpenRedis(store.RedisConfig{Addrs: []string{p.addr}, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +340,7 @@ func TestRedisConfigValidate(t *testing.T) {
 }
 
 func BenchmarkRedisRecord(b *testing.B) {
-	s := openRedis(b, testenv.StartRedis(b), false)
+	s := openRedis(b, redisenv.Start(b), false)
 	defer s.Close()
 	storetest.BenchRecord(b, s)
 }
@@ -376,7 +376,7 @@ func (h *loseRecordReply) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // give writes no identity. The same message once Redis answers again is
 // the same message (a duplicate, counted once), and links.
 func TestRedisRecordErrorDropsItsLinks(t *testing.T) {
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	storm := storetest.NewThread()
 	prefix := fmt.Sprintf("sgtest%d:", prefixSeq.Add(1))
 	hook := &loseRecordReply{key: store.NewKeys(prefix).Replies(storm)}

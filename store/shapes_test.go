@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 	"github.com/stormguard/stormguard/store/storetest"
@@ -77,7 +78,7 @@ func recordOnce(cfg store.RedisConfig) error {
 }
 
 func TestRedisSentinel(t *testing.T) {
-	g := testenv.StartSentinel(t, 1)
+	g := redisenv.StartSentinel(t, 1)
 	cfg := store.RedisConfig{Addrs: g.SentinelAddrs(), MasterName: g.Name}
 	runShape(t, cfg, "sgtest")
 	t.Run("WritesReachTheMaster", func(t *testing.T) {
@@ -86,14 +87,14 @@ func TestRedisSentinel(t *testing.T) {
 		if err := recordOnce(cfg); err != nil {
 			t.Fatal(err)
 		}
-		if got := testenv.RedisCLI(t, g.Master.Addr, "KEYS", "sentinelcheck:*"); got == "" {
+		if got := redisenv.CLI(t, g.Master.Addr, "KEYS", "sentinelcheck:*"); got == "" {
 			t.Error("no key on the master the sentinels name")
 		}
 	})
 }
 
 func TestRedisTLS(t *testing.T) {
-	r := testenv.StartRedisTLS(t)
+	r := redisenv.StartTLS(t)
 	cfg := store.RedisConfig{Addrs: []string{r.Addr}, TLS: r.Files.ClientConfig(t, true)}
 	runShape(t, cfg, "sgtest")
 	t.Run("Refused", func(t *testing.T) {
@@ -124,19 +125,19 @@ func TestRedisTLS(t *testing.T) {
 }
 
 func TestRedisACL(t *testing.T) {
-	acl := store.RedisConfig{Username: testenv.RedisACLUser, Password: testenv.RedisACLPassword}
+	acl := store.RedisConfig{Username: redisenv.ACLUser, Password: redisenv.ACLPassword}
 	t.Run("standalone", func(t *testing.T) {
-		addr := testenv.StartRedis(t)
-		testenv.AddACLUser(t, addr)
+		addr := redisenv.Start(t)
+		redisenv.AddACLUser(t, addr)
 		cfg := acl
 		cfg.Addrs = []string{addr}
 		runShape(t, cfg, "stormguard:")
 		t.Run("Confined", func(t *testing.T) { testConfined(t, addr, cfg) })
 	})
 	t.Run("cluster", func(t *testing.T) {
-		addrs := testenv.StartRedisCluster(t)
+		addrs := redisenv.StartCluster(t)
 		for _, a := range addrs {
-			testenv.AddACLUser(t, a)
+			redisenv.AddACLUser(t, a)
 		}
 		cfg := acl
 		cfg.Addrs, cfg.Cluster = addrs[:1], true
@@ -147,7 +148,7 @@ func TestRedisACL(t *testing.T) {
 // testConfined proves the ACL user can do nothing but stormguard's work:
 // no other key, no destructive or admin command, no other channel.
 func testConfined(t *testing.T, addr string, cfg store.RedisConfig) {
-	testenv.RedisCLI(t, addr, "SET", "other:secret", "x")
+	redisenv.CLI(t, addr, "SET", "other:secret", "x")
 	c := redis.NewClient(&redis.Options{Addr: addr, Username: cfg.Username, Password: cfg.Password, DisableIdentity: true})
 	defer c.Close()
 	ctx := context.Background()
@@ -168,7 +169,7 @@ func testConfined(t *testing.T, addr string, cfg store.RedisConfig) {
 			t.Errorf("%s as %s: %v, want NOPERM", name, cfg.Username, err)
 		}
 	}
-	if got := testenv.RedisCLI(t, addr, "GET", "other:secret"); got != "x" {
+	if got := redisenv.CLI(t, addr, "GET", "other:secret"); got != "x" {
 		t.Errorf("other:secret = %q after the attempts", got)
 	}
 	if err := c.Publish(ctx, "stormguard:events", "{}").Err(); err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/chromiumenv"
 )
 
 // TestPageInChromium: the page in a real browser, over the in-test
@@ -26,11 +26,11 @@ func TestPageInChromium(t *testing.T) {
 	}
 	srv := httptest.NewServer(handler)
 	defer srv.Close()
-	b := testenv.StartChromium(t)
+	b := chromiumenv.Start(t)
 
 	b.Do(t, 30*time.Second, chromedp.Navigate(srv.URL+"/?range=3h"), chromedp.WaitVisible(chromedp.CSS("#chart-storms")))
-	t.Logf("3h overview: %v", testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming)))
-	points := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[[]int](
+	t.Logf("3h overview: %v", chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming)))
+	points := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[[]int](
 		`Chart.getChart("chart-storms").data.datasets.flatMap(d => d.data)`))
 	sum := 0
 	for _, p := range points {
@@ -41,10 +41,10 @@ func TestPageInChromium(t *testing.T) {
 	if len(points) != 8 || sum != 3 {
 		t.Errorf("chart points %v, want 8 summing to 3", points)
 	}
-	if pwned := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[string](`typeof window.pwned`)); pwned != "undefined" {
+	if pwned := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[string](`typeof window.pwned`)); pwned != "undefined" {
 		t.Errorf("the subject's script ran: window.pwned is %s", pwned)
 	}
-	subject := testenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS(`tr[data-thread="00000000000000a1"] td.subject`)))
+	subject := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS(`tr[data-thread="00000000000000a1"] td.subject`)))
 	if !strings.Contains(subject, `<script>window.pwned=1</script>`) || !strings.Contains(subject, `\r\n`) || !strings.Contains(subject, `\x1b`) {
 		t.Errorf("subject shown as %q, want the markup as text and the controls escaped", subject)
 	}
@@ -57,30 +57,30 @@ func TestPageInChromium(t *testing.T) {
 	best := time.Hour
 	for range 5 {
 		b.Do(t, 30*time.Second, chromedp.Navigate(srv.URL+"/?range=90d"))
-		timing := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
+		timing := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
 		t.Logf("90d overview of 1,003: server %.0f ms, then DOMContentLoaded %.0f ms, load event %.0f ms", timing["server"], timing["dom"], timing["load"])
 		best = min(best, time.Duration((timing["server"]+timing["load"])*float64(time.Millisecond)))
 	}
-	shown := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`))
-	total := testenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS("#total-storms")))
+	shown := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`))
+	total := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS("#total-storms")))
 	t.Logf("90d overview of 1,003: best of five %s", best)
 	if shown != TableRows || total != "502" {
 		t.Errorf("90d overview: %d rows shown, %s storms counted; want %d, 502", shown, total, TableRows)
 	}
 	b.Do(t, 30*time.Second, chromedp.Click(chromedp.CSS("#show-all")), chromedp.WaitVisible(chromedp.CSS("#csv")))
-	timing := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
+	timing := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
 	t.Logf("90d overview, all 1,003 rows: server %.0f ms, load event %.0f ms", timing["server"], timing["load"])
-	if n := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`)); n != 1003 {
+	if n := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`)); n != 1003 {
 		t.Errorf("show all: %d rows", n)
 	}
 
 	// A phone: 390 px wide; the page itself does not scroll sideways.
 	b.Do(t, 30*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(srv.URL+"/?range=24h"))
-	if w := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+	if w := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
 		t.Errorf("on a 390 px phone the page is %d px wide", w)
 	}
 	b.Do(t, 30*time.Second, chromedp.Navigate(srv.URL+"/thread/00000000000000a1"))
-	if w := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+	if w := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
 		t.Errorf("on a 390 px phone the thread page is %d px wide", w)
 	}
 	b.Do(t, 30*time.Second, chromedp.ResetViewport())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 )
 
 // Range is one of the overview's time ranges.
@@ -38,7 +39,7 @@ func parseRange(s string) (Range, error) {
 			return r, nil
 		}
 	}
-	return Range{}, fmt.Errorf("range %q: want one of 3h, 24h, 7d, 30d, 90d", Printable(s))
+	return Range{}, fmt.Errorf("range %q: want one of 3h, 24h, 7d, 30d, 90d", text.Printable(s))
 }
 
 // Bucket is one hour or day of the charts. A storm counts in the bucket of
@@ -149,7 +150,7 @@ func (s *server) load(r *http.Request) (Overview, int, error) {
 	now := s.now()
 	rows, err := s.cfg.History.Storms(r.Context(), now.Add(-rg.Span), true, 0)
 	if err != nil {
-		return Overview{}, http.StatusInternalServerError, fmt.Errorf("cannot read the history: %s", admin.OneLine(err))
+		return Overview{}, http.StatusInternalServerError, fmt.Errorf("cannot read the history: %s", text.OneLine(err))
 	}
 	o := Summarize(rows, rg, now)
 	o.table(r.URL.Query().Get("rows") == "all")
@@ -159,7 +160,7 @@ func (s *server) load(r *http.Request) (Overview, int, error) {
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 	o, status, err := s.load(r)
 	if err != nil {
-		s.fail(w, r, status, Printable(err.Error()))
+		s.fail(w, r, status, text.Printable(err.Error()))
 		return
 	}
 	s.render(w, r, http.StatusOK, "overview.html", "Reply-all storms", o)
@@ -169,7 +170,7 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 var csvHeader = []string{"thread", "kind", "subject", "original_sender", "lists", "audience",
 	"first_seen", "storm_at", "storm_rule", "near_miss_at", "accepted", "refused", "allowed", "saved", "state"}
 
-// CSVRecord is row v as the CSV has it: sender text made Printable and
+// CSVRecord is row v as the CSV has it: sender text made text.Printable and
 // defused against spreadsheet formulas.
 func CSVRecord(v admin.StormView) []string {
 	t := func(p *time.Time) string {
@@ -187,7 +188,7 @@ func CSVRecord(v admin.StormView) []string {
 // escaped, and a leading = + - @ (a formula to Excel and LibreOffice)
 // behind a quote.
 func cell(s string) string {
-	s = Printable(s)
+	s = text.Printable(s)
 	if s != "" && strings.ContainsRune("=+-@", rune(s[0])) {
 		return "'" + s
 	}
@@ -197,7 +198,7 @@ func cell(s string) string {
 func (s *server) csv(w http.ResponseWriter, r *http.Request) {
 	o, status, err := s.load(r)
 	if err != nil {
-		http.Error(w, Printable(err.Error()), status)
+		http.Error(w, text.Printable(err.Error()), status)
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")

@@ -10,7 +10,8 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/chromiumenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 
@@ -21,7 +22,7 @@ import (
 // Redis, read through admin.Direct as the daemon does: each storm the size
 // docs/redis.md costs, 80 reply senders and 81 queue ids.
 func redisStorms1000(tb testing.TB) admin.HistoryAPI {
-	r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{testenv.StartRedis(tb)}, Timeout: 10 * time.Second})
+	r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisenv.Start(tb)}, Timeout: 10 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -82,15 +83,15 @@ func TestOverviewFromRedisInChromium(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	b := testenv.StartChromium(t)
+	b := chromiumenv.Start(t)
 	best := time.Hour
 	for range 5 {
 		b.Do(t, 30*time.Second, chromedp.Navigate(srv.URL+"/?range=90d"))
-		timing := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
+		timing := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]float64](navTiming))
 		best = min(best, time.Duration((timing["server"]+timing["load"])*float64(time.Millisecond)))
 	}
-	shown := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`))
-	total := testenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS("#total-storms")))
+	shown := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[int](`document.querySelectorAll("#storms tbody tr").length`))
+	total := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Text(chromedp.CSS("#total-storms")))
 	t.Logf("90d overview of 1,000 storms from Redis: best of five %s (server's answer to the load event)", best)
 	if shown != TableRows || total != "1000" {
 		t.Errorf("%d rows shown, %s storms counted; want %d, 1000", shown, total, TableRows)

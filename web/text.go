@@ -1,49 +1,12 @@
 package web
 
 import (
-	"fmt"
 	"html/template"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/stormguard/stormguard/internal/text"
 )
-
-// Printable shows s with every control or format character (CR, LF, ESC,
-// bidi overrides, …) as a Go escape (\r, \n, \x1b, \u202e), so that a
-// hostile subject cannot break a line, drive a terminal or reorder text.
-// html/template escapes the rest for HTML.
-func Printable(s string) string {
-	if !strings.ContainsFunc(s, hidden) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if !hidden(r) {
-			b.WriteRune(r)
-			continue
-		}
-		switch r {
-		case '\r':
-			b.WriteString(`\r`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			if r < 0x100 {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
-		}
-	}
-	return b.String()
-}
-
-// hidden: a rune that does something other than show a glyph.
-func hidden(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
-}
 
 // timeFormat is how the page and the CSV show a time: UTC, to the minute
 // on the page.
@@ -66,9 +29,9 @@ func showTime(t any) string {
 }
 
 var funcs = template.FuncMap{
-	"p":    Printable,
+	"p":    text.Printable,
 	"time": showTime,
-	"join": func(s []string) string { return Printable(strings.Join(s, ", ")) },
+	"join": func(s []string) string { return text.Printable(strings.Join(s, ", ")) },
 	"kind": kindLabel,
 }
 

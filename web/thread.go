@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 )
@@ -42,12 +43,12 @@ func perNode(refs []store.QueueRef) []NodeQueue {
 func (s *server) thread(w http.ResponseWriter, r *http.Request) {
 	t, err := admin.ParseThread(r.PathValue("thread"))
 	if err != nil {
-		s.fail(w, r, http.StatusBadRequest, Printable(err.Error()))
+		s.fail(w, r, http.StatusBadRequest, text.Printable(err.Error()))
 		return
 	}
 	v, err := s.cfg.History.Storm(r.Context(), t)
 	if err != nil {
-		s.fail(w, r, errStatus(err), Printable(admin.OneLine(err)))
+		s.fail(w, r, errStatus(err), text.Printable(text.OneLine(err)))
 		return
 	}
 	p := ThreadPage{V: v, Nodes: perNode(v.Queued)}
@@ -85,26 +86,26 @@ func (s *server) action(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := admin.ParseThread(r.PathValue("thread"))
 	if err != nil {
-		s.fail(w, r, http.StatusBadRequest, Printable(err.Error()))
+		s.fail(w, r, http.StatusBadRequest, text.Printable(err.Error()))
 		return
 	}
 	verb := r.PostFormValue("verb")
 	switch verb {
 	case string(policy.OverrideAllow), string(policy.OverrideBlock), admin.VerbReset:
 	default:
-		s.fail(w, r, http.StatusBadRequest, "action "+Printable(verb)+": want allow, block or reset")
+		s.fail(w, r, http.StatusBadRequest, "action "+text.Printable(verb)+": want allow, block or reset")
 		return
 	}
 	var dur time.Duration
 	if f := r.PostFormValue("for"); f != "" && verb != admin.VerbReset {
 		if dur, err = time.ParseDuration(f); err != nil || dur < 0 {
-			s.fail(w, r, http.StatusBadRequest, "for "+Printable(f)+": want a duration such as 30m or 2h, or nothing for no expiry")
+			s.fail(w, r, http.StatusBadRequest, "for "+text.Printable(f)+": want a duration such as 30m or 2h, or nothing for no expiry")
 			return
 		}
 	}
 	res, err := s.cfg.Actions.Override(r.Context(), t, verb, dur, By)
 	if err != nil {
-		s.fail(w, r, errStatus(err), Printable(admin.OneLine(err)))
+		s.fail(w, r, errStatus(err), text.Printable(text.OneLine(err)))
 		return
 	}
 	s.log.Info("report page action", "thread", t, "action", verb, "for", dur, "by", By, "warning", res.Warning)

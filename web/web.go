@@ -10,7 +10,7 @@
 // its script, styles and the chart library are embedded (static/), and
 // its Content-Security-Policy allows only them. Everything a sender wrote
 // (subject, addresses) is hostile: it reaches HTML only through
-// html/template, with control characters shown as escapes (Printable), and
+// html/template, with control characters shown as escapes (text.Printable), and
 // the CSV only through encoding/csv with formula prefixes defused.
 package web
 
@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -110,7 +111,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("no page %s %s", r.Method, Printable(r.URL.Path)))
+		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("no page %s %s", r.Method, text.Printable(r.URL.Path)))
 	})
 
 	// A page on another origin must not make the operator's browser act:
@@ -128,7 +129,7 @@ func New(cfg Config) (http.Handler, error) {
 		hdr.Set("X-Frame-Options", "DENY")
 		hdr.Set("Referrer-Policy", "no-referrer")
 		if cfg.Loopback && !admin.IsLoopback(hostWithPort(r.Host)) {
-			s.fail(w, r, http.StatusForbidden, fmt.Sprintf("host %q refused: the report page answers loopback names only", Printable(r.Host)))
+			s.fail(w, r, http.StatusForbidden, fmt.Sprintf("host %q refused: the report page answers loopback names only", text.Printable(r.Host)))
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -330,19 +330,6 @@ func TestCookieAndHost(t *testing.T) {
 	}
 }
 
-func TestPrintable(t *testing.T) {
-	for in, want := range map[string]string{
-		"plain ü 回复":       "plain ü 回复",
-		"a\r\nb\tc\x1b[2J": `a\r\nb\tc\x1b[2J`,
-		"\u202eevil\x00":   `\u202eevil\x00`,
-		"\x7f\u2028":       `\x7f\u2028`,
-	} {
-		if got := Printable(in); got != want {
-			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestChartJSIsThePackagedOne: the vendored Chart.js is byte for byte the
 // npm package's (static/README.md says how it was taken).
 func TestChartJSIsThePackagedOne(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 )
 
 // TestSmoke runs the load driver for a couple of seconds against every
@@ -15,7 +15,7 @@ import (
 // stormguard stopped the storms; it asserts no speed (CI machines vary).
 func TestSmoke(t *testing.T) {
 	o := smokeOptions(options{targets: []string{"noop", "memory", "redis"}, threads: 2})
-	o.redis = testenv.StartRedis(t)
+	o.redis = redisenv.Start(t)
 	var out strings.Builder
 	sums, err := run(context.Background(), o, &out)
 	t.Log("\n" + out.String())

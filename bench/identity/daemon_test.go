@@ -20,6 +20,7 @@ import (
 
 	"github.com/stormguard/stormguard/bench/miltermsg"
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 )
 
 // redisSet is the Redis one revision's daemons share: one master, or a
@@ -38,9 +39,9 @@ func startRedisSet(t testing.TB, cluster bool, rec *Recorder) redisSet {
 	t.Helper()
 	var rs redisSet
 	if cluster {
-		rs.servers = testenv.StartRedisClusterOf(t, 3)
+		rs.servers = redisenv.StartClusterOf(t, 3)
 	} else {
-		rs.servers = []string{testenv.StartRedis(t)}
+		rs.servers = []string{redisenv.Start(t)}
 	}
 	rs.seed = rs.servers[0]
 	if rec == nil {
@@ -58,7 +59,7 @@ func startRedisSet(t testing.TB, cluster bool, rec *Recorder) redisSet {
 		}
 		proxied[p.Addr] = true
 		if cluster {
-			testenv.RedisCLI(t, s, "CONFIG", "SET", "cluster-announce-port", strconv.Itoa(p.Port()))
+			redisenv.CLI(t, s, "CONFIG", "SET", "cluster-announce-port", strconv.Itoa(p.Port()))
 		}
 	}
 	if !cluster {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 )
 
 // hook counts what a go-redis client sends: one entry per command it
@@ -64,7 +64,7 @@ func (h *hook) take() []string {
 // process.
 func TestProxyCountsWhatTheClientSends(t *testing.T) {
 	rec := NewRecorder()
-	addr := testenv.StartRedis(t)
+	addr := redisenv.Start(t)
 	p, err := NewProxy(rec, addr)
 	if err != nil {
 		t.Fatal(err)

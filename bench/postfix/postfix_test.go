@@ -32,6 +32,8 @@ import (
 
 	"github.com/stormguard/stormguard/bench/noop"
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
 )
@@ -204,7 +206,7 @@ func selfCPU(t *testing.T) time.Duration {
 // delivered to smtp-sink), so that a run's Postfix CPU includes the
 // delivery of its messages and none of them is delivered during the next
 // run.
-func waitDrained(t *testing.T, pf *testenv.Postfix) {
+func waitDrained(t *testing.T, pf *postfixenv.Server) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		n := 0
@@ -299,10 +301,10 @@ func TestPostfixThroughput(t *testing.T) {
 	srcBin := testenv.LookPath(t, "smtp-source", "apt-get install postfix")
 	sink := startSink(t)
 
-	var redisSrv *testenv.RedisServer
+	var redisSrv *redisenv.Server
 	redisStore := func() store.Store {
 		if redisSrv == nil {
-			redisSrv = testenv.StartRedisServer(t)
+			redisSrv = redisenv.StartServer(t)
 		}
 		r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisSrv.Addr}})
 		if err != nil {
@@ -312,7 +314,7 @@ func TestPostfixThroughput(t *testing.T) {
 		return r
 	}
 	filters := map[string]*milter.Filter{} // stormguard setups: each must decide every message
-	smtpd := map[string]*testenv.Postfix{}
+	smtpd := map[string]*postfixenv.Server{}
 	lns := map[string]net.Listener{} // the milters' listeners, to count TCP segments
 	for _, name := range names {
 		transport := "tcp"
@@ -339,7 +341,7 @@ func TestPostfixThroughput(t *testing.T) {
 		case "redis":
 			spec, filters[name] = stormguard(t, ln, redisStore(), store.NewMemory())
 		}
-		smtpd[name] = testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink, Milter: spec, DefaultAction: "tempfail",
+		smtpd[name] = postfixenv.Start(t, postfixenv.Options{RelayTo: sink, Milter: spec, DefaultAction: "tempfail",
 			// Enough smtpd processes for the highest concurrency.
 			Extra: map[string]string{"default_process_limit": "100"}})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/daemon"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -69,7 +70,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 	if err := st.Ping(ctx); err != nil {
 		cancel()
 		st.Close()
-		return nil, nil, nil, fmt.Errorf("cannot reach Redis at %s: %s", strings.Join(cfg.Redis.Addrs, ","), admin.OneLine(errors.Unwrap(err)))
+		return nil, nil, nil, fmt.Errorf("cannot reach Redis at %s: %s", strings.Join(cfg.Redis.Addrs, ","), text.OneLine(errors.Unwrap(err)))
 	}
 	api, err := admin.NewDirect(cfg.AdminConfig(), st, func(e events.Event) string { return publishNow(cfg, st, e) }, nil)
 	if err != nil {
@@ -91,7 +92,7 @@ func (quietRedis) Printf(context.Context, string, ...any) {}
 func publishNow(cfg *config.Config, st store.Store, e events.Event) (warning string) {
 	n, err := daemon.NewNotifier(cfg, st, discardLogger(), userAgent(), false)
 	if err != nil {
-		return "the event was not sent: " + admin.OneLine(err)
+		return "the event was not sent: " + text.OneLine(err)
 	}
 	n.Emit(e)
 	ctx, cancel := context.WithTimeout(context.Background(), max(2*cfg.Alerts.WebhookTimeout, 5*time.Second))

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -55,8 +56,8 @@ func history(cmd *cobra.Command, stdout io.Writer, sinceArg string, nearMisses b
 	for _, v := range views {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Thread, v.Kind,
 			v.FirstSeen.Format(time.RFC3339), fmtTime(v.StormAt), orDash(v.StormRule), v.Audience, v.Accepted, v.Refused,
-			v.Allowed, v.Saved, orDash(v.State), orDash(admin.CleanText(strings.Join(v.Lists, ","), 40)),
-			orDash(admin.CleanText(v.OriginalSender, 40)), admin.CleanText(v.Subject, 50))
+			v.Allowed, v.Saved, orDash(v.State), orDash(text.Clean(strings.Join(v.Lists, ","), 40)),
+			orDash(text.Clean(v.OriginalSender, 40)), text.Clean(v.Subject, 50))
 	}
 	return tw.Flush()
 }
@@ -110,7 +111,7 @@ func writeStormsCSV(w io.Writer, views []admin.StormView) error {
 // it starts like a formula (= + - @), prefixed with ' so that a
 // spreadsheet shows it instead of running it.
 func csvText(s string) string {
-	s = admin.CleanText(s, 0)
+	s = text.Clean(s, 0)
 	if t := strings.TrimLeft(s, " "); t != "" && strings.ContainsRune("=+-@", rune(t[0])) {
 		return "'" + s
 	}

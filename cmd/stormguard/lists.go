@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -49,7 +50,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			if err := admin.CheckList(args[0], n); err != nil {
 				return err
 			}
-			text, setPolicy, err := pf.text(cmd)
+			spec, setPolicy, err := pf.text(cmd)
 			if err != nil {
 				return err
 			}
@@ -64,15 +65,15 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			}
 			fmt.Fprintf(stdout, "list %s: %d members; %s\n", l.List, l.Members, a.reach())
 			if setPolicy {
-				v, err := a.api.SetListPolicy(ctx, args[0], text)
+				v, err := a.api.SetListPolicy(ctx, args[0], spec)
 				if err != nil {
 					return err
 				}
 				own := "none (the site's)"
 				if v.Policy != "" {
-					own = admin.CleanText(v.Policy, 0) + " (" + v.PolicyFrom + ")"
+					own = text.Clean(v.Policy, 0) + " (" + v.PolicyFrom + ")"
 				}
-				fmt.Fprintf(stdout, "list %s: own policy %s; a message to it alone: %s\n", admin.CleanText(v.List, 0), own, effective(v))
+				fmt.Fprintf(stdout, "list %s: own policy %s; a message to it alone: %s\n", text.Clean(v.List, 0), own, effective(v))
 			}
 			return nil
 		},
@@ -164,7 +165,7 @@ func (f *listPolicyFlags) text(cmd *cobra.Command) (string, bool, error) {
 	}
 	p, err := policy.ListPolicyFromFields(fields)
 	if err != nil {
-		return "", false, fmt.Errorf("list policy: %s", admin.OneLine(err))
+		return "", false, fmt.Errorf("list policy: %s", text.OneLine(err))
 	}
 	return p.String(), true, nil
 }
@@ -191,11 +192,11 @@ func printLists(w io.Writer, lists []admin.ListView) error {
 		if l.PolicyFrom != "" {
 			pfrom = l.PolicyFrom
 		}
-		row := []string{admin.CleanText(l.List, 80), members, from, strconv.Itoa(l.MinAudience)}
+		row := []string{text.Clean(l.List, 80), members, from, strconv.Itoa(l.MinAudience)}
 		for _, r := range policy.LimitRules {
 			row = append(row, limitText(l.Limits[r.Key]))
 		}
-		row = append(row, admin.CleanText(l.Action, 10), admin.CleanText(posters, 120), pfrom)
+		row = append(row, text.Clean(l.Action, 10), text.Clean(posters, 120), pfrom)
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
@@ -216,7 +217,7 @@ func effective(v admin.ListView) string {
 	}
 	s += ", action " + v.Action
 	if len(v.Posters) > 0 {
-		s += ", posters " + admin.CleanText(strings.Join(v.Posters, ","), 120)
+		s += ", posters " + text.Clean(strings.Join(v.Posters, ","), 120)
 	}
 	return s
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/listsync"
 )
 
@@ -41,7 +41,7 @@ func newListsSyncCmd(stdout io.Writer) *cobra.Command {
 			}
 			res, err := listsync.Collect(cmd.Context(), lc, lc.Sources())
 			if err != nil {
-				return fmt.Errorf("%s; nothing written, the previous list sizes stay", admin.OneLine(err))
+				return fmt.Errorf("%s; nothing written, the previous list sizes stay", text.OneLine(err))
 			}
 			a, ctx, done, err := openAdmin(cmd, stdout)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 )
 
 // The sender gate's allowed posters: gate.posters in the config file plus
@@ -42,7 +43,7 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 			for _, p := range posters {
 				// Anything in the store may have been typed by anyone
 				// with redis-cli: no terminal escapes.
-				fmt.Fprintf(tw, "%s\t%s\n", admin.CleanText(p.Poster, 0), strings.Join(p.From, ", "))
+				fmt.Fprintf(tw, "%s\t%s\n", text.Clean(p.Poster, 0), strings.Join(p.From, ", "))
 			}
 			return tw.Flush()
 		},

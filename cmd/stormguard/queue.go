@@ -14,6 +14,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -148,7 +149,7 @@ func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadI
 		return actErr
 	}
 	if n := failures(out.Results); n > 0 {
-		return fmt.Errorf("thread %s: %s: %d of %d ids on node %s were not done", t, act, n, len(out.Results), admin.CleanText(out.Node, 0))
+		return fmt.Errorf("thread %s: %s: %d of %d ids on node %s were not done", t, act, n, len(out.Results), text.Clean(out.Node, 0))
 	}
 	return nil
 }
@@ -219,8 +220,8 @@ func printQueued(w io.Writer, t policy.ThreadID, refs []store.QueueRef) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tQUEUE ID\tKIND\tSTATUS\tTIME\tSENDER")
 	for _, r := range refs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", admin.CleanText(r.Node, 40), admin.CleanText(r.ID, 40), admin.CleanText(r.Kind, 12),
-			admin.CleanText(r.Status, 12), r.Time.Format(time.RFC3339), orDash(admin.CleanText(r.Sender, 60)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", text.Clean(r.Node, 40), text.Clean(r.ID, 40), text.Clean(r.Kind, 12),
+			text.Clean(r.Status, 12), r.Time.Format(time.RFC3339), orDash(text.Clean(r.Sender, 60)))
 	}
 	return tw.Flush()
 }
@@ -233,15 +234,15 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 			ref[r.ID] = r
 		}
 	}
-	fmt.Fprintf(w, "thread %s: %s on node %s, %s\n", t, out.Action, admin.CleanText(out.Node, 0), mta)
+	fmt.Fprintf(w, "thread %s: %s on node %s, %s\n", t, out.Action, text.Clean(out.Node, 0), mta)
 	if len(out.Results) == 0 {
-		fmt.Fprintf(w, "no queue ids stored for node %s\n", admin.CleanText(out.Node, 0))
+		fmt.Fprintf(w, "no queue ids stored for node %s\n", text.Clean(out.Node, 0))
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "QUEUE ID\tKIND\tSENDER\tRESULT")
 		for _, r := range out.Results {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", admin.CleanText(r.ID, 40), admin.CleanText(ref[r.ID].Kind, 12),
-				orDash(admin.CleanText(ref[r.ID].Sender, 60)), describe(r))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", text.Clean(r.ID, 40), text.Clean(ref[r.ID].Kind, 12),
+				orDash(text.Clean(ref[r.ID].Sender, 60)), describe(r))
 		}
 		tw.Flush()
 	}
@@ -251,8 +252,8 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 	}
 	slices.Sort(nodes)
 	for _, n := range nodes {
-		fmt.Fprintf(w, "on node %s: %d ids (%s); run there: stormguard queue %s --%s\n", admin.CleanText(n, 40), len(out.Elsewhere[n]),
-			admin.CleanText(strings.Join(out.Elsewhere[n], " "), 200), t, out.Action)
+		fmt.Fprintf(w, "on node %s: %d ids (%s); run there: stormguard queue %s --%s\n", text.Clean(n, 40), len(out.Elsewhere[n]),
+			text.Clean(strings.Join(out.Elsewhere[n], " "), 200), t, out.Action)
 	}
 }
 
@@ -260,7 +261,7 @@ func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, ref
 func describe(r mtaqueue.Result) string {
 	was := ""
 	if r.Queue != "" {
-		was = " (was in " + admin.CleanText(r.Queue, 20) + ")"
+		was = " (was in " + text.Clean(r.Queue, 20) + ")"
 	}
 	switch r.Outcome {
 	case mtaqueue.Gone:

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -23,17 +25,17 @@ import (
 // by TestQueueThroughPostfix.
 func TestQueueActsOnThisNodesIDs(t *testing.T) {
 	// A Postfix whose destination never takes mail: every message stays deferred.
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), Extra: testenv.PostfixDeferAll})
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), Extra: postfixenv.DeferAll})
 	var ids []string
 	for i := range 4 {
 		subject := fmt.Sprintf("queued %d", i)
-		r, err := testenv.Send(pf.Addr, "someone@example.com", []string{"rcpt@example.org"}, testenv.NewMessage().
+		r, err := smtpenv.Send(pf.Addr, "someone@example.com", []string{"rcpt@example.org"}, smtpenv.NewMessage().
 			Add("From", "someone@example.com").Add("To", "rcpt@example.org").Add("Subject", subject).
 			Add("Message-ID", "<"+strings.ReplaceAll(subject, " ", ".")+"@example.com>").SetBody("Hello.\n").Bytes())
 		if err != nil {
 			t.Fatalf("send: %v", err)
 		}
-		ids = append(ids, testenv.QueueID(t, r))
+		ids = append(ids, smtpenv.QueueID(t, r))
 	}
 	unrelated := ids[3]
 	pf.WaitQueue("all deferred", func(q map[string]string) bool {

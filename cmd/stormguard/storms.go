@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -72,7 +73,7 @@ func newStormsCmd(stdout io.Writer) *cobra.Command {
 			fmt.Fprintln(tw, "THREAD\tSTATE\tREPLIES\tACCEPTED\tBLOCKED\tSTARTED\tBLOCK EXPIRES\tORIGINAL SENDER\tSUBJECT")
 			for _, v := range views {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Thread, v.State, v.Replies, v.Accepted, v.Blocked,
-					v.Started.Format(time.RFC3339), fmtTime(v.BlockExpires), orDash(admin.CleanText(v.OriginalSender, 40)), admin.CleanText(v.Subject, 50))
+					v.Started.Format(time.RFC3339), fmtTime(v.BlockExpires), orDash(text.Clean(v.OriginalSender, 40)), text.Clean(v.Subject, 50))
 			}
 			return tw.Flush()
 		},

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/internal/text"
 )
 
 func newShowCmd(stdout io.Writer) *cobra.Command {
@@ -42,8 +43,8 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 			row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 			row("thread", v.Thread)
 			row("state", v.State)
-			row("subject", admin.CleanText(v.Subject, 0))
-			row("original sender", orDash(admin.CleanText(v.OriginalSender, 0)))
+			row("subject", text.Clean(v.Subject, 0))
+			row("original sender", orDash(text.Clean(v.OriginalSender, 0)))
 			row("started", v.Started.Format(time.RFC3339))
 			row("last seen", v.LastSeen.Format(time.RFC3339))
 			row("audience", strconv.Itoa(v.Audience))
@@ -67,7 +68,7 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 			tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SENDER\tVERDICT\tLAST STATUS")
 			for _, s := range v.Senders {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", admin.CleanText(s.Sender, 0), s.Verdict, s.Status)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", text.Clean(s.Sender, 0), s.Verdict, s.Status)
 			}
 			return tw.Flush()
 		},

@@ -1,6 +1,6 @@
-// Redis over TLS for tests: a CA, a server and a client certificate made
-// by the real openssl at test time, and a redis-server that speaks only
-// TLS and requires the client certificate.
+// Certificates for tests: a CA, a server and a client certificate made
+// by the real openssl at test time, for servers that speak TLS (Redis,
+// slapd) and their clients.
 
 package testenv
 
@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -66,8 +65,8 @@ func MakeTLSFiles(t testing.TB, dir string) TLSFiles {
 	return f
 }
 
-// ClientConfig is the TLS config a client of StartRedisTLS needs: the CA,
-// and the client certificate when withCert.
+// ClientConfig is the TLS config a client of a server with f's server
+// certificate needs: the CA, and the client certificate when withCert.
 func (f TLSFiles) ClientConfig(t testing.TB, withCert bool) *tls.Config {
 	t.Helper()
 	pem, err := os.ReadFile(f.CAFile)
@@ -87,37 +86,4 @@ func (f TLSFiles) ClientConfig(t testing.TB, withCert bool) *tls.Config {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c
-}
-
-// RedisTLS is a redis-server that accepts only TLS connections with a
-// client certificate signed by Files.CAFile.
-type RedisTLS struct {
-	*RedisServer
-	Files TLSFiles
-}
-
-// StartRedisTLS makes certificates with openssl and starts a redis-server
-// with no plain port (port 0) and a TLS port on a free loopback port,
-// requiring client certificates (tls-auth-clients yes). args are appended.
-func StartRedisTLS(t testing.TB, args ...string) *RedisTLS {
-	t.Helper()
-	bin := LookPath(t, "redis-server", redisInstallHint)
-	files := MakeTLSFiles(t, t.TempDir())
-	client := files.ClientConfig(t, true)
-	srv := startServer(t, bin, func(port int, dir string) []string {
-		return append([]string{
-			"--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", dir,
-			"--port", "0", "--tls-port", strconv.Itoa(port),
-			"--tls-cert-file", files.ServerCertFile, "--tls-key-file", files.ServerKeyFile,
-			"--tls-ca-cert-file", files.CAFile, "--tls-auth-clients", "yes",
-		}, args...)
-	}, func(addr string, pid int) error { return checkPID(addr, pid, client) })
-	return &RedisTLS{RedisServer: srv, Files: files}
-}
-
-// RedisCLI runs the real redis-cli over TLS with the client certificate.
-func (r *RedisTLS) RedisCLI(t testing.TB, args ...string) string {
-	t.Helper()
-	return RedisCLI(t, r.Addr, append([]string{"--tls", "--cacert", r.Files.CAFile,
-		"--cert", r.Files.ClientCertFile, "--key", r.Files.ClientKeyFile}, args...)...)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // run runs one stormguard command line and returns its exit code, stdout
@@ -157,9 +159,9 @@ type stormSetup struct {
 
 func setupStorm(t *testing.T, extra string) stormSetup {
 	t.Helper()
-	rd := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	rd := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	wh := startWebhook(t, nil)
 	sub := subscribe(t, rd)
 	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
@@ -362,19 +364,19 @@ func TestOperatingAStorm(t *testing.T) {
 	})
 	key := "stormguard:{" + thread + "}:override"
 	t.Run("redis-cli overrides change the next verdict", func(t *testing.T) {
-		testenv.RedisCLI(t, s.redis, "DEL", key)
+		redisenv.CLI(t, s.redis, "DEL", key)
 		if c := reply(); c != 250 {
 			t.Fatalf("after redis-cli DEL override: %d, want 250", c)
 		}
-		testenv.RedisCLI(t, s.redis, "SET", key, "block")
+		redisenv.CLI(t, s.redis, "SET", key, "block")
 		if c := reply(); c != 550 {
 			t.Fatalf("after redis-cli SET override block: %d, want 550", c)
 		}
-		testenv.RedisCLI(t, s.redis, "SET", key, "allow", "EX", "3600")
+		redisenv.CLI(t, s.redis, "SET", key, "allow", "EX", "3600")
 		if c := reply(); c != 250 {
 			t.Fatalf("after redis-cli SET override allow EX 3600: %d, want 250", c)
 		}
-		testenv.RedisCLI(t, s.redis, "DEL", key)
+		redisenv.CLI(t, s.redis, "DEL", key)
 	})
 	t.Run("redis-cli DEL block lifts a storm", func(t *testing.T) {
 		for reply() == 250 { // counts up to the limit again, then crosses
@@ -385,7 +387,7 @@ func TestOperatingAStorm(t *testing.T) {
 		if c := reply(); c != 550 {
 			t.Fatalf("blocked thread: %d, want 550", c)
 		}
-		testenv.RedisCLI(t, s.redis, "DEL", "stormguard:{"+thread+"}:block", "stormguard:{"+thread+"}:replies")
+		redisenv.CLI(t, s.redis, "DEL", "stormguard:{"+thread+"}:block", "stormguard:{"+thread+"}:replies")
 		if c := reply(); c != 250 {
 			t.Fatalf("after redis-cli DEL block and replies: %d, want 250", c)
 		}
@@ -393,15 +395,15 @@ func TestOperatingAStorm(t *testing.T) {
 }
 
 func TestListsAndModeCommands(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\nlists:\n  from-config@example.org: 40\n", rd))
 	if out := mustRun(t, "lists", "set", "All-Staff@Example.org", "850000", "--config", cfg); !strings.Contains(out, "all-staff@example.org: 850000") {
 		t.Errorf("lists set: %q", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:lists", "all-staff@example.org"); got != "850000" {
+	if got := redisenv.CLI(t, rd, "HGET", "stormguard:lists", "all-staff@example.org"); got != "850000" {
 		t.Errorf("redis-cli HGET = %q", got)
 	}
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", "team@example.org", "12")
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", "team@example.org", "12")
 	out := mustRun(t, "lists", "--config", cfg)
 	for _, w := range []string{"all-staff@example.org  850000  redis", "team@example.org", "from-config@example.org  40  config"} {
 		if !strings.Contains(strings.Join(strings.Fields(out), "  "), strings.Join(strings.Fields(w), "  ")) {
@@ -409,7 +411,7 @@ func TestListsAndModeCommands(t *testing.T) {
 		}
 	}
 	mustRun(t, "lists", "delete", "team@example.org", "--config", cfg)
-	if got := testenv.RedisCLI(t, rd, "HEXISTS", "stormguard:lists", "team@example.org"); got != "0" {
+	if got := redisenv.CLI(t, rd, "HEXISTS", "stormguard:lists", "team@example.org"); got != "0" {
 		t.Errorf("after lists delete, HEXISTS = %q", got)
 	}
 	if code, _, errb := run(t, "lists", "delete", "team@example.org", "--config", cfg); code == 0 || !strings.Contains(errb, "not registered") {
@@ -418,7 +420,7 @@ func TestListsAndModeCommands(t *testing.T) {
 
 	sub := subscribe(t, rd)
 	mustRun(t, "mode", "monitor", "--config", cfg)
-	if got := testenv.RedisCLI(t, rd, "GET", "stormguard:mode"); got != "monitor" {
+	if got := redisenv.CLI(t, rd, "GET", "stormguard:mode"); got != "monitor" {
 		t.Errorf("stormguard:mode = %q after mode monitor", got)
 	}
 	if e := sub.wait(t, func(e events.Event) bool { return e.Type == events.TypeMode }); e.Mode != "monitor" {
@@ -428,14 +430,14 @@ func TestListsAndModeCommands(t *testing.T) {
 		t.Errorf("mode: %q", out)
 	}
 	mustRun(t, "mode", "default", "--config", cfg)
-	if got := testenv.RedisCLI(t, rd, "EXISTS", "stormguard:mode"); got != "0" {
+	if got := redisenv.CLI(t, rd, "EXISTS", "stormguard:mode"); got != "0" {
 		t.Errorf("stormguard:mode still set after mode default")
 	}
 }
 
 // TestAdminErrors: one clear line and a non-zero exit for each mistake.
 func TestAdminErrors(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\n", rd))
 	dead := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [127.0.0.1:%d]\n", testenv.FreePort(t)))
 	deadPort := testenv.FreePort(t)

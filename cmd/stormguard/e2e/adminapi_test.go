@@ -12,6 +12,7 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // apiDo sends one request to a daemon's admin API and returns the status
@@ -49,7 +50,7 @@ func apiDo(t *testing.T, method, url, body string, header map[string]string) (in
 // daemon. store.refresh is an hour, so only the admin API's immediate
 // re-read can explain a list or mode change taking effect.
 func TestOperatingAStormOnMemoryStore(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	wh := startWebhook(t, nil)
 	n := startNode(t, fmt.Sprintf("store:\n  backend: memory\n  refresh: 1h\nalerts:\n  webhook_url: %s\n  summary_every: 200ms\n", wh.URL), sink)
 	n.log.wait(t, 0, "stormguard started", "admin_api=true")

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -130,13 +133,13 @@ func startDaemonAt(t *testing.T, addr, httpAddr, httpYAML, yaml string) *daemon 
 // points at it, relaying accepted mail to sink.
 type node struct {
 	*daemon
-	postfix *testenv.Postfix
+	postfix *postfixenv.Server
 }
 
-func startNode(t *testing.T, yaml string, sink *testenv.Sink) node {
+func startNode(t *testing.T, yaml string, sink *smtpenv.Sink) node {
 	t.Helper()
 	d := startDaemon(t, yaml)
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink.Addr, Milter: "inet:" + d.addr})
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: sink.Addr, Milter: "inet:" + d.addr})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log:\n%s", pf.Log())
@@ -151,7 +154,7 @@ const (
 )
 
 func originalMail(id, list, subject string) []byte {
-	return testenv.NewMessage().
+	return smtpenv.NewMessage().
 		Add("From", "The Boss <"+boss+">").
 		Add("To", "All staff <"+list+">").
 		Add("Subject", subject).
@@ -160,7 +163,7 @@ func originalMail(id, list, subject string) []byte {
 }
 
 func replyAllMail(n int, root, list, subject string) []byte {
-	return testenv.NewMessage().
+	return smtpenv.NewMessage().
 		Add("From", fmt.Sprintf("User %d <user%d@example.org>", n, n)).
 		Add("To", list+", "+boss).
 		Add("Subject", "RE: "+subject).
@@ -170,16 +173,16 @@ func replyAllMail(n int, root, list, subject string) []byte {
 		SetBody("Please remove me from this list.\n").Bytes()
 }
 
-func send(t *testing.T, n node, from string, rcpts []string, data []byte) testenv.Reply {
+func send(t *testing.T, n node, from string, rcpts []string, data []byte) smtpenv.Reply {
 	t.Helper()
-	r, err := testenv.Send(n.postfix.Addr, from, rcpts, data)
+	r, err := smtpenv.Send(n.postfix.Addr, from, rcpts, data)
 	if err != nil {
 		t.Fatalf("smtp: %v", err)
 	}
 	return r
 }
 
-func replyAll(t *testing.T, n node, i int, root, list, subject string) testenv.Reply {
+func replyAll(t *testing.T, n node, i int, root, list, subject string) smtpenv.Reply {
 	t.Helper()
 	return send(t, n, fmt.Sprintf("user%d@example.org", i), []string{list, boss}, replyAllMail(i, root, list, subject))
 }
@@ -193,9 +196,9 @@ func threadOf(id string) policy.ThreadID {
 // smtpd_milters pointing at stormguard and the Redis store, and steers it
 // with real redis-cli commands.
 func TestEndToEndThroughPostfix(t *testing.T) {
-	redis := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
-	testenv.RedisCLI(t, redis, "HSET", "stormguard:lists", staffList, "3000")
+	redis := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
+	redisenv.CLI(t, redis, "HSET", "stormguard:lists", staffList, "3000")
 	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", redis)
 	n := startNode(t, yaml, sink)
 	n.log.wait(t, 0, "site settings loaded", "lists=1")
@@ -220,7 +223,7 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 	t.Logf("refusal seen by the SMTP client: %d %s", r.Code, r.Text)
 
 	// A reply to the original sender alone is small: it passes.
-	private := testenv.NewMessage().Add("From", "<user99@example.org>").Add("To", boss).
+	private := smtpenv.NewMessage().Add("From", "<user99@example.org>").Add("To", boss).
 		Add("Subject", "RE: "+subject).Add("Message-ID", "<private-99@example.org>").
 		Add("In-Reply-To", "<"+root+">").Add("References", "<"+root+">").SetBody("Thanks.\n").Bytes()
 	if r := send(t, n, "user99@example.org", []string{boss}, private); !r.OK() {
@@ -228,11 +231,11 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 	}
 
 	t.Run("override allow with redis-cli", func(t *testing.T) {
-		testenv.RedisCLI(t, redis, "SET", "stormguard:{"+string(thread)+"}:override", "allow", "EX", "3600")
+		redisenv.CLI(t, redis, "SET", "stormguard:{"+string(thread)+"}:override", "allow", "EX", "3600")
 		if r := replyAll(t, n, 20, root, staffList, subject); !r.OK() {
 			t.Fatalf("after override allow: %v, want 250", r)
 		}
-		testenv.RedisCLI(t, redis, "DEL", "stormguard:{"+string(thread)+"}:override")
+		redisenv.CLI(t, redis, "DEL", "stormguard:{"+string(thread)+"}:override")
 		if r := replyAll(t, n, 21, root, staffList, subject); r.Code != 550 {
 			t.Fatalf("after deleting the override: %v, want 550 (the thread is still blocked)", r)
 		}
@@ -248,7 +251,7 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 
 	t.Run("monitor mode with redis-cli", func(t *testing.T) {
 		from := n.log.len()
-		testenv.RedisCLI(t, redis, "SET", "stormguard:mode", "monitor")
+		redisenv.CLI(t, redis, "SET", "stormguard:mode", "monitor")
 		n.log.wait(t, from, "site settings loaded", "mode=monitor")
 		r := replyAll(t, n, 40, root, staffList, subject)
 		if !r.OK() {
@@ -256,7 +259,7 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		msg, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool {
+		msg, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool {
 			return strings.Contains(m.Header("Message-ID"), "reply-40-")
 		})
 		if err != nil {
@@ -267,14 +270,14 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 			t.Fatalf("delivered copy has X-Stormguard %q, want thread=%s rule=blocked", tag, thread)
 		}
 		from = n.log.len()
-		testenv.RedisCLI(t, redis, "SET", "stormguard:mode", "enforce")
+		redisenv.CLI(t, redis, "SET", "stormguard:mode", "enforce")
 		n.log.wait(t, from, "site settings loaded", "mode=enforce")
 	})
 
 	t.Run("NHS-sized list: the second reply-all is refused", func(t *testing.T) {
 		const nhs = "nhs-all@nhs.example.org"
 		from := n.log.len()
-		testenv.RedisCLI(t, redis, "HSET", "stormguard:lists", nhs, "850000")
+		redisenv.CLI(t, redis, "HSET", "stormguard:lists", nhs, "850000")
 		n.log.wait(t, from, "site settings loaded", "lists=2")
 		root := "nhs-test@nhs.example.org"
 		const subject = "Test"
@@ -294,7 +297,7 @@ func TestEndToEndThroughPostfix(t *testing.T) {
 	// Every accepted message reached the sink; no refused one did.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool {
+	if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool {
 		return strings.Contains(m.Header("Message-ID"), "reply-10-storm-1")
 	}); err != nil {
 		t.Fatalf("the 10th reply-all was accepted but not delivered: %v", err)

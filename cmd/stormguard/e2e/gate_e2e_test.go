@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // gateYAML: the Redis store, all-staff at 850,000 members, the sender gate
@@ -33,10 +35,10 @@ gate:
 // startGateNode is startNode with a Postfix that, with logins, has a
 // submission service requiring SMTP AUTH of them (the login reaches the
 // milter in {auth_authen}); the milter is on both its services.
-func startGateNode(t *testing.T, yaml string, sink *testenv.Sink, logins map[string]string) node {
+func startGateNode(t *testing.T, yaml string, sink *smtpenv.Sink, logins map[string]string) node {
 	t.Helper()
 	d := startDaemon(t, yaml)
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink.Addr, Milter: "inet:" + d.addr, SASL: logins})
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: sink.Addr, Milter: "inet:" + d.addr, SASL: logins})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log:\n%s", pf.Log())
@@ -47,7 +49,7 @@ func startGateNode(t *testing.T, yaml string, sink *testenv.Sink, logins map[str
 
 // gatedMail is an original (no In-Reply-To, no References) to the list.
 func gatedMail(id, from string) []byte {
-	return testenv.NewMessage().
+	return smtpenv.NewMessage().
 		Add("From", "<"+from+">").
 		Add("To", "All staff <"+staffList+">").
 		Add("Subject", "Announcement "+id).
@@ -65,25 +67,25 @@ func gatedMail(id, from string) []byte {
 // envelope sender that is not, and the same message without AUTH (port
 // 25's service) is refused.
 func TestGateThroughPostfix(t *testing.T) {
-	redis := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
+	redis := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
 	n := startGateNode(t, gateYAML(redis, ""), sink, map[string]string{"jdoe": "jdoe's password", "mallory": "other password"})
 	n.log.wait(t, 0, "site settings loaded", "posters=2")
 
-	refused := func(what string, r testenv.Reply) {
+	refused := func(what string, r smtpenv.Reply) {
 		t.Helper()
 		if r.Stage != "end" || r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.1 ") || !strings.Contains(r.Text, staffList) {
 			t.Fatalf("%s: %v, want 550 5.7.1 naming %s after the data", what, r, staffList)
 		}
 	}
-	delivered := func(what, id string, r testenv.Reply) {
+	delivered := func(what, id string, r smtpenv.Reply) {
 		t.Helper()
 		if !r.OK() {
 			t.Fatalf("%s: %v, want 250", what, r)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+id+">" }); err != nil {
+		if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+id+">" }); err != nil {
 			t.Fatalf("%s: accepted but never delivered: %v", what, err)
 		}
 	}
@@ -102,7 +104,7 @@ func TestGateThroughPostfix(t *testing.T) {
 	t.Run("poster added with redis-cli", func(t *testing.T) {
 		const who = "newcomer@example.net"
 		refused("before SADD", send(t, n, who, []string{staffList}, gatedMail("gate-4@example.net", who)))
-		testenv.RedisCLI(t, redis, "SADD", "stormguard:posters", who)
+		redisenv.CLI(t, redis, "SADD", "stormguard:posters", who)
 		// Every node re-reads the set within store.refresh (100ms here):
 		// poll with a deadline rather than wait a fixed time.
 		deadline := time.Now().Add(10 * time.Second)
@@ -120,25 +122,25 @@ func TestGateThroughPostfix(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		from := n.log.len()
-		testenv.RedisCLI(t, redis, "SREM", "stormguard:posters", who)
+		redisenv.CLI(t, redis, "SREM", "stormguard:posters", who)
 		n.log.wait(t, from, "site settings loaded", "posters=2")
 		refused("after SREM", send(t, n, who, []string{staffList}, gatedMail("gate-6@example.net", who)))
 	})
 
 	t.Run("SASL login", func(t *testing.T) {
 		const from = "jd@home.example.net" // not a poster: the login is
-		r, err := testenv.SendAuth(n.postfix.SubmissionAddr, "jdoe", "jdoe's password", from, []string{staffList}, gatedMail("gate-7@example.net", from))
+		r, err := smtpenv.SendAuth(n.postfix.SubmissionAddr, "jdoe", "jdoe's password", from, []string{staffList}, gatedMail("gate-7@example.net", from))
 		if err != nil {
 			t.Fatal(err)
 		}
 		delivered("AUTH as jdoe", "gate-7@example.net", r)
-		n.log.wait(t, 0, "auth=jdoe", "queue_id="+testenv.QueuedAs(r))
+		n.log.wait(t, 0, "auth=jdoe", "queue_id="+smtpenv.QueuedAs(r))
 
 		r = send(t, n, from, []string{staffList}, gatedMail("gate-8@example.net", from))
 		refused("same sender without AUTH", r)
 
 		// Another login that is not a poster does not open the gate.
-		r, err = testenv.SendAuth(n.postfix.SubmissionAddr, "mallory", "other password", from, []string{staffList}, gatedMail("gate-9@example.net", from))
+		r, err = smtpenv.SendAuth(n.postfix.SubmissionAddr, "mallory", "other password", from, []string{staffList}, gatedMail("gate-9@example.net", from))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,12 +150,12 @@ func TestGateThroughPostfix(t *testing.T) {
 	t.Run("action hold", func(t *testing.T) {
 		h := startGateNode(t, gateYAML(redis, "  action: hold\n"), sink, nil)
 		r := send(t, h, "stranger@example.net", []string{staffList}, gatedMail("gate-10@example.net", "stranger@example.net"))
-		qid := testenv.QueuedAs(r)
+		qid := smtpenv.QueuedAs(r)
 		if !r.OK() || qid == "" {
 			t.Fatalf("unlisted sender with gate.action hold: %v, want 250 queued as ID", r)
 		}
 		h.log.wait(t, 0, "action=hold", "rule=gate", "queue_id="+qid)
-		var held *testenv.QueueEntry
+		var held *postfixenv.QueueEntry
 		for deadline := time.Now().Add(20 * time.Second); held == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			for _, e := range h.postfix.Queue() {
 				if e.QueueID == qid && e.QueueName == "hold" {

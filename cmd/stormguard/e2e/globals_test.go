@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 )
 
 // TestReadyzUntilSiteSettingsLoad: a daemon that cannot read the site
@@ -13,8 +13,8 @@ import (
 // and logs the key's problem as bad data; once the key is fixed it loads,
 // turns ready, and logs each bad list size by key and field.
 func TestReadyzUntilSiteSettingsLoad(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.RedisCLI(t, rd, "SET", "stormguard:lists", "all-staff@example.org=3000")
+	rd := redisenv.Start(t)
+	redisenv.CLI(t, rd, "SET", "stormguard:lists", "all-staff@example.org=3000")
 	d := startDaemon(t, fmt.Sprintf("store:\n  backend: redis\n  refresh: 20ms\nredis:\n  addrs: [%s]\n  timeout: 2s\n", rd))
 	code, body := get(t, "http://"+d.http+"/readyz")
 	if code != 503 || !strings.Contains(body, "never loaded") || !strings.Contains(body, "WRONGTYPE") {
@@ -25,8 +25,8 @@ func TestReadyzUntilSiteSettingsLoad(t *testing.T) {
 		t.Errorf("stormguard_globals_loaded = %v before any load", m["stormguard_globals_loaded"])
 	}
 
-	testenv.RedisCLI(t, rd, "DEL", "stormguard:lists")
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", "all-staff@example.org", "3000", "students@example.org", "30k")
+	redisenv.CLI(t, rd, "DEL", "stormguard:lists")
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", "all-staff@example.org", "3000", "students@example.org", "30k")
 	d.log.wait(t, 0, "site settings loaded", "lists=1")
 	d.log.wait(t, 0, "bad site setting in the store", "key=stormguard:lists", "field=students@example.org", "value=30k")
 	if code, body := get(t, "http://"+d.http+"/readyz"); code != 200 {

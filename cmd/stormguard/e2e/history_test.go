@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
@@ -81,12 +83,12 @@ func pollStorm(t *testing.T, config string, thread policy.ThreadID, ok func(admi
 // daemon restart the entry is still there and the new daemon goes on
 // updating it.
 func TestHistoryThroughPostfix(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	rd := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	yaml := fmt.Sprintf("node: mx-e2e\nstore:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 4\nreport:\n  near_miss: 0.5\n", rd)
 	d1, stop1 := startStoppableDaemon(t, yaml)
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink.Addr, Milter: "inet:" + d1.addr})
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: sink.Addr, Milter: "inet:" + d1.addr})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log:\n%s", pf.Log())
@@ -184,9 +186,9 @@ func TestHistoryThroughPostfix(t *testing.T) {
 // TestHistoryExpires: with report.history 2s, a storm's entry key expires
 // in Redis and leaves the listing.
 func TestHistoryExpires(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	rd := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	// The entry is written at the recorder's next flush (every
 	// report.FlushEvery) and expires at last seen + report.history: a
 	// history no longer than the flush interval may end before it is
@@ -206,7 +208,7 @@ func TestHistoryExpires(t *testing.T) {
 	key := "stormguard:{" + string(thread) + "}:history"
 	written, gone := false, false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(100 * time.Millisecond) {
-		exists := strings.TrimSpace(testenv.RedisCLI(t, rd, "EXISTS", key)) == "1"
+		exists := strings.TrimSpace(redisenv.CLI(t, rd, "EXISTS", key)) == "1"
 		written = written || exists
 		gone = written && !exists
 	}
@@ -233,7 +235,7 @@ func TestHistoryExpires(t *testing.T) {
 // and the CSV without a control character and with the formula defused,
 // and the JSON as the same text, escaped.
 func TestStormsHostileText(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	hs := openHistory(t, rd)
 	const subject = "<script>alert(1)</script>\r\n\x1b[31mRED\u009b2J\u202eevil"
 	const sender = "=HYPERLINK(\"http://evil.example\")@evil.example"
@@ -295,7 +297,7 @@ func TestStormsNearMissesNeedsSince(t *testing.T) {
 // the same counts as `show`; the thread's queue ids come from
 // /admin/threads/T/queued.
 func TestHistoryOnMemoryStore(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	n := startNode(t, "node: mx-mem\nstore:\n  backend: memory\nlists:\n  "+staffList+": 3000\npolicy:\n  max_replies: 2\n", sink)
 	n.log.wait(t, 0, "stormguard started", "admin_api=true")
 	config := writeConfig(t, "store:\n  backend: memory\nhttp:\n  listen: "+n.http+"\n")

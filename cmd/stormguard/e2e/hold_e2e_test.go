@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/sendmailenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
 )
@@ -22,16 +24,16 @@ const holdYAML = "lists:\n  " + staffList + ": 3000\npolicy:\n  action: hold\n  
 // postqueue -j shows, with the reason naming the thread in Postfix's log;
 // postsuper -H releases one, which then reaches the sink.
 func TestHoldThroughPostfix(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	n := startNode(t, holdYAML, sink)
 
 	const subject = "Hold test <b>bold</b>"
 	root := "hold-pf@example.org"
 	thread := threadOf(root)
 	queued := map[string]string{} // Message-ID -> queue id
-	accept := func(what, id string, r testenv.Reply) {
+	accept := func(what, id string, r smtpenv.Reply) {
 		t.Helper()
-		qid := testenv.QueuedAs(r)
+		qid := smtpenv.QueuedAs(r)
 		if !r.OK() || qid == "" {
 			t.Fatalf("%s: %v, want 250 queued as ID", what, r)
 		}
@@ -48,10 +50,10 @@ func TestHoldThroughPostfix(t *testing.T) {
 
 	// The held ones stay in the hold queue; poll until both are there
 	// (cleanup files them before the 250, but be patient with the disk).
-	var inHold map[string]testenv.QueueEntry
+	var inHold map[string]postfixenv.QueueEntry
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		inHold = map[string]testenv.QueueEntry{}
+		inHold = map[string]postfixenv.QueueEntry{}
 		for _, e := range n.postfix.Queue() {
 			if e.QueueName == "hold" {
 				inHold[e.QueueID] = e
@@ -91,7 +93,7 @@ func TestHoldThroughPostfix(t *testing.T) {
 		if i > 0 {
 			id = fmt.Sprintf("reply-%d-%s", i, root)
 		}
-		if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+id+">" }); err != nil {
+		if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+id+">" }); err != nil {
 			t.Fatalf("%s was accepted unheld but never delivered: %v", id, err)
 		}
 	}
@@ -106,7 +108,7 @@ func TestHoldThroughPostfix(t *testing.T) {
 	// The operator releases one with postsuper -H: it is delivered, the
 	// other stays held.
 	n.postfix.Postsuper("-H", queued[held[0]])
-	if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+held[0]+">" }); err != nil {
+	if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == "<"+held[0]+">" }); err != nil {
 		t.Fatalf("released %s never delivered: %v\n%s", held[0], err, n.postfix.Log())
 	}
 	stillHeld := false
@@ -124,17 +126,17 @@ func TestHoldThroughPostfix(t *testing.T) {
 // mailq -qQ lists it, and sendmail -qQ -Q -qIID releases it to the sink.
 func TestHoldThroughSendmail(t *testing.T) {
 	line := readmeSendmailLine(t)
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	d := startDaemon(t, holdYAML)
-	sm := testenv.StartSendmail(t, testenv.SendmailOptions{RelayTo: sink.Addr, Milter: withPort(line, d.addr)})
+	sm := sendmailenv.Start(t, sendmailenv.Options{RelayTo: sink.Addr, Milter: withPort(line, d.addr)})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("sendmail log:\n%s", sm.Log())
 		}
 	})
-	send := func(from string, rcpts []string, data []byte) testenv.Reply {
+	send := func(from string, rcpts []string, data []byte) smtpenv.Reply {
 		t.Helper()
-		r, err := testenv.Send(sm.Addr, from, rcpts, data)
+		r, err := smtpenv.Send(sm.Addr, from, rcpts, data)
 		if err != nil {
 			t.Fatalf("smtp: %v", err)
 		}
@@ -150,13 +152,13 @@ func TestHoldThroughSendmail(t *testing.T) {
 	var unheld []string
 	for i := 1; i <= maxReplies; i++ {
 		r := send(fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, subject))
-		if !r.OK() || testenv.QueuedAs(r) == "" {
+		if !r.OK() || smtpenv.QueuedAs(r) == "" {
 			t.Fatalf("reply-all %d: %v, want 250 with a queue id", i, r)
 		}
-		unheld = append(unheld, testenv.QueuedAs(r))
+		unheld = append(unheld, smtpenv.QueuedAs(r))
 	}
 	r := send(fmt.Sprintf("user%d@example.org", maxReplies+1), []string{staffList, boss}, replyAllMail(maxReplies+1, root, staffList, subject))
-	qid := testenv.QueuedAs(r)
+	qid := smtpenv.QueuedAs(r)
 	if !r.OK() || qid == "" {
 		t.Fatalf("reply-all %d: %v, want 250 (held) with a queue id", maxReplies+1, r)
 	}
@@ -195,7 +197,7 @@ func TestHoldThroughSendmail(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	heldID := fmt.Sprintf("<reply-%d-%s>", maxReplies+1, root)
-	if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == heldID }); err != nil {
+	if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == heldID }); err != nil {
 		t.Fatalf("released %s never delivered: %v; mqueue: %s", heldID, err, sm.QueueFiles())
 	}
 }

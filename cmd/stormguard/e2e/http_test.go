@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -28,7 +29,7 @@ func get(t *testing.T, url string) (int, string) {
 // Redis is shut down, a node with on_error=accept stays ready and says the
 // fallback is active, one with on_error=tempfail turns unready.
 func TestReadyzWhenRedisDies(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	yaml := fmt.Sprintf("store:\n  backend: redis\n  on_error: %%s\nredis:\n  addrs: [%s]\n  timeout: 300ms\n", rd)
 	accept := startDaemon(t, fmt.Sprintf(yaml, "accept"))
 	tempfail := startDaemon(t, fmt.Sprintf(yaml, "tempfail"))
@@ -42,8 +43,8 @@ func TestReadyzWhenRedisDies(t *testing.T) {
 		}
 	}
 
-	_, _ = testenv.RedisCLIErr(rd, "SHUTDOWN", "NOSAVE") // the connection drops: no reply to check
-	if _, err := testenv.RedisCLIErr(rd, "PING"); err == nil {
+	_, _ = redisenv.CLIErr(rd, "SHUTDOWN", "NOSAVE") // the connection drops: no reply to check
+	if _, err := redisenv.CLIErr(rd, "PING"); err == nil {
 		t.Fatal("Redis still answers after SHUTDOWN")
 	}
 	if code, body := get(t, "http://"+accept.http+"/readyz"); code != 200 || !strings.Contains(body, "fallback active") {
@@ -77,12 +78,12 @@ func TestWebhookNeverDelaysMail(t *testing.T) {
 			release := make(chan struct{})
 			wh := startWebhook(t, func(w http.ResponseWriter, _ events.Event) { tc.handle(hits.Add(1), release, w) })
 			t.Cleanup(func() { close(release) }) // runs before the server closes
-			rd := testenv.StartRedis(t)
-			testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+			rd := redisenv.Start(t)
+			redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 			sub := subscribe(t, rd)
 			yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n"+
 				"policy:\n  max_replies: 2\nalerts:\n  webhook_url: %s\n  webhook_timeout: 30s\n  summary_every: 100ms\n", rd, wh.URL)
-			n := startNode(t, yaml, testenv.StartSink(t))
+			n := startNode(t, yaml, smtpenv.StartSink(t))
 			n.log.wait(t, 0, "site settings loaded", "lists=1")
 
 			root := "hang-" + strings.ReplaceAll(tc.name, " ", "-") + "@example.org"

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -23,14 +24,14 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 			t.Helper()
 			root := fmt.Sprintf("%s-%s@example.org", name, tag)
 			subject := "Policy test " + name
-			orig := testenv.NewMessage().Add("From", "<"+boss+">").Add("To", strings.Join(lists, ", ")).
+			orig := smtpenv.NewMessage().Add("From", "<"+boss+">").Add("To", strings.Join(lists, ", ")).
 				Add("Subject", subject).Add("Message-ID", "<"+root+">").SetBody("Hello.\n").Bytes()
 			if r := send(t, n, boss, lists, orig); !r.OK() {
 				t.Fatalf("%s: original: %v", name, r)
 			}
 			reply := func(i int) (int, string) {
 				sender := fmt.Sprintf("user%d@example.org", i)
-				msg := testenv.NewMessage().Add("From", "<"+sender+">").Add("To", strings.Join(lists, ", ")).
+				msg := smtpenv.NewMessage().Add("From", "<"+sender+">").Add("To", strings.Join(lists, ", ")).
 					Add("Subject", "RE: "+subject).Add("Message-ID", fmt.Sprintf("<reply-%d-%s>", i, root)).
 					Add("In-Reply-To", "<"+root+">").Add("References", "<"+root+">").SetBody("Me too.\n").Bytes()
 				r := send(t, n, sender, lists, msg)
@@ -53,9 +54,9 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 	}
 
 	t.Run("redis", func(t *testing.T) {
-		rd := testenv.StartRedis(t)
-		sink := testenv.StartSink(t)
-		testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000", otherList, "3000")
+		rd := redisenv.Start(t)
+		sink := smtpenv.StartSink(t)
+		redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000", otherList, "3000")
 		yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
 		n := startNode(t, yaml, sink)
 		from := n.log.len()
@@ -63,7 +64,7 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 		if !strings.Contains(out, `own policy {"max_replies":3} (redis)`) || !strings.Contains(out, "max_replies 3,") {
 			t.Errorf("lists set: %q", out)
 		}
-		if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3}` {
+		if got := redisenv.CLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3}` {
 			t.Fatalf("redis-cli HGET stormguard:listpolicy = %q", got)
 		}
 		n.log.wait(t, from, "site settings loaded", "list_policies=1")
@@ -71,7 +72,7 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("memory", func(t *testing.T) {
-		sink := testenv.StartSink(t)
+		sink := smtpenv.StartSink(t)
 		n := startNode(t, fmt.Sprintf("store:\n  backend: memory\n  refresh: 1h\nlists:\n  %s: 3000\n  %s: 3000\n", staffList, otherList), sink)
 		n.log.wait(t, 0, "stormguard started", "admin_api=true")
 		from := n.log.len()
@@ -89,7 +90,7 @@ func TestListPolicyThroughPostfix(t *testing.T) {
 // policy per list, whatever a hostile value holds it prints one clean
 // line, and mistakes are refused naming the flag or setting.
 func TestListsPolicyCommand(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\npolicy:\n  action: tempfail\nlists:\n  cfg@example.org: 40\nlist_policy:\n  cfg@example.org: \"action=hold;min_audience=10\"\n", rd))
 	out := mustRun(t, "lists", "set", "All-Staff@Example.org", "850000", "--max-replies", "3", "--action", "reject",
 		"--posters", "comms@example.org,@hr.example.org", "--config", cfg)
@@ -104,11 +105,11 @@ func TestListsPolicyCommand(t *testing.T) {
 	if !strings.Contains(out, "a message to it alone: min_audience 2500, max_replies 3, delivery_budget 1000000"+moreText+", action reject, posters comms@example.org,@hr.example.org") {
 		t.Errorf("lists set: %q", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3,"action":"reject","posters":["comms@example.org","@hr.example.org"]}` {
+	if got := redisenv.CLI(t, rd, "HGET", "stormguard:listpolicy", staffList); got != `{"max_replies":3,"action":"reject","posters":["comms@example.org","@hr.example.org"]}` {
 		t.Errorf("HGET = %q", got)
 	}
 	// What an operator writes with redis-cli, hostile included.
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:listpolicy", "quiet@example.org", "max_replies=0;delivery_budget=0",
+	redisenv.CLI(t, rd, "HSET", "stormguard:listpolicy", "quiet@example.org", "max_replies=0;delivery_budget=0",
 		"evil\x1b[2J@example.org", "posters=<script>\x1b[31m@x,\x07@y")
 	out = mustRun(t, "lists", "--config", cfg)
 	norm := strings.Join(strings.Fields(out), " ")
@@ -128,7 +129,7 @@ func TestListsPolicyCommand(t *testing.T) {
 	}
 
 	mustRun(t, "lists", "set", staffList, "850000", "--clear-policy", "--config", cfg)
-	if got := testenv.RedisCLI(t, rd, "HEXISTS", "stormguard:listpolicy", staffList); got != "0" {
+	if got := redisenv.CLI(t, rd, "HEXISTS", "stormguard:listpolicy", staffList); got != "0" {
 		t.Errorf("after --clear-policy HEXISTS = %q", got)
 	}
 	mustRun(t, "lists", "set", staffList, "850000", "--config", cfg) // no policy flag: the policy is not touched
@@ -147,7 +148,7 @@ func TestListsPolicyCommand(t *testing.T) {
 		}
 	}
 	mustRun(t, "lists", "delete", "quiet@example.org", "--config", cfg)
-	if got := testenv.RedisCLI(t, rd, "HEXISTS", "stormguard:listpolicy", "quiet@example.org"); got != "0" {
+	if got := redisenv.CLI(t, rd, "HEXISTS", "stormguard:listpolicy", "quiet@example.org"); got != "0" {
 		t.Errorf("after lists delete HEXISTS = %q", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/slapdenv"
 )
 
 // syncMaps builds an alias and a virtual map with the real postalias and
@@ -39,12 +41,12 @@ func syncMaps(t *testing.T) string {
 }
 
 func TestListsSyncCommand(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	base := fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\nlistsync:\n%s", rd, syncMaps(t))
 	cfg := writeConfig(t, base)
 	mustRun(t, "lists", "set", "staff@example.org", "2", "--config", cfg)
 	mustRun(t, "lists", "set", "by-hand@example.org", "7", "--config", cfg)
-	hget := func(l string) string { return testenv.RedisCLI(t, rd, "HGET", "stormguard:lists", l) }
+	hget := func(l string) string { return redisenv.CLI(t, rd, "HGET", "stormguard:lists", l) }
 
 	out := mustRun(t, "lists", "sync", "--dry-run", "--config", cfg)
 	flat := strings.Join(strings.Fields(out), " ")
@@ -152,12 +154,12 @@ func TestListsSyncFromLDAP(t *testing.T) {
 	fmt.Fprintf(&ldif, "dn: cn=eng,%s\nobjectClass: groupOfNames\ncn: eng\n%s\n", g, member(0, 700))
 	fmt.Fprintf(&ldif, "dn: cn=sales,%s\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: sales\nmail: sales@example.org\n%s\n", g, member(600, 1000))
 	fmt.Fprintf(&ldif, "dn: cn=all,%s\nobjectClass: groupOfNames\nobjectClass: extensibleObject\ncn: all\nmail: All@Example.org\nmember: cn=eng,%s\nmember: cn=sales,%s\n%s\n", g, g, g, member(1100, 1200))
-	s := testenv.StartSlapd(t, testenv.SlapdOptions{TLS: true, LDIF: ldif.String()})
+	s := slapdenv.Start(t, slapdenv.Options{TLS: true, LDIF: ldif.String()})
 	pw := filepath.Join(t.TempDir(), "ldap.password")
 	if err := os.WriteFile(pw, []byte(s.ReaderPW+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\nlistsync:\n  ldap:\n    url: %s\n    starttls: true\n    ca_file: %s\n    bind_dn: %s\n    password_file: %s\n    base_dn: %s\n",
 		rd, s.URL, s.TLS.CAFile, s.ReaderDN, pw, s.BaseDN))
 	out := mustRun(t, "lists", "sync", "--config", cfg)
@@ -166,11 +168,11 @@ func TestListsSyncFromLDAP(t *testing.T) {
 	}
 	// all: eng (0-699) and sales (600-999) overlap by 100: 1,000, and 100 more.
 	for l, want := range map[string]string{"all@example.org": "1100", "sales@example.org": "400"} {
-		if got := testenv.RedisCLI(t, rd, "HGET", "stormguard:lists", l); got != want {
+		if got := redisenv.CLI(t, rd, "HGET", "stormguard:lists", l); got != want {
 			t.Errorf("%s = %q, want %s", l, got, want)
 		}
 	}
-	if got := testenv.RedisCLI(t, rd, "HLEN", "stormguard:lists"); got != "2" {
+	if got := redisenv.CLI(t, rd, "HLEN", "stormguard:lists"); got != "2" {
 		t.Errorf("HLEN = %s, want 2 (eng has no address)", got)
 	}
 }

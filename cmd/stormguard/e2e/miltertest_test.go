@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 )
 
 // The tests here drive `stormguard serve` with OpenDKIM's miltertest
@@ -119,7 +120,7 @@ func miltertestDaemon(t *testing.T, store, extra string) *daemon {
 	testenv.LookPath(t, "miltertest", miltertestHint) // fail or skip before starting anything
 	yaml := fmt.Sprintf("lists:\n  %s: %d\n", staffList, miltertestMembers)
 	if store == "redis" {
-		yaml += fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\n  timeout: 2s\n", testenv.StartRedis(t))
+		yaml += fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\n  timeout: 2s\n", redisenv.Start(t))
 	}
 	d := startDaemon(t, yaml+extra)
 	d.log.wait(t, 0, "site settings loaded", "lists=1")

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 const adminAddr = "postmaster@example.org"
@@ -19,11 +22,11 @@ const adminAddr = "postmaster@example.org"
 // own Postfix: the milter port is chosen first, Postfix started pointing at
 // it, then the daemon with notify.smtp at Postfix (notifyYAML is the notify
 // section's body, indented; "%s" in it is Postfix's address).
-func startNotifyNode(t *testing.T, yaml, notifyYAML string, sink *testenv.Sink) node {
+func startNotifyNode(t *testing.T, yaml, notifyYAML string, sink *smtpenv.Sink) node {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink.Addr, Milter: "inet:" + addr})
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: sink.Addr, Milter: "inet:" + addr})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log:\n%s", pf.Log())
@@ -52,7 +55,7 @@ func waitMetric(t *testing.T, d *daemon, series string, want float64) {
 	}
 }
 
-func isNotice(m testenv.SinkMessage) bool {
+func isNotice(m smtpenv.SinkMessage) bool {
 	return m.HasRcpt(adminAddr) && m.Header("Auto-Submitted") == "auto-generated"
 }
 
@@ -69,9 +72,9 @@ const (
 // with redis-cli), the site-wide claim keeps that node from mailing a
 // second notice.
 func TestNotifyThroughPostfix(t *testing.T) {
-	redis := testenv.StartRedis(t)
-	sink := testenv.StartSink(t)
-	testenv.RedisCLI(t, redis, "HSET", "stormguard:lists", staffList, "3000")
+	redis := redisenv.Start(t)
+	sink := smtpenv.StartSink(t)
+	redisenv.CLI(t, redis, "HSET", "stormguard:lists", staffList, "3000")
 	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 2s\npolicy:\n  max_replies: 3\n", redis)
 	notify := "  to: [" + adminAddr + "]\n  from: stormguard@mx.example.org\n  smtp: %s\n"
 	n := startNotifyNode(t, yaml, notify, sink)
@@ -120,7 +123,7 @@ func TestNotifyThroughPostfix(t *testing.T) {
 	// hand and max_replies+1 more replies go through node 2.
 	n2 := startNotifyNode(t, yaml, notify, sink)
 	n2.log.wait(t, 0, "site settings loaded", "lists=1")
-	testenv.RedisCLI(t, redis, "DEL", "stormguard:{"+thread+"}:block", "stormguard:{"+thread+"}:replies")
+	redisenv.CLI(t, redis, "DEL", "stormguard:{"+thread+"}:block", "stormguard:{"+thread+"}:replies")
 	for i := 10; i <= 10+maxReplies; i++ {
 		r := replyAll(t, n2, i, root, staffList, subject)
 		if want := i < 10+maxReplies; r.OK() != want {
@@ -145,7 +148,7 @@ func TestNotifyThroughPostfix(t *testing.T) {
 		t.Errorf("sink got %d notices, want exactly 1", notices)
 	}
 	// The claim is in Redis, held by node 1 for policy.block_for.
-	if ttl := testenv.RedisCLI(t, redis, "PTTL", "stormguard:{"+thread+"}:notified"); strings.HasPrefix(ttl, "-") {
+	if ttl := redisenv.CLI(t, redis, "PTTL", "stormguard:{"+thread+"}:notified"); strings.HasPrefix(ttl, "-") {
 		t.Errorf("notified key PTTL %s", ttl)
 	}
 }
@@ -187,7 +190,7 @@ func TestNotifyUnreachableDelaysNothing(t *testing.T) {
 	const timeout = 10 * time.Second
 	for _, tc := range []struct{ name, smtp string }{{"closed port", closedAddr}, {"silent server", silent.Addr().String()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := testenv.StartSink(t)
+			sink := smtpenv.StartSink(t)
 			yaml := "lists:\n  " + staffList + ": 3000\npolicy:\n  max_replies: 3\n"
 			n := startNotifyNode(t, yaml, fmt.Sprintf("  to: [%s]\n  smtp: %s\n  timeout: %s\n", adminAddr, tc.smtp, timeout), sink)
 			root := "unreachable-" + strings.ReplaceAll(tc.name, " ", "-") + "@example.org"

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // TestPostersCommand: stormguard posters on the Redis backend lists the
@@ -14,17 +15,17 @@ import (
 // add and delete change stormguard:posters as redis-cli sees it, and
 // malformed posters are refused before anything is written.
 func TestPostersCommand(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\ngate:\n  min_audience: 5000\n  posters: [Comms@Example.org, jdoe]\n", rd))
 
 	if out := mustRun(t, "posters", "add", "Newcomer@Example.NET", "--config", cfg); !strings.Contains(out, "poster newcomer@example.net: allowed; every node uses it within") {
 		t.Errorf("posters add: %q", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "SISMEMBER", "stormguard:posters", "newcomer@example.net"); got != "1" {
+	if got := redisenv.CLI(t, rd, "SISMEMBER", "stormguard:posters", "newcomer@example.net"); got != "1" {
 		t.Errorf("after posters add, SISMEMBER = %q, want 1", got)
 	}
 	mustRun(t, "posters", "add", "jdoe", "--config", cfg)
-	testenv.RedisCLI(t, rd, "SADD", "stormguard:posters", "@hr.example.org", "evil\x1b[2J\x1b]0;pwned\x07@example.org")
+	redisenv.CLI(t, rd, "SADD", "stormguard:posters", "@hr.example.org", "evil\x1b[2J\x1b]0;pwned\x07@example.org")
 	out := mustRun(t, "posters", "--config", cfg)
 	t.Logf("stormguard posters:\n%s", out)
 	if strings.ContainsAny(out, "\x1b\x07") {
@@ -49,7 +50,7 @@ func TestPostersCommand(t *testing.T) {
 	if out := mustRun(t, "posters", "delete", "NEWCOMER@example.net", "--config", cfg); !strings.Contains(out, "poster newcomer@example.net: removed from Redis") {
 		t.Errorf("posters delete: %q", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "SISMEMBER", "stormguard:posters", "newcomer@example.net"); got != "0" {
+	if got := redisenv.CLI(t, rd, "SISMEMBER", "stormguard:posters", "newcomer@example.net"); got != "0" {
 		t.Errorf("after posters delete, SISMEMBER = %q, want 0", got)
 	}
 	if out := mustRun(t, "posters", "delete", "jdoe", "--config", cfg); !strings.Contains(out, "the config file (gate.posters) still allows it") {
@@ -77,7 +78,7 @@ func TestPostersCommand(t *testing.T) {
 			t.Errorf("posters %q: the error echoes control characters: %q", tc.args, errb)
 		}
 	}
-	if got := testenv.RedisCLI(t, rd, "SCARD", "stormguard:posters"); got != "2" {
+	if got := redisenv.CLI(t, rd, "SCARD", "stormguard:posters"); got != "2" {
 		t.Errorf("stormguard:posters has %s members after the refused adds, want 2 (@hr, evil)", got)
 	}
 }
@@ -88,7 +89,7 @@ func TestPostersCommand(t *testing.T) {
 // is an hour: only the API's immediate re-read explains it), and deleted
 // is refused again.
 func TestPostersOnMemoryStore(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	n := startNode(t, "store:\n  backend: memory\n  refresh: 1h\nlists:\n  "+staffList+": 850000\ngate:\n  min_audience: 5000\n  posters: [comms@example.org]\n", sink)
 	n.log.wait(t, 0, "stormguard started", "admin_api=true")
 	cfg := writeConfig(t, "store:\n  backend: memory\nhttp:\n  listen: "+n.http+"\ngate:\n  posters: [comms@example.org]\n")

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
+	"github.com/stormguard/stormguard/internal/testenv/sendmailenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -27,27 +31,27 @@ type queueResult struct {
 // deferringPostfix starts a private Postfix whose destination never takes
 // mail (every message stays deferred), with milter as its smtpd_milters
 // ("" for none).
-func deferringPostfix(t *testing.T, milter string) *testenv.Postfix {
+func deferringPostfix(t *testing.T, milter string) *postfixenv.Server {
 	t.Helper()
-	return testenv.StartPostfix(t, testenv.PostfixOptions{
+	return postfixenv.Start(t, postfixenv.Options{
 		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		Milter:  milter,
-		Extra:   testenv.PostfixDeferAll,
+		Extra:   postfixenv.DeferAll,
 	})
 }
 
 // queueMail sends one message to rcpts through pf and returns its queue id.
-func queueMail(t *testing.T, pf *testenv.Postfix, from string, rcpts []string, data []byte) string {
+func queueMail(t *testing.T, pf *postfixenv.Server, from string, rcpts []string, data []byte) string {
 	t.Helper()
-	r, err := testenv.Send(pf.Addr, from, rcpts, data)
+	r, err := smtpenv.Send(pf.Addr, from, rcpts, data)
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	return testenv.QueueID(t, r)
+	return smtpenv.QueueID(t, r)
 }
 
 func plainMail(subject string) []byte {
-	return testenv.NewMessage().Add("From", "someone@example.com").Add("To", "rcpt@example.org").
+	return smtpenv.NewMessage().Add("From", "someone@example.com").Add("To", "rcpt@example.org").
 		Add("Subject", subject).Add("Message-ID", "<"+strings.ReplaceAll(subject, " ", ".")+"@example.com>").
 		SetBody("Hello.\n").Bytes()
 }
@@ -55,11 +59,11 @@ func plainMail(subject string) []byte {
 // queuedStorm sends through pf an original to staffList and replies until
 // one is refused (max_replies 3), and returns the queue ids Postfix gave
 // the original and the accepted replies.
-func queuedStorm(t *testing.T, pf *testenv.Postfix, root, subject string) []string {
+func queuedStorm(t *testing.T, pf *postfixenv.Server, root, subject string) []string {
 	t.Helper()
 	ids := []string{queueMail(t, pf, boss, []string{staffList}, originalMail(root, staffList, subject))}
 	for i := 1; ; i++ {
-		r, err := testenv.Send(pf.Addr, fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, subject))
+		r, err := smtpenv.Send(pf.Addr, fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, subject))
 		if err != nil {
 			t.Fatalf("reply %d: %v", i, err)
 		}
@@ -69,7 +73,7 @@ func queuedStorm(t *testing.T, pf *testenv.Postfix, root, subject string) []stri
 			}
 			return ids
 		}
-		ids = append(ids, testenv.QueueID(t, r))
+		ids = append(ids, smtpenv.QueueID(t, r))
 		if i > 4 {
 			t.Fatalf("reply %d accepted: no storm", i)
 		}
@@ -113,8 +117,8 @@ func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []store
 func TestQueueThroughPostfix(t *testing.T) {
 	const common = "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n"
 	t.Run("redis", func(t *testing.T) {
-		rd := testenv.StartRedis(t)
-		testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+		rd := redisenv.Start(t)
+		redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 		yaml := common + fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
 		d := startDaemon(t, yaml)
 		queueThroughPostfix(t, d, writeConfig(t, yaml))
@@ -229,14 +233,14 @@ func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
 // the storm's messages, --release takes them out, --delete removes
 // exactly them.
 func TestQueueThroughSendmail(t *testing.T) {
-	rd := testenv.StartRedis(t)
-	testenv.RedisCLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
+	rd := redisenv.Start(t)
+	redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	yaml := "node: " + queueTestNode + "\npolicy:\n  max_replies: 3\n" +
 		fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\n", rd)
 	d := startDaemon(t, yaml)
 	d.log.wait(t, 0, "site settings loaded", "lists=1")
 	cfg := writeConfig(t, yaml)
-	sm := testenv.StartSendmail(t, testenv.SendmailOptions{
+	sm := sendmailenv.Start(t, sendmailenv.Options{
 		RelayTo: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		Milter:  withPort(readmeSendmailLine(t), d.addr),
 	})
@@ -256,7 +260,7 @@ func TestQueueThroughSendmail(t *testing.T) {
 	}
 	sendID := func(from string, rcpts []string, data []byte) (string, int) {
 		t.Helper()
-		r, err := testenv.Send(sm.Addr, from, rcpts, data)
+		r, err := smtpenv.Send(sm.Addr, from, rcpts, data)
 		if err != nil {
 			t.Fatalf("smtp: %v", err)
 		}

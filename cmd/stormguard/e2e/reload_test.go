@@ -18,6 +18,8 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // binaryDaemon is the real binary serving with a config file the test
@@ -254,8 +256,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	const lists = "lists:\n  " + staffList + ": 3000\n"
 	configs := [2]string{lists + "policy:\n  max_replies: 10\n", lists + "policy:\n  max_replies: 500\n  min_audience: 2000\n"}
 	d := startBinary(t, configs[0])
-	sink := testenv.StartSink(t)
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayTo: sink.Addr, Milter: "inet:" + d.addr})
+	sink := smtpenv.StartSink(t)
+	pf := postfixenv.Start(t, postfixenv.Options{RelayTo: sink.Addr, Milter: "inet:" + d.addr})
 
 	const clients, reloads = 4, 10
 	var sent, bad atomic.Int64
@@ -273,10 +275,10 @@ func TestReloadUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				msg := testenv.NewMessage().Add("From", "<ann@example.org>").Add("To", "bob@example.org").
+				msg := smtpenv.NewMessage().Add("From", "<ann@example.org>").Add("To", "bob@example.org").
 					Add("Subject", "load").Add("Message-ID", fmt.Sprintf("<load-%d-%d@example.org>", c, i)).
 					SetBody("hello\n").Bytes()
-				r, err := testenv.Send(pf.Addr, "ann@example.org", []string{"bob@example.org"}, msg)
+				r, err := smtpenv.Send(pf.Addr, "ann@example.org", []string{"bob@example.org"}, msg)
 				sent.Add(1)
 				if err != nil || !r.OK() {
 					bad.Add(1)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/sendmailenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // readmeSendmailLine returns the INPUT_MAIL_FILTER line of
@@ -91,24 +93,24 @@ func startStoppableDaemon(t *testing.T, yaml string) (*daemon, func()) {
 // stormguard and shows what F=T does.
 func TestEndToEndThroughSendmail(t *testing.T) {
 	line := readmeSendmailLine(t)
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	d, stop := startStoppableDaemon(t, "lists:\n  "+staffList+": 3000\n")
-	sm := testenv.StartSendmail(t, testenv.SendmailOptions{RelayTo: sink.Addr, Milter: withPort(line, d.addr)})
+	sm := sendmailenv.Start(t, sendmailenv.Options{RelayTo: sink.Addr, Milter: withPort(line, d.addr)})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("sendmail log:\n%s", sm.Log())
 		}
 	})
 	t.Logf("sendmail.mc milter line: %s", withPort(line, d.addr))
-	send := func(from string, rcpts []string, data []byte) testenv.Reply {
+	send := func(from string, rcpts []string, data []byte) smtpenv.Reply {
 		t.Helper()
-		r, err := testenv.Send(sm.Addr, from, rcpts, data)
+		r, err := smtpenv.Send(sm.Addr, from, rcpts, data)
 		if err != nil {
 			t.Fatalf("smtp: %v", err)
 		}
 		return r
 	}
-	replyAll := func(i int, root, subject string) testenv.Reply {
+	replyAll := func(i int, root, subject string) smtpenv.Reply {
 		t.Helper()
 		return send(fmt.Sprintf("user%d@example.org", i), []string{staffList, boss}, replyAllMail(i, root, staffList, subject))
 	}
@@ -132,7 +134,7 @@ func TestEndToEndThroughSendmail(t *testing.T) {
 	t.Logf("refusal Sendmail sent: %d %s", r.Code, r.Text)
 	d.log.wait(t, 0, "action=reject", "thread="+string(thread))
 
-	private := testenv.NewMessage().Add("From", "<user99@example.org>").Add("To", boss).
+	private := smtpenv.NewMessage().Add("From", "<user99@example.org>").Add("To", boss).
 		Add("Subject", "RE: "+subject).Add("Message-ID", "<private-99-sm@example.org>").
 		Add("In-Reply-To", "<"+root+">").Add("References", "<"+root+">").SetBody("Thanks.\n").Bytes()
 	if r := send("user99@example.org", []string{boss}, private); !r.OK() {
@@ -148,7 +150,7 @@ func TestEndToEndThroughSendmail(t *testing.T) {
 		accepted = append(accepted, fmt.Sprintf("<reply-%d-%s>", i, root))
 	}
 	for _, id := range accepted {
-		m, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == id })
+		m, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == id })
 		if err != nil {
 			t.Fatalf("accepted %s never delivered: %v", id, err)
 		}
@@ -164,11 +166,11 @@ func TestEndToEndThroughSendmail(t *testing.T) {
 
 	// stormguard stops; Sendmail, still running, cannot reach it.
 	stop()
-	mail := testenv.NewMessage().Add("From", "<user50@example.org>").Add("To", boss).
+	mail := smtpenv.NewMessage().Add("From", "<user50@example.org>").Add("To", boss).
 		Add("Subject", "while stormguard is down").Add("Message-ID", "<down-sm@example.org>").SetBody("x\n").Bytes()
 
 	t.Run("F=T: stormguard down tempfails", func(t *testing.T) {
-		r, err := testenv.Send(sm.Addr, "user50@example.org", []string{boss}, mail)
+		r, err := smtpenv.Send(sm.Addr, "user50@example.org", []string{boss}, mail)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,8 +187,8 @@ func TestEndToEndThroughSendmail(t *testing.T) {
 		if noFlag == withPort(line, d.addr) {
 			t.Fatalf("cannot remove F=T from %s", line)
 		}
-		sm2 := testenv.StartSendmail(t, testenv.SendmailOptions{RelayTo: sink.Addr, Milter: noFlag})
-		r, err := testenv.Send(sm2.Addr, "user50@example.org", []string{boss}, mail)
+		sm2 := sendmailenv.Start(t, sendmailenv.Options{RelayTo: sink.Addr, Milter: noFlag})
+		r, err := smtpenv.Send(sm2.Addr, "user50@example.org", []string{boss}, mail)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +198,7 @@ func TestEndToEndThroughSendmail(t *testing.T) {
 		t.Logf("stormguard down, no F flag: %v", r)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := sink.Wait(ctx, func(m testenv.SinkMessage) bool { return m.Header("Message-ID") == "<down-sm@example.org>" }); err != nil {
+		if _, err := sink.Wait(ctx, func(m smtpenv.SinkMessage) bool { return m.Header("Message-ID") == "<down-sm@example.org>" }); err != nil {
 			t.Fatalf("accepted while stormguard was down, never delivered: %v\n%s", err, sm2.Log())
 		}
 	})

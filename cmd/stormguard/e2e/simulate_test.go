@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/sim"
 )
 
@@ -54,14 +54,14 @@ func TestSimulateCommand(t *testing.T) {
 // TestSimulateBackendFlag: --backend redis wins over the config's memory
 // store, and the table names the private prefixes it deleted.
 func TestSimulateBackendFlag(t *testing.T) {
-	rd := testenv.StartRedis(t)
+	rd := redisenv.Start(t)
 	cfg := writeConfig(t, fmt.Sprintf("store:\n  backend: memory\nredis:\n  addrs: [%s]\n", rd))
 	out := mustRun(t, "simulate", "--backend", "redis", "--nodes", "2", "--replies", "12", "--config", cfg)
 	if !strings.Contains(out, "2 nodes, redis store") || !strings.Contains(out, "redis: private prefixes stormguard:sim:") ||
 		!strings.Contains(out, "; deleted the ") {
 		t.Errorf("simulate --backend redis:\n%s", out)
 	}
-	if got := testenv.RedisCLI(t, rd, "DBSIZE"); got != "0" {
+	if got := redisenv.CLI(t, rd, "DBSIZE"); got != "0" {
 		t.Errorf("DBSIZE %s after the simulation, want 0", got)
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/stormguard/stormguard/admin"
-	"github.com/stormguard/stormguard/internal/testenv"
+	"github.com/stormguard/stormguard/internal/testenv/chromiumenv"
+	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 )
 
 // screenshotsVar, set to 1, makes TestReportPage write the README's
@@ -31,7 +32,7 @@ const screenshotsVar = "STORMGUARD_SCREENSHOTS"
 // the next reply through, and a forged POST without the CSRF token is
 // refused and changes nothing.
 func TestReportPage(t *testing.T) {
-	sink := testenv.StartSink(t)
+	sink := smtpenv.StartSink(t)
 	n := startNode(t, "lists:\n  "+staffList+": 3000\n", sink)
 	n.log.wait(t, 0, "stormguard started", "admin_api=true")
 	cfg := writeConfig(t, "store:\n  backend: memory\nhttp:\n  listen: "+n.http+"\n")
@@ -76,10 +77,10 @@ func TestReportPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := testenv.StartChromium(t)
+	b := chromiumenv.Start(t)
 	b.Do(t, 30*time.Second, chromedp.Navigate(base+"/?range=3h"), chromedp.WaitVisible(chromedp.CSS("#chart-storms")))
 	row := `tr[data-thread="` + thread + `"] `
-	cells := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]string](`(() => {
+	cells := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string]string](`(() => {
 		const r = document.querySelector('`+row+`'), m = document.querySelector('tr[data-thread="`+near+`"]');
 		return {kind: r.dataset.kind, accepted: r.querySelector(".accepted").textContent, refused: r.querySelector(".refused").textContent,
 			allowed: r.querySelector(".allowed").textContent, subject: r.querySelector(".subject").textContent, near: m ? m.dataset.kind : ""}; })()`))
@@ -98,10 +99,10 @@ func TestReportPage(t *testing.T) {
 	if s := cells["subject"]; !strings.Contains(s, "<script>window.pwned=1</script><img") || !strings.Contains(s, "[31mRED") || strings.Contains(s, "\x1b[") {
 		t.Errorf("subject shown as %q: want the markup as text, the escape escaped or removed", s)
 	}
-	if p := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[string](`typeof window.pwned`)); p != "undefined" {
+	if p := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[string](`typeof window.pwned`)); p != "undefined" {
 		t.Errorf("the subject's script ran: window.pwned is %s", p)
 	}
-	series := testenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string][]int](
+	series := chromiumenv.Eval(t, b, 10*time.Second, chromedp.Evaluate[map[string][]int](
 		`(() => { const c = Chart.getChart("chart-storms").data.datasets; return {storms: c[0].data, near: c[1].data}; })()`))
 	if sum(series["storms"]) != 1 || sum(series["near"]) != 1 {
 		t.Errorf("chart points %v: want one storm and one near miss", series)
@@ -158,10 +159,10 @@ func sum(v []int) (s int) {
 }
 
 // shot writes a full-page screenshot of u to docs/name (quality 100: PNG).
-func shot(t *testing.T, b *testenv.Browser, u, name string) {
+func shot(t *testing.T, b *chromiumenv.Browser, u, name string) {
 	t.Helper()
 	b.Do(t, 30*time.Second, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(u))
-	png := testenv.Eval(t, b, 30*time.Second, chromedp.FullScreenshot(100))
+	png := chromiumenv.Eval(t, b, 30*time.Second, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join("..", "..", "..", "docs", name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/store"
@@ -65,9 +65,9 @@ func syncOnce(ctx context.Context, lc listsync.Config, st store.Store, ast store
 	if err != nil {
 		var se *listsync.SourceError
 		if errors.As(err, &se) {
-			log.Warn("list sync failed: nothing written, the previous list sizes stay", "source", se.Source, "err", admin.OneLine(se.Err))
+			log.Warn("list sync failed: nothing written, the previous list sizes stay", "source", se.Source, "err", text.OneLine(se.Err))
 		} else {
-			log.Warn("list sync failed: nothing written, the previous list sizes stay", "err", admin.OneLine(err))
+			log.Warn("list sync failed: nothing written, the previous list sizes stay", "err", text.OneLine(err))
 		}
 		return err
 	}
@@ -75,13 +75,13 @@ func syncOnce(ctx context.Context, lc listsync.Config, st store.Store, ast store
 	defer cancel()
 	g, err := st.Globals(wctx)
 	if err != nil {
-		log.Warn("list sync: cannot read the store's list sizes: nothing written, the previous list sizes stay", "err", admin.OneLine(err))
+		log.Warn("list sync: cannot read the store's list sizes: nothing written, the previous list sizes stay", "err", text.OneLine(err))
 		return err
 	}
 	changes, unchanged := listsync.Plan(g.Lists, res.Sizes)
 	for i, c := range changes {
 		if err := ast.SetList(wctx, c.List, c.New); err != nil {
-			log.Warn("list sync: writing to the store failed", "list", c.List, "written", i, "changes", len(changes), "err", admin.OneLine(err))
+			log.Warn("list sync: writing to the store failed", "list", c.List, "written", i, "changes", len(changes), "err", text.OneLine(err))
 			return err
 		}
 	}

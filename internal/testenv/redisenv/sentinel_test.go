@@ -1,0 +1,59 @@
+package redisenv
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/testenv"
+)
+
+func TestRedisServerKillStopRestart(t *testing.T) {
+	s := StartServer(t)
+	CLI(t, s.Addr, "SET", "k", "v")
+	pid := s.Pid()
+
+	s.Stop(t)
+	if _, err := CLIErr(s.Addr, "-t", "0.3", "PING"); err == nil {
+		t.Error("a stopped server answered PING")
+	}
+	s.Cont(t)
+	if got := CLI(t, s.Addr, "GET", "k"); got != "v" {
+		t.Errorf("after SIGCONT: GET = %q", got)
+	}
+
+	s.Kill(t)
+	if _, err := CLIErr(s.Addr, "PING"); err == nil {
+		t.Fatal("a killed server answered PING")
+	}
+	s.Restart(t)
+	if s.Pid() == pid {
+		t.Error("Restart kept the old process")
+	}
+	if got := CLI(t, s.Addr, "EXISTS", "k"); got != "0" {
+		t.Errorf("restarted server is not empty: EXISTS = %s", got)
+	}
+}
+
+func TestStartSentinelFailover(t *testing.T) {
+	g := StartSentinel(t, 1)
+	out := CLI(t, g.Sentinels[0].Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster)
+	if got := strings.Join(strings.Fields(out), ":"); got != g.Master.Addr {
+		t.Fatalf("sentinel names master %q, want %s", got, g.Master.Addr)
+	}
+	CLI(t, g.Master.Addr, "SET", "k", "v")
+	testenv.WaitFor(t, 5*time.Second, "the write replicated", func() (bool, string) {
+		got, err := CLIErr(g.Replica.Addr, "GET", "k")
+		return err == nil && got == "v", got
+	})
+	start := time.Now()
+	g.KillMaster(t)
+	addr := g.WaitFailover(t, g.Master.Addr, 20*time.Second)
+	t.Logf("failover to %s took %v", addr, time.Since(start))
+	if addr != g.Replica.Addr {
+		t.Errorf("new master %s, want the replica %s", addr, g.Replica.Addr)
+	}
+	if got := CLI(t, addr, "GET", "k"); got != "v" {
+		t.Errorf("GET on the promoted replica = %q", got)
+	}
+}
