@@ -26,9 +26,10 @@ type LimitRule struct {
 	Key  string // its setting under "policy." (policy.max_replies)
 	Help string // one line for config docs; says that 0 disables the rule
 	Unit string // what it counts, plural: "replies", "mailboxes"
-	// Limit is the rule's value in l, Set sets it; 0 disables the rule.
+	// Limit is the rule's value in l; With is l with the rule's value v.
+	// 0 disables the rule.
 	Limit func(l Limits) int64
-	Set   func(l *Limits, v int64)
+	With  func(l Limits, v int64) Limits
 	// Held is what the window holds, in Unit; Adds is what a reply
 	// reaching audience mailboxes adds to it when counted. The reply
 	// crosses the limit when Held + Adds would pass it.
@@ -45,7 +46,7 @@ var LimitRules = []LimitRule{
 		Help:  "large-audience replies allowed per thread per window (0 disables the rule)",
 		Unit:  "replies",
 		Limit: func(l Limits) int64 { return int64(l.MaxReplies) },
-		Set:   func(l *Limits, v int64) { l.MaxReplies = int(v) },
+		With:  func(l Limits, v int64) Limits { l.MaxReplies = int(v); return l },
 		Held:  func(w Window) int64 { return int64(w.Count) },
 		Adds:  func(int) int64 { return 1 },
 	},
@@ -55,7 +56,7 @@ var LimitRules = []LimitRule{
 		Help:  "sum of audiences of the replies allowed per thread per window (0 disables the rule)",
 		Unit:  "mailboxes",
 		Limit: func(l Limits) int64 { return l.DeliveryBudget },
-		Set:   func(l *Limits, v int64) { l.DeliveryBudget = v },
+		With:  func(l Limits, v int64) Limits { l.DeliveryBudget = v; return l },
 		Held:  func(w Window) int64 { return w.Delivered },
 		Adds:  func(audience int) int64 { return int64(audience) },
 	},

@@ -78,7 +78,7 @@ func Effective(site Config, lists []ListPolicy) Config {
 		}
 		for _, r := range LimitRules {
 			if v, ok := p.Limits[r.Rule]; ok {
-				r.Set(&own.Limits, v)
+				own.Limits = r.With(own.Limits, v)
 			}
 		}
 		if p.Action != "" {
@@ -90,7 +90,7 @@ func Effective(site Config, lists []ListPolicy) Config {
 		}
 		c.MinAudience = min(c.MinAudience, own.MinAudience)
 		for _, r := range LimitRules {
-			r.Set(&c.Limits, stricter(r.Limit(c.Limits), r.Limit(own.Limits)))
+			c.Limits = r.With(c.Limits, stricter(r.Limit(c.Limits), r.Limit(own.Limits)))
 		}
 		if actionRank[own.Action] > actionRank[c.Action] {
 			c.Action = own.Action

@@ -110,12 +110,12 @@ func (v limitValue) parse(s string) error {
 	if err != nil {
 		return fmt.Errorf("%s is not a whole number", quoteValue(s))
 	}
-	v.r.Set(v.l, n) // range: policy.Config.Validate
+	*v.l = v.r.With(*v.l, n) // range: policy.Config.Validate
 	return nil
 }
 
 func (v limitValue) get() any       { return v.r.Limit(*v.l) }
-func (v limitValue) set(x any)      { v.r.Set(v.l, x.(int64)) }
+func (v limitValue) set(x any)      { *v.l = v.r.With(*v.l, x.(int64)) }
 func (v limitValue) String() string { return strconv.FormatInt(v.r.Limit(*v.l), 10) }
 
 // listValue is a list of strings: a YAML sequence, or from the
