@@ -6,10 +6,15 @@ package policy
 // to the same answers by store/storetest's LimitTable.
 //
 // A new limit rule is a Rule constant and a field of Limits (types.go), an
-// entry in LimitRules, and its line in record.lua. Everything else that
-// names a limit ranges over LimitRules: the config keys and their help,
-// the list policy's keys and its merge (Effective), the lists command's
-// flags, the admin views, metrics, events and the simulator.
+// entry in LimitRules, its lines in record.lua, its row in docs/design.md's
+// rule table (rules_test.go holds the table to RuleOrder), and the tests
+// that pin these (limits_test.go's example, store/script_test.go's
+// arguments). Everything else that names a limit ranges over LimitRules:
+// the config keys and their help, the list policy's settings and its
+// merge (Effective), the lists command's flags and table, the admin
+// views, logs, metrics, events and the simulator; the generated config
+// reference and sample config are rewritten by
+// go test ./cmd/stormguard/internal/config -update.
 
 // Window is what a thread's sliding window holds just before a reply is
 // counted: the replies counted in it and the sum of their audiences.
