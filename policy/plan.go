@@ -124,15 +124,18 @@ func (p *Plan) Decide(a Answer) Verdict {
 }
 
 // listPolicy is the policy for a message under the lists' own policies
-// (Effective over the lists it goes to that have one), whether a list's own
-// posters stop its sender (ListGated: poster says it is a site poster),
-// and the first list that does. The lists it goes to are its envelope
-// recipients', and with SplitEnvelopes also its header's (hdr), as for
-// its audience (Config.Audience). It allocates nothing for a message to
-// at most 4 lists with a policy.
+// (Effective over the registered lists it goes to, a list without a policy
+// of its own counting as the site's, so that a lax list beside it never
+// loosens it), whether a list's own posters stop its sender (ListGated:
+// poster says it is a site poster), and the first list that does. The
+// lists it goes to are its envelope recipients', and with SplitEnvelopes
+// also its header's (hdr), as for its audience (Config.Audience). A
+// message to no list with a policy gets the site's. It allocates nothing
+// for a message to at most 4 registered lists.
 func (s *Site) listPolicy(env Envelope, hdr []string, poster bool) (c Config, gated bool, gatedBy string) {
 	var buf [4]ListPolicy
 	lists := buf[:0]
+	own := false // some list has its own policy
 	add := func(addrs []string) {
 		for _, a := range addrs {
 			lp, ok := s.Policies[a]
@@ -141,9 +144,13 @@ func (s *Site) listPolicy(env Envelope, hdr []string, poster bool) (c Config, ga
 					continue
 				}
 				if lp, ok = s.Policies[a]; !ok {
+					if _, registered := s.Lists[a]; registered {
+						lists = append(lists, ListPolicy{}) // the site's
+					}
 					continue
 				}
 			}
+			own = true
 			lists = append(lists, lp.ListPolicy)
 			allowed := poster || lp.posters.Match(env.Sender) || lp.posters.Login(env.AuthUser)
 			if ListGated(lp.ListPolicy, allowed) && !gated {
@@ -154,6 +161,9 @@ func (s *Site) listPolicy(env Envelope, hdr []string, poster bool) (c Config, ga
 	add(env.Rcpts)
 	if s.Config.SplitEnvelopes {
 		add(hdr)
+	}
+	if !own {
+		return s.Config, gated, gatedBy
 	}
 	return Effective(s.Config, lists), gated, gatedBy
 }

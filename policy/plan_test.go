@@ -113,10 +113,13 @@ func TestSitePlan(t *testing.T) {
 				w.store, w.action, w.rule, w.audience, w.kind = true, ActionAccept, RuleCounted, 5000, KindReply
 				w.lists, w.subject, w.replies, w.act = []string{"eng@example.org"}, "RE: Quarterly figures", 3, ConfigHold
 			})},
+		// all-staff has no policy of its own: it counts as the site's, whose
+		// reject is stricter than eng's hold; eng's 3 replies are stricter
+		// than the site's 10.
 		{"a list without a policy beside one with", nil, env("ann@example.org", planStaff, planEng), reply,
 			with(site, func(w *want) {
 				w.store, w.action, w.rule, w.audience, w.kind = true, ActionAccept, RuleCounted, 855000, KindReply
-				w.lists, w.subject, w.replies, w.act = []string{planStaff, planEng}, "RE: Quarterly figures", 3, ConfigHold
+				w.lists, w.subject, w.replies, w.act = []string{planStaff, planEng}, "RE: Quarterly figures", 3, ConfigReject
 			})},
 		{"a forged header's list lends no policy", nil, env("ann@example.org", planStaff), to(reply, planEng),
 			with(site, func(w *want) {
@@ -387,4 +390,43 @@ func ExampleSite_Plan() {
 	// true reply [all-staff@example.org] 10
 	// {reject max_replies }
 	// {tempfail store_error }
+}
+
+// TestLaxListNeverLoosensARegisteredList: a registered list without a
+// policy of its own is held to the site's, whatever lax list the message
+// also goes to: for every limit, min_audience and the action, a message
+// to such a list and any other lists is never looser than the site alone.
+func TestLaxListNeverLoosensARegisteredList(t *testing.T) {
+	const staff, lax = "all-staff@example.org", "announce@example.org"
+	site := Defaults()
+	lax0 := ListPolicy{MinAudience: Some(10_000_000), Action: ConfigMonitor, Limits: map[Rule]int64{}}
+	for _, r := range LimitRules {
+		lax0.Limits[r.Rule] = 0 // off: the loosest a list can be
+	}
+	laxBig := ListPolicy{Limits: map[Rule]int64{}}
+	for _, r := range LimitRules {
+		laxBig.Limits[r.Rule] = 3 * r.Limit(site.Limits)
+	}
+	for name, p := range map[string]ListPolicy{"every limit off, monitor": lax0, "three times the site's": laxBig} {
+		s := &Site{Config: site, Lists: map[string]int{staff: 850000, lax: 900}}
+		s.SetList(lax, p)
+		for _, rcpts := range [][]string{{staff, lax}, {lax, staff}, {"<" + staff + ">", lax}} {
+			c, _, _ := s.listPolicy(Envelope{Sender: "a@example.org", Rcpts: rcpts}, nil, false)
+			if c.MinAudience > site.MinAudience {
+				t.Errorf("%s, to %v: min_audience %d, looser than the site's %d", name, rcpts, c.MinAudience, site.MinAudience)
+			}
+			for _, r := range LimitRules {
+				if got, want := r.Limit(c.Limits), r.Limit(site.Limits); got == 0 || got > want {
+					t.Errorf("%s, to %v: %s %d, looser than the site's %d", name, rcpts, r.Key, got, want)
+				}
+			}
+			if actionRank[c.Action] < actionRank[site.Action] {
+				t.Errorf("%s, to %v: action %s, looser than the site's %s", name, rcpts, c.Action, site.Action)
+			}
+		}
+		// The lax list alone keeps its own policy.
+		if c, _, _ := s.listPolicy(Envelope{Rcpts: []string{lax}}, nil, false); c.Action != p.Action && p.Action != "" {
+			t.Errorf("%s alone: action %s, want the list's %s", name, c.Action, p.Action)
+		}
+	}
 }
