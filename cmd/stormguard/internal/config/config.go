@@ -16,10 +16,10 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -169,7 +169,7 @@ type plain struct {
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
 	ListSync     listsync.Config
-	Report       report.Config
+	Report       history.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured: the
@@ -183,7 +183,7 @@ func defaultPlain() plain {
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
 		ListSync:     listsync.Defaults(),
-		Report:       report.Defaults(),
+		Report:       history.Defaults(),
 	}
 }
 
@@ -233,7 +233,7 @@ func (c *Config) EventsConfig() events.Config { return c.plain().Events }
 func (c *Config) ListSyncConfig() listsync.Config { return c.plain().ListSync }
 
 // ReportConfig is the history recorder's config.
-func (c *Config) ReportConfig() report.Config { return c.plain().Report }
+func (c *Config) ReportConfig() history.Config { return c.plain().Report }
 
 // hostname is the node's name when node is not set.
 func hostname() string {
