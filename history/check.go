@@ -17,7 +17,7 @@ import (
 // sender wrote it, HTML, CR/LF and terminal escapes included: escaping is
 // the job of whoever displays it. It is only bounded, and made valid UTF-8
 // the way encoding/json does (each invalid byte becomes U+FFFD), so that
-// the memory store returns what a JSON round trip through Redis returns.
+// the memory history returns what a JSON round trip through Redis returns.
 
 // maxLists bounds the list addresses an entry keeps.
 const maxLists = 50

@@ -3,6 +3,7 @@ package history_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -129,6 +130,32 @@ func TestRedisBadValues(t *testing.T) {
 	}
 	if _, total := s.Problems(); total != 4+2 { // 2 from the Get calls
 		t.Errorf("Problems total %d, want 6", total)
+	}
+}
+
+// TestRedisKeyNames: on the wire the history is the three keys operators
+// and docs/redis.md name, under the default prefix, the thread id as the
+// hash tag of its own two; nothing else is written.
+func TestRedisKeyNames(t *testing.T) {
+	addr := testenv.StartRedis(t)
+	h := openRedisPrefix(t, addr, false, store.DefaultPrefix)
+	ctx, th, now := historyCtx(t), historytest.NewThread(), time.Now()
+	if err := h.Save(ctx, historytest.Entry(th, now), time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddQueued(ctx, th, historytest.Entry(th, now).Queued, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(testenv.RedisCLI(t, addr, "KEYS", "*"))
+	slices.Sort(got)
+	want := []string{"stormguard:history", "stormguard:{" + string(th) + "}:history", "stormguard:{" + string(th) + "}:queued"}
+	if !slices.Equal(got, want) {
+		t.Errorf("keys %q, want %q", got, want)
+	}
+	for key, typ := range map[string]string{want[0]: "zset", want[1]: "hash", want[2]: "list"} {
+		if got := testenv.RedisCLI(t, addr, "TYPE", key); got != typ {
+			t.Errorf("TYPE %s = %s, want %s", key, got, typ)
+		}
 	}
 }
 
