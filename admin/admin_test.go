@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -28,7 +29,7 @@ func TestClientThroughHandler(t *testing.T) {
 	var published []events.Event
 	changed := 0
 	d, err := NewDirect(Config{Backend: "memory", Retention: time.Hour, Lists: map[string]int{"cfg@example.org": 50}, Mode: "enforce"},
-		store.NewMemory(), func(e events.Event) string { published = append(published, e); return "" },
+		store.NewMemory(), history.NewMemory(0), func(e events.Event) string { published = append(published, e); return "" },
 		func(context.Context) { changed++ })
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -24,7 +25,7 @@ import (
 // user at the other end of the connection.
 func TestAdminAPIRefusesWithoutToken(t *testing.T) {
 	var published []events.Event
-	d, err := NewDirect(Config{Backend: "memory", Retention: time.Hour, Mode: "enforce"}, store.NewMemory(),
+	d, err := NewDirect(Config{Backend: "memory", Retention: time.Hour, Mode: "enforce"}, store.NewMemory(), history.NewMemory(0),
 		func(e events.Event) string { published = append(published, e); return "" }, nil)
 	if err != nil {
 		t.Fatal(err)

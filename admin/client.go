@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // Client is API over a running daemon's /admin/ API.
@@ -172,8 +172,8 @@ func (c *Client) Storm(ctx context.Context, t policy.ThreadID) (StormView, error
 	return out, err
 }
 
-func (c *Client) Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRef, error) {
-	var out []store.QueueRef
+func (c *Client) Queued(ctx context.Context, t policy.ThreadID) ([]history.QueueRef, error) {
+	var out []history.QueueRef
 	err := c.do(ctx, http.MethodGet, "/admin/threads/"+string(t)+"/queued", nil, &out)
 	return out, err
 }

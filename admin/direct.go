@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -47,10 +48,11 @@ type Store interface {
 	store.Admin
 }
 
-// Direct does the admin work on a store.
+// Direct does the admin work on a store and its history.
 type Direct struct {
 	cfg Config
 	st  Store
+	h   history.Store
 	// publish emits one event and returns a warning when it knows it was
 	// not delivered everywhere.
 	publish func(events.Event) (warning string)
@@ -61,18 +63,18 @@ type Direct struct {
 
 var _ API = (*Direct)(nil)
 
-// NewDirect does the admin work of cfg's site on st. publish emits an
-// event and returns a warning when it knows the event was not delivered
-// everywhere; changed, if not nil, is called after a site setting (lists,
-// mode) changed.
-func NewDirect(cfg Config, st Store, publish func(events.Event) (warning string), changed func(ctx context.Context)) (*Direct, error) {
+// NewDirect does the admin work of cfg's site on st and its history h.
+// publish emits an event and returns a warning when it knows the event was
+// not delivered everywhere; changed, if not nil, is called after a site
+// setting (lists, mode) changed.
+func NewDirect(cfg Config, st Store, h history.Store, publish func(events.Event) (warning string), changed func(ctx context.Context)) (*Direct, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if st == nil || publish == nil {
-		return nil, errors.New("admin: NewDirect needs a store and a publish function")
+	if st == nil || h == nil || publish == nil {
+		return nil, errors.New("admin: NewDirect needs a store, its history and a publish function")
 	}
-	return &Direct{cfg: cfg, st: st, publish: publish, changed: changed}, nil
+	return &Direct{cfg: cfg, st: st, h: h, publish: publish, changed: changed}, nil
 }
 
 func (a *Direct) backend() string { return a.cfg.Backend }

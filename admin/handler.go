@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -231,7 +232,7 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 		limit := 0
 		if s := q.Get("limit"); s != "" {
 			if limit, err = strconv.Atoi(s); err != nil {
-				writeError(w, badRequest("limit %q: want a whole number from 1 to %d", s, store.MaxHistoryLimit))
+				writeError(w, badRequest("limit %q: want a whole number from 1 to %d", s, history.MaxLimit))
 				return
 			}
 		}

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -16,7 +16,7 @@ const (
 	KindNearMiss = "near_miss" // it reached report.near_miss of a limit, never crossed
 )
 
-// StormView is one storm or near miss from the history (store.History),
+// StormView is one storm or near miss from the history (history.Store),
 // completed with the thread's live record while the store still has it:
 // what `stormguard storms --since`, the report page and its CSV show.
 type StormView struct {
@@ -38,9 +38,9 @@ type StormView struct {
 	Saved int64 `json:"saved"`
 	// State is the live thread's (ThreadView.State) while the store has
 	// it, "" once only the history is left.
-	State   string           `json:"state,omitempty"`
-	Senders []SenderView     `json:"senders,omitempty"`
-	Queued  []store.QueueRef `json:"queued,omitempty"`
+	State   string             `json:"state,omitempty"`
+	Senders []SenderView       `json:"senders,omitempty"`
+	Queued  []history.QueueRef `json:"queued,omitempty"`
 }
 
 // HistoryAPI is the history part of the operator's API: both Direct and
@@ -48,7 +48,7 @@ type StormView struct {
 type HistoryAPI interface {
 	// Storms lists the storms (and, with nearMisses, the near misses)
 	// whose last activity is at or after since, the most recent first, at
-	// most limit (0: store.MaxHistoryLimit).
+	// most limit (0: history.MaxLimit).
 	Storms(ctx context.Context, since time.Time, nearMisses bool, limit int) ([]StormView, error)
 	// Storm reports one thread's history entry with its senders and queue
 	// ids, completed from the live record; an error naming the thread if
@@ -56,27 +56,14 @@ type HistoryAPI interface {
 	Storm(ctx context.Context, t policy.ThreadID) (StormView, error)
 	// Queued lists the queue ids stored for thread t, live and in its
 	// history entry, each once, oldest first.
-	Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRef, error)
-}
-
-// errNoHistory: the backend offers no history (never for the two stores
-// stormguard has; a guard for a store.Store that is not a store.History).
-var errNoHistory = errors.New("admin: this store keeps no history")
-
-// historyStore is the store's history, or errNoHistory.
-func (a *Direct) historyStore() (store.History, error) {
-	hs, ok := a.st.(store.History)
-	if !ok {
-		return nil, errNoHistory
-	}
-	return hs, nil
+	Queued(ctx context.Context, t policy.ThreadID) ([]history.QueueRef, error)
 }
 
 // CheckHistoryLimit checks a history listing's limit: 0 (every entry up
-// to store.MaxHistoryLimit) to store.MaxHistoryLimit.
+// to history.MaxLimit) to history.MaxLimit.
 func CheckHistoryLimit(limit int) error {
-	if limit < 0 || limit > store.MaxHistoryLimit {
-		return badRequest("limit %d: want 1 to %d (the most a history listing returns)", limit, store.MaxHistoryLimit)
+	if limit < 0 || limit > history.MaxLimit {
+		return badRequest("limit %d: want 1 to %d (the most a history listing returns)", limit, history.MaxLimit)
 	}
 	return nil
 }
@@ -85,15 +72,11 @@ func (a *Direct) Storms(ctx context.Context, since time.Time, nearMisses bool, l
 	if err := CheckHistoryLimit(limit); err != nil {
 		return nil, err
 	}
-	hs, err := a.historyStore()
-	if err != nil {
-		return nil, err
-	}
 	ask := limit
 	if !nearMisses { // near misses are left out below: ask for all, cut after
-		ask = store.MaxHistoryLimit
+		ask = history.MaxLimit
 	}
-	entries, err := hs.History(ctx, since, ask)
+	entries, err := a.h.List(ctx, since, ask)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +99,7 @@ func (a *Direct) Storms(ctx context.Context, since time.Time, nearMisses bool, l
 		if limit > 0 && len(views) == limit {
 			break
 		}
-		views = append(views, stormViewOf(report.Merge(e.Thread, &e, live[e.Thread], nil), live[e.Thread], now, false))
+		views = append(views, stormViewOf(history.Merge(e.Thread, &e, live[e.Thread], nil), live[e.Thread], now, false))
 	}
 	return views, nil
 }
@@ -126,20 +109,20 @@ func (a *Direct) Storm(ctx context.Context, t policy.ThreadID) (StormView, error
 	if err != nil {
 		return StormView{}, err
 	}
-	return stormViewOf(report.Merge(t, e, live, queued), live, time.Now(), true), nil
+	return stormViewOf(history.Merge(t, e, live, queued), live, time.Now(), true), nil
 }
 
-func (a *Direct) Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRef, error) {
+func (a *Direct) Queued(ctx context.Context, t policy.ThreadID) ([]history.QueueRef, error) {
 	e, live, queued, err := a.history(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	refs := report.Merge(t, e, nil, queued).Queued
+	refs := history.Merge(t, e, nil, queued).Queued
 	if refs == nil && live == nil && e == nil {
 		return nil, notFound("thread %s: no queue ids and no history kept for it", t)
 	}
 	if refs == nil {
-		refs = []store.QueueRef{}
+		refs = []history.QueueRef{}
 	}
 	return refs, nil
 }
@@ -147,16 +130,12 @@ func (a *Direct) Queued(ctx context.Context, t policy.ThreadID) ([]store.QueueRe
 // history reads what the store keeps of thread t: its history entry and
 // its live record (each nil if none) and its queue ids; an error naming
 // the thread when it has none of them.
-func (a *Direct) history(ctx context.Context, t policy.ThreadID) (*store.HistoryEntry, *store.ThreadInfo, []store.QueueRef, error) {
-	hs, err := a.historyStore()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var e *store.HistoryEntry
-	switch got, err := hs.HistoryOf(ctx, t); {
+func (a *Direct) history(ctx context.Context, t policy.ThreadID) (*history.Entry, *store.ThreadInfo, []history.QueueRef, error) {
+	var e *history.Entry
+	switch got, err := a.h.Get(ctx, t); {
 	case err == nil:
 		e = &got
-	case !errors.Is(err, store.ErrNotFound):
+	case !errors.Is(err, history.ErrNotFound):
 		return nil, nil, nil, err
 	}
 	var live *store.ThreadInfo
@@ -166,7 +145,7 @@ func (a *Direct) history(ctx context.Context, t policy.ThreadID) (*store.History
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, nil, nil, err
 	}
-	queued, err := hs.Queued(ctx, t)
+	queued, err := a.h.Queued(ctx, t)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -179,7 +158,7 @@ func (a *Direct) history(ctx context.Context, t policy.ThreadID) (*store.History
 // stormViewOf is a merged entry as the operator sees it, with the live
 // thread's state (nil: only the history is left) and, with detail, its
 // senders and queue ids.
-func stormViewOf(e store.HistoryEntry, live *store.ThreadInfo, now time.Time, detail bool) StormView {
+func stormViewOf(e history.Entry, live *store.ThreadInfo, now time.Time, detail bool) StormView {
 	v := StormView{
 		Thread: string(e.Thread), Kind: KindNearMiss, Subject: e.Subject, OriginalSender: e.Sender,
 		Lists: e.Lists, Audience: e.Audience, FirstSeen: e.FirstSeen.UTC(), LastSeen: e.LastSeen.UTC(),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 	"github.com/stormguard/stormguard/store/storetest"
@@ -19,12 +20,8 @@ import (
 // and state completed from the store), a near miss whose live record is
 // gone, and the refusals of what is unknown or malformed.
 func TestHistoryAPIBothPaths(t *testing.T) {
-	st := store.NewMemory()
-	hs, ok := any(st).(store.History)
-	if !ok {
-		t.Fatal("the memory store keeps no history (store.History)")
-	}
-	d := newTestDirect(t, st)
+	st, hs := store.NewMemory(), history.NewMemory(0)
+	d := newTestDirectWith(t, st, hs)
 	ctx, now := context.Background(), time.Now()
 	l := policy.Limits{MaxReplies: 2, Window: time.Hour, BlockFor: 6 * time.Hour}
 	storm := storetest.NewThread()
@@ -35,19 +32,19 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refs := []store.QueueRef{{Node: "mx1", ID: "Q1", Kind: "reply", Status: store.QueueAccepted, Time: now},
-		{Node: "mx2", ID: "Q2", Kind: "reply", Status: store.QueueAccepted, Time: now.Add(time.Millisecond)}}
+	refs := []history.QueueRef{{Node: "mx1", ID: "Q1", Kind: "reply", Status: history.QueueAccepted, Time: now},
+		{Node: "mx2", ID: "Q2", Kind: "reply", Status: history.QueueAccepted, Time: now.Add(time.Millisecond)}}
 	if err := hs.AddQueued(ctx, storm, refs, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// The entry as the recorder last wrote it: behind the live counts.
-	if err := hs.SaveHistory(ctx, store.HistoryEntry{Thread: storm, Subject: "all", Audience: 3000, FirstSeen: now,
+	if err := hs.Save(ctx, history.Entry{Thread: storm, Subject: "all", Audience: 3000, FirstSeen: now,
 		LastSeen: now, StormAt: now, StormRule: "max_replies", Accepted: 2, Refused: 1, Lists: []string{"all@example.org"},
 		Queued: refs[:1]}, time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
 	near := storetest.NewThread() // only its entry is left
-	if err := hs.SaveHistory(ctx, store.HistoryEntry{Thread: near, Subject: "parking", Audience: 2600, FirstSeen: now.Add(-time.Hour),
+	if err := hs.Save(ctx, history.Entry{Thread: near, Subject: "parking", Audience: 2600, FirstSeen: now.Add(-time.Hour),
 		LastSeen: now.Add(-time.Minute), NearMissAt: now.Add(-time.Minute), Accepted: 1}, time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +88,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 				!strings.Contains(err.Error(), "unknown") {
 				t.Errorf("Storm of an unknown thread: %v", err)
 			}
-			if _, err := api.Storms(ctx, since, true, store.MaxHistoryLimit+1); err == nil || !strings.Contains(err.Error(), "limit") {
+			if _, err := api.Storms(ctx, since, true, history.MaxLimit+1); err == nil || !strings.Contains(err.Error(), "limit") {
 				t.Errorf("Storms over the limit: %v", err)
 			}
 		})
@@ -117,7 +114,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 	}
 }
 
-func ids(refs []store.QueueRef) []string {
+func ids(refs []history.QueueRef) []string {
 	var out []string
 	for _, r := range refs {
 		out = append(out, r.Node+"/"+r.ID)

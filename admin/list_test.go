@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
 	"github.com/stormguard/stormguard/store/storetest"
@@ -18,7 +19,12 @@ import (
 
 func newTestDirect(t *testing.T, st Store) *Direct {
 	t.Helper()
-	d, err := NewDirect(Config{Backend: "memory", Retention: 24 * time.Hour}, st,
+	return newTestDirectWith(t, st, history.NewMemory(0))
+}
+
+func newTestDirectWith(t *testing.T, st Store, h history.Store) *Direct {
+	t.Helper()
+	d, err := NewDirect(Config{Backend: "memory", Retention: 24 * time.Hour}, st, h,
 		func(events.Event) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +115,7 @@ func TestListPolicyThroughHandler(t *testing.T) {
 		Lists:        map[string]int{"cfg@example.org": 50, "all@example.org": 3000},
 		ListPolicies: map[string]policy.ListPolicy{"cfg@example.org": {Action: policy.ConfigHold}, "all@example.org": {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 5}}}}
 	changed := 0
-	d, err := NewDirect(cfg, st, func(events.Event) string { return "" }, func(context.Context) { changed++ })
+	d, err := NewDirect(cfg, st, history.NewMemory(0), func(events.Event) string { return "" }, func(context.Context) { changed++ })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,7 +225,7 @@ type Decision struct {
 	List      string // with rule gate: the list whose own posters exclude the sender, else the largest registered list the message was sent to
 	// With Stored: the message's kind as the store counted it, and the
 	// registered lists among its envelope recipients (at most MaxLists),
-	// for the history (package report).
+	// for the history (history.Recorder).
 	Kind  policy.Kind
 	Lists []string
 	// With Stored: the limits the message was counted under (its lists'

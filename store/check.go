@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -18,18 +19,28 @@ import (
 // maxIDLen bounds thread ids and keys; they are hashes, far shorter.
 const maxIDLen = 64
 
-// checkID reports whether s can be part of a Redis key: 1 to 64 ASCII
-// letters, digits, '-' or '_'. No braces (hash tags), colons (the key
-// separator) or spaces can slip in.
-func checkID(what, s string) error {
+// CheckID reports why s cannot be part of a Redis key, or nil: it must be
+// 1 to 64 ASCII letters, digits, '-' or '_', so that no braces (hash
+// tags), colons (the key separator) or spaces can slip in. Every thread id
+// and identity key stormguard writes into a key name passes it (history's
+// keys too).
+func CheckID(s string) error {
 	if s == "" || len(s) > maxIDLen {
-		return fmt.Errorf("%w: %s %q: want 1 to %d characters", ErrInvalid, what, s, maxIDLen)
+		return fmt.Errorf("want 1 to %d characters", maxIDLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("%w: %s %q: only letters, digits, '-' and '_'", ErrInvalid, what, s)
+			return errors.New("only letters, digits, '-' and '_'")
 		}
+	}
+	return nil
+}
+
+// checkID is CheckID as the stores report it: ErrInvalid, naming what s is.
+func checkID(what, s string) error {
+	if err := CheckID(s); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrInvalid, what, s, err)
 	}
 	return nil
 }

@@ -15,13 +15,13 @@ import (
 //	stormguard:{T}:block     string  the rule that blocked it, with the block's TTL
 //	stormguard:{T}:override  string  "allow" or "block", set by operators
 //	stormguard:{T}:senders   hash    sender -> the status of its last message
-//	stormguard:{T}:queued    list    JSON queue ids (store.QueueRef) of the messages let through or held, for store.retention
+//	stormguard:{T}:queued    list    JSON queue ids (history.QueueRef) of the messages let through or held, for store.retention (history/redis.go)
 //	stormguard:{T}:notified  string  the node that mails thread T's storm notice, for notify.once_per (store/notice.go)
-//	stormguard:{T}:history   string  JSON history entry (store.HistoryEntry) of a storm or near miss, until last seen + report.history
+//	stormguard:{T}:history   hash    history entry (history.Entry) of a storm or near miss, as JSON summary and detail, until last seen + report.history
 //	stormguard:link:{I}      string  identity hash I -> its thread
 //	stormguard:threads:{S}   zset    thread -> last seen (ms), for listings: shard S of ThreadShards
 //	stormguard:storms        zset    thread -> until when it is of interest (ms): stormed, blocked or overridden
-//	stormguard:history       zset    thread -> last seen (ms) of its history entry: the report's index (store/history_redis.go)
+//	stormguard:history       zset    thread -> last seen (ms) of its history entry: the report's index (history/redis.go)
 //	stormguard:lists         hash    list address -> members (operators)
 //	stormguard:listpolicy    hash    list address -> its own policy, {"max_replies":3,"posters":["comms@example.org"]} (operators; policy.ParseListPolicy)
 //	stormguard:exempt        set     exempt senders and @domains (operators)
@@ -134,15 +134,15 @@ func (k Keys) ThreadIndex() []string {
 // crosses a limit or an operator overrides it: rare, so one key.
 func (k Keys) Storms() string { return k.prefix + "storms" }
 
-// Queued lists the queue ids (JSON store.QueueRef, oldest first) of the
-// messages the nodes let through or held in thread t.
+// Queued lists the queue ids (JSON history.QueueRef, oldest first) of the
+// messages the nodes let through or held in thread t (history.Redis).
 func (k Keys) Queued(t policy.ThreadID) string { return k.tag(t) + "queued" }
 
 // Notified is held, for notify.once_per, by the node that mails thread
 // t's storm notice, so that the site sends one.
 func (k Keys) Notified(t policy.ThreadID) string { return k.tag(t) + "notified" }
 
-// HistoryEntry is thread t's history entry (JSON store.HistoryEntry).
+// HistoryEntry is thread t's history entry (history.Entry, history.Redis).
 func (k Keys) HistoryEntry(t policy.ThreadID) string { return k.tag(t) + "history" }
 
 // History is the index of the history entries, scored by their last seen

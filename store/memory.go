@@ -47,8 +47,6 @@ type Memory struct {
 	bytes      int64
 	stormy     map[policy.ThreadID]struct{}
 	evictions  atomic.Uint64
-
-	hist memHistory // storms, near misses and queue ids (history_memory.go), under a mutex of its own
 }
 
 var (

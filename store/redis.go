@@ -82,8 +82,6 @@ type Redis struct {
 	keys     Keys
 	timeout  time.Duration // deadline of each call that Globals makes; 0: DefaultTimeout
 	refusing refusing      // threads this node saw refuse lately (store/links.go)
-
-	histProblems historyProblems // bad history values read (history_redis.go)
 }
 
 var (
@@ -163,6 +161,10 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 
 // Keys are the names of the store's keys (store/keys.go).
 func (s *Redis) Keys() Keys { return s.keys }
+
+// Client is the store's Redis client, for what keeps its own data on the
+// same Redis (history.NewRedis). Close closes it.
+func (s *Redis) Client() redis.UniversalClient { return s.client }
 
 // Record implements Store.
 func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {

@@ -7,7 +7,9 @@
 // Memory (one node, the default) and Redis (all nodes of a site). The
 // storm decision is made inside one atomic operation (Record) so that any
 // number of nodes admit exactly as many replies as one would. The store
-// decides nothing else: verdicts are policy's.
+// decides nothing else: verdicts are policy's. It keeps no history of
+// storms once a thread's records expire: package history does, on the
+// same Redis under the key names built here (Keys).
 package store
 
 import (

@@ -16,6 +16,7 @@ import (
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/daemon"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/store"
 )
@@ -72,7 +73,7 @@ func openAdmin(cmd *cobra.Command, stdout io.Writer) (*session, context.Context,
 		st.Close()
 		return nil, nil, nil, fmt.Errorf("cannot reach Redis at %s: %s", strings.Join(cfg.Redis.Addrs, ","), text.OneLine(errors.Unwrap(err)))
 	}
-	api, err := admin.NewDirect(cfg.AdminConfig(), st, func(e events.Event) string { return publishNow(cfg, st, e) }, nil)
+	api, err := admin.NewDirect(cfg.AdminConfig(), st, history.NewRedis(st.Client(), st.Keys()), func(e events.Event) string { return publishNow(cfg, st, e) }, nil)
 	if err != nil {
 		cancel()
 		st.Close()

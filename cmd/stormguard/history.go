@@ -13,19 +13,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
-	"github.com/stormguard/stormguard/store"
 )
 
-// history is `stormguard storms --since`: the storms (and near misses)
+// listHistory is `stormguard storms --since`: the storms (and near misses)
 // kept for report.history, as a table, JSON or CSV.
-func history(cmd *cobra.Command, stdout io.Writer, sinceArg string, nearMisses bool, limit int, asJSON, asCSV bool) error {
+func listHistory(cmd *cobra.Command, stdout io.Writer, sinceArg string, nearMisses bool, limit int, asJSON, asCSV bool) error {
 	d, err := parseAge(sinceArg)
 	if err != nil {
 		return fmt.Errorf("--since %q: %w", sinceArg, err)
 	}
-	if limit < 0 || limit > store.MaxHistoryLimit {
-		return fmt.Errorf("--limit %d: want 1 to %d with --since", limit, store.MaxHistoryLimit)
+	if limit < 0 || limit > history.MaxLimit {
+		return fmt.Errorf("--limit %d: want 1 to %d with --since", limit, history.MaxLimit)
 	}
 	a, ctx, done, err := openAdmin(cmd, stdout)
 	if err != nil {

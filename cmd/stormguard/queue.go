@@ -14,10 +14,10 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // mtaTimeout bounds the MTA's tools in one queue command: postsuper on a
@@ -53,8 +53,8 @@ func (f *queueFlags) action() (mtaqueue.Action, error) {
 
 // queueResult is what --json prints.
 type queueResult struct {
-	Thread string           `json:"thread"`
-	Queued []store.QueueRef `json:"queued"`
+	Thread string             `json:"thread"`
+	Queued []history.QueueRef `json:"queued"`
 	// With an action: this node, what was done with each of its ids,
 	// and the other nodes' ids, which must be cleared there.
 	Node      string              `json:"node,omitempty"`
@@ -115,7 +115,7 @@ to run the same command on. Acting on the queue needs root.`,
 
 // run prints refs or, with act, does act on this node's ids in refs and
 // prints what it did.
-func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadID, act mtaqueue.Action, refs []store.QueueRef, cfg *config.Config) error {
+func (f *queueFlags) run(ctx context.Context, stdout io.Writer, t policy.ThreadID, act mtaqueue.Action, refs []history.QueueRef, cfg *config.Config) error {
 	out := queueResult{Thread: string(t), Queued: refs}
 	if act == "" {
 		if f.asJSON {
@@ -182,7 +182,7 @@ func (f *queueFlags) thisNode(cfg *config.Config) string {
 
 // splitByNode returns node's ids, each once, oldest first, and the other
 // nodes' ids by node.
-func splitByNode(refs []store.QueueRef, node string) (mine []string, elsewhere map[string][]string) {
+func splitByNode(refs []history.QueueRef, node string) (mine []string, elsewhere map[string][]string) {
 	seen := map[string]bool{}
 	for _, r := range refs {
 		if r.Node != node {
@@ -212,7 +212,7 @@ func failures(rs []mtaqueue.Result) int {
 }
 
 // printQueued prints the listing.
-func printQueued(w io.Writer, t policy.ThreadID, refs []store.QueueRef) error {
+func printQueued(w io.Writer, t policy.ThreadID, refs []history.QueueRef) error {
 	if len(refs) == 0 {
 		fmt.Fprintf(w, "thread %s: no queue ids stored (none let through on a large audience, or its history has expired)\n", t)
 		return nil
@@ -227,8 +227,8 @@ func printQueued(w io.Writer, t policy.ThreadID, refs []store.QueueRef) error {
 }
 
 // printActed prints per id what was done, then the other nodes' ids.
-func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, refs []store.QueueRef) {
-	ref := map[string]store.QueueRef{}
+func printActed(w io.Writer, t policy.ThreadID, mta string, out queueResult, refs []history.QueueRef) {
+	ref := map[string]history.QueueRef{}
 	for _, r := range refs {
 		if _, ok := ref[r.ID]; !ok && r.Node == out.Node {
 			ref[r.ID] = r

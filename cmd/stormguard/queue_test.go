@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
 	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // The command's work once it has the thread's queue ids: acting only on
@@ -44,13 +44,13 @@ func TestQueueActsOnThisNodesIDs(t *testing.T) {
 
 	const evil = "\x1b]0;pwned\x07<script>x</script>\r\n\u009b31m\u202eevil@example.org"
 	now := time.Now().UTC().Truncate(time.Second)
-	refs := []store.QueueRef{
-		{Node: "mx1", ID: ids[0], Kind: "original", Sender: "boss@example.org", Status: store.QueueAccepted, Time: now},
-		{Node: "mx1", ID: ids[1], Kind: "reply", Sender: evil, Status: store.QueueAccepted, Time: now},
+	refs := []history.QueueRef{
+		{Node: "mx1", ID: ids[0], Kind: "original", Sender: "boss@example.org", Status: history.QueueAccepted, Time: now},
+		{Node: "mx1", ID: ids[1], Kind: "reply", Sender: evil, Status: history.QueueAccepted, Time: now},
 		// ids[2] is queued here, but the store says another node let it
 		// through: it is not this node's to touch.
-		{Node: "mx2\x1b[2J", ID: ids[2], Kind: "reply", Sender: "c@example.org", Status: store.QueueAccepted, Time: now},
-		{Node: "mx1", ID: "ALL", Kind: "reply", Sender: "d@example.org", Status: store.QueueAccepted, Time: now},
+		{Node: "mx2\x1b[2J", ID: ids[2], Kind: "reply", Sender: "c@example.org", Status: history.QueueAccepted, Time: now},
+		{Node: "mx1", ID: "ALL", Kind: "reply", Sender: "d@example.org", Status: history.QueueAccepted, Time: now},
 	}
 	thread := policy.ThreadID("0123456789abcdef")
 	ctx := context.Background()
@@ -108,7 +108,7 @@ func TestQueueActsOnThisNodesIDs(t *testing.T) {
 	}
 
 	// Hold and release, read as JSON.
-	refs = []store.QueueRef{{Node: "mx1", ID: unrelated, Kind: "reply", Sender: "e@example.org", Status: store.QueueAccepted, Time: now}}
+	refs = []history.QueueRef{{Node: "mx1", ID: unrelated, Kind: "reply", Sender: "e@example.org", Status: history.QueueAccepted, Time: now}}
 	for _, step := range []struct {
 		act     mtaqueue.Action
 		outcome mtaqueue.Outcome

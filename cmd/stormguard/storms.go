@@ -34,9 +34,9 @@ func newStormsCmd(stdout io.Writer) *cobra.Command {
 					return errors.New("--all lists live threads; with --since, --near-misses adds the threads that came close")
 				}
 				if !cmd.Flags().Changed("limit") {
-					limit = 0 // every entry, up to store.MaxHistoryLimit
+					limit = 0 // every entry, up to history.MaxLimit
 				}
-				return history(cmd, stdout, since, nearMisses, limit, asJSON, asCSV)
+				return listHistory(cmd, stdout, since, nearMisses, limit, asJSON, asCSV)
 			}
 			if nearMisses {
 				return errors.New("--near-misses needs --since: near misses are in the history (e.g. --since 30d)")

@@ -21,12 +21,10 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// Store is what the suite tests: the hot path, the admin view and the
-// history.
+// Store is what the suite tests: the hot path and the admin view.
 type Store interface {
 	store.Store
 	store.Admin
-	store.History
 }
 
 // RawOverrider is implemented by test harnesses that can store an override
@@ -72,13 +70,6 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Storms", testStorms},
 		{"Invalid", testInvalid},
 		{"CanceledContext", testCanceled},
-		{"Queued", testQueued},
-		{"HistoryReplace", testHistoryReplace},
-		{"HistoryListing", testHistoryListing},
-		{"HistoryMax", testHistoryMax},
-		{"HistoryExpiry", testHistoryExpiry},
-		{"HistoryBounds", testHistoryBounds},
-		{"HistoryInvalid", testHistoryInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

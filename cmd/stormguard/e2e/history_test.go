@@ -13,33 +13,24 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
 	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
-// openHistory opens the Redis at addr as the history the daemon writes.
-func openHistory(t *testing.T, addr string) interface {
-	store.Store
-	store.History
-} {
+// openHistory opens the Redis at addr as the history the daemon writes:
+// the store's client and key names under the default prefix.
+func openHistory(t *testing.T, addr string) history.Store {
 	t.Helper()
 	r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{addr}, Timeout: 2 * time.Second, Prefix: store.DefaultPrefix})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	hs, ok := any(r).(interface {
-		store.Store
-		store.History
-	})
-	if !ok {
-		t.Fatal("the Redis store keeps no history (store.History)")
-	}
-	return hs
+	return history.NewRedis(r.Client(), r.Keys())
 }
 
 // stormsSince runs `storms --since 1h --json` (with --near-misses if near).
@@ -154,7 +145,7 @@ func TestHistoryThroughPostfix(t *testing.T) {
 	kinds := map[string]int{}
 	for _, r := range refs {
 		kinds[r.Kind]++
-		if r.Node != "mx-e2e" || r.ID == "" || r.Status != store.QueueAccepted || !strings.Contains(log, r.ID+":") {
+		if r.Node != "mx-e2e" || r.ID == "" || r.Status != history.QueueAccepted || !strings.Contains(log, r.ID+":") {
 			t.Errorf("queue ref %+v: want node mx-e2e, accepted, an id Postfix logged", r)
 		}
 	}
@@ -190,10 +181,10 @@ func TestHistoryExpires(t *testing.T) {
 	sink := smtpenv.StartSink(t)
 	redisenv.CLI(t, rd, "HSET", "stormguard:lists", staffList, "3000")
 	// The entry is written at the recorder's next flush (every
-	// report.FlushEvery) and expires at last seen + report.history: a
+	// history.FlushEvery) and expires at last seen + report.history: a
 	// history no longer than the flush interval may end before it is
 	// written, and is then never written at all.
-	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 1\nreport:\n  history: %s\n", rd, 2*report.FlushEvery)
+	yaml := fmt.Sprintf("store:\n  backend: redis\n  refresh: 100ms\nredis:\n  addrs: [%s]\n  timeout: 500ms\npolicy:\n  max_replies: 1\nreport:\n  history: %s\n", rd, 2*history.FlushEvery)
 	n := startNode(t, yaml, sink)
 	n.log.wait(t, 0, "site settings loaded", "lists=1")
 	config := writeConfig(t, yaml)
@@ -222,8 +213,8 @@ func TestHistoryExpires(t *testing.T) {
 			m["stormguard_history_entries_saved_total"], m["stormguard_history_queue_ids_total"],
 			m["stormguard_history_write_errors_total"], m["stormguard_history_notes_dropped_total"])
 	}
-	if _, err := hs.HistoryOf(context.Background(), thread); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("HistoryOf after expiry: %v", err)
+	if _, err := hs.Get(context.Background(), thread); !errors.Is(err, history.ErrNotFound) {
+		t.Errorf("Get after expiry: %v", err)
 	}
 	if views := stormsSince(t, config, true); len(views) != 0 {
 		t.Errorf("storms --since after expiry: %+v", views)
@@ -240,9 +231,9 @@ func TestStormsHostileText(t *testing.T) {
 	const subject = "<script>alert(1)</script>\r\n\x1b[31mRED\u009b2J\u202eevil"
 	const sender = "=HYPERLINK(\"http://evil.example\")@evil.example"
 	now := time.Now()
-	e := store.HistoryEntry{Thread: "0123456789abcdef", Subject: subject, Sender: sender, Lists: []string{"+all@example.org"},
+	e := history.Entry{Thread: "0123456789abcdef", Subject: subject, Sender: sender, Lists: []string{"+all@example.org"},
 		Audience: 3000, FirstSeen: now.Add(-time.Minute), LastSeen: now, StormAt: now, StormRule: "max_replies", Accepted: 10, Refused: 2}
-	if err := hs.SaveHistory(context.Background(), e, time.Hour, 100); err != nil {
+	if err := hs.Save(context.Background(), e, time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
 	config := writeConfig(t, fmt.Sprintf("store:\n  backend: redis\nredis:\n  addrs: [%s]\n", rd))
@@ -320,7 +311,7 @@ func TestHistoryOnMemoryStore(t *testing.T) {
 		t.Errorf("storms --since: %+v\nshow: %+v", v, shown)
 	}
 	code, body := apiDo(t, http.MethodGet, "http://"+n.http+"/admin/threads/"+string(thread)+"/queued", "", bearer())
-	var refs []store.QueueRef
+	var refs []history.QueueRef
 	if err := json.Unmarshal([]byte(body), &refs); code != http.StatusOK || err != nil || len(refs) != 3 || refs[0].Node != "mx-mem" || refs[0].Kind != "original" {
 		t.Errorf("GET queued: %d %s", code, body)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/internal/testenv/postfixenv"
 	"github.com/stormguard/stormguard/internal/testenv/redisenv"
@@ -17,15 +18,14 @@ import (
 	"github.com/stormguard/stormguard/internal/testenv/smtpenv"
 	"github.com/stormguard/stormguard/mtaqueue"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // queueResult is the part of `stormguard queue --json`'s output these
 // tests read.
 type queueResult struct {
-	Queued  []store.QueueRef  `json:"queued"`
-	Node    string            `json:"node"`
-	Results []mtaqueue.Result `json:"results"`
+	Queued  []history.QueueRef `json:"queued"`
+	Node    string             `json:"node"`
+	Results []mtaqueue.Result  `json:"results"`
 }
 
 // deferringPostfix starts a private Postfix whose destination never takes
@@ -93,7 +93,7 @@ func queueJSON(t *testing.T, args ...string) queueResult {
 
 // waitQueued polls stormguard queue THREAD until it lists n queue ids: the
 // daemon records them off the mail path.
-func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []store.QueueRef {
+func waitQueued(t *testing.T, cfg string, thread policy.ThreadID, n int) []history.QueueRef {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -159,7 +159,7 @@ func queueThroughPostfix(t *testing.T, d *daemon, cfg string) {
 	var got []string
 	for _, r := range refs {
 		got = append(got, r.ID)
-		if r.Node != nodeName || r.Status != store.QueueAccepted {
+		if r.Node != nodeName || r.Status != history.QueueAccepted {
 			t.Errorf("queue id %+v: want node %s, status accepted", r, nodeName)
 		}
 	}

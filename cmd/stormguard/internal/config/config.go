@@ -12,10 +12,10 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/listsync"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -152,7 +152,7 @@ type plain struct {
 	Server       milter.Limits
 	SummaryEvery time.Duration // events.Summarizer's period
 	ListSync     listsync.Config
-	Report       report.Config
+	Report       history.Config
 }
 
 // defaultPlain is what the packages say when nothing is configured.
@@ -165,7 +165,7 @@ func defaultPlain() plain {
 		Server:       milter.DefaultLimits(),
 		SummaryEvery: events.DefaultSummaryEvery,
 		ListSync:     listsync.Defaults(),
-		Report:       report.Defaults(),
+		Report:       history.Defaults(),
 	}
 }
 
@@ -211,7 +211,7 @@ func (c *Config) plain() plain {
 		VirtualMaps: c.ListSync.VirtualMaps, PostfixConfigDir: c.ListSync.PostfixConfigDir,
 		MinMembers: c.ListSync.MinMembers, Timeout: c.ListSync.Timeout}
 
-	p.Report = report.Config{Node: node, History: c.Report.History, NearMiss: c.Report.NearMiss, MaxStorms: c.Report.MaxStorms,
+	p.Report = history.Config{Node: node, History: c.Report.History, NearMiss: c.Report.NearMiss, MaxStorms: c.Report.MaxStorms,
 		Retention: c.Store.Retention, Limits: c.Policy.Limits, Timeout: max(c.Redis.Timeout, time.Second)} // off the mail path
 	return p
 }
@@ -236,7 +236,7 @@ func (c *Config) EventsConfig() events.Config { return c.plain().Events }
 func (c *Config) ListSyncConfig() listsync.Config { return c.plain().ListSync }
 
 // ReportConfig is the history recorder's config.
-func (c *Config) ReportConfig() report.Config { return c.plain().Report }
+func (c *Config) ReportConfig() history.Config { return c.plain().Report }
 
 // hostname is the node's name when node is not set.
 func hostname() string {

@@ -18,10 +18,10 @@ import (
 
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 	if re.level == nil {
 		re.level = new(slog.LevelVar)
 	}
-	st, fallback, err := openStore(cfg)
+	st, fallback, hist, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 	met := newMetrics(f, notifier, lister)
 	defer watchReload(newReloader(cfg, re, f, met.reg, log))() // SIGHUP; reload.go
 	sum := events.NewSummarizer()
-	rec, err := startRecorder(cfg, st, log)
+	rec, err := startRecorder(cfg, st, hist, log)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) e
 	srv := milter.NewServerWith(f, cfg.ServerLimits())
 	var httpConns netlimit.Stats
 	met.reg.MustRegister(newConnCollector(map[string]*netlimit.Stats{"milter": &srv.Conns, "http": &httpConns}))
-	stopHTTP, err := serveHTTP(cfg, st, f, notifier, met, &httpConns, log)
+	stopHTTP, err := serveHTTP(cfg, st, hist, f, notifier, met, &httpConns, log)
 	if err != nil {
 		return err
 	}
@@ -147,30 +147,33 @@ func NewLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
-// openStore returns the configured store and, for Redis, the memory store
-// this node falls back to.
-func openStore(cfg *config.Config) (st, fallback store.Store, err error) {
+// openStore returns the configured store, the history kept beside it
+// and, for Redis, the memory store this node falls back to. The history
+// lives where the store does: on the store's Redis client under its
+// prefix, or in memory with the memory store's thread bound.
+func openStore(cfg *config.Config) (st, fallback store.Store, h history.Store, err error) {
 	switch cfg.Store.Backend {
 	case "redis":
 		r, err := store.OpenRedis(cfg.RedisConfig())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return r, store.NewMemoryWith(cfg.MemoryConfig()), nil
+		return r, store.NewMemoryWith(cfg.MemoryConfig()), history.NewRedis(r.Client(), r.Keys()), nil
 	default:
-		return store.NewMemoryWith(cfg.MemoryConfig()), nil, nil
+		mc := cfg.MemoryConfig()
+		return store.NewMemoryWith(mc), nil, history.NewMemory(mc.MaxThreads), nil
 	}
 }
 
-// startRecorder starts the history recorder on st, or returns nil when st
-// keeps no history.
-func startRecorder(cfg *config.Config, st store.Store, log *slog.Logger) (*report.Recorder, error) {
-	hs, ok := st.(report.Store)
+// startRecorder starts the history recorder writing to h, reading live
+// threads from st; nil when st keeps no thread records to merge.
+func startRecorder(cfg *config.Config, st store.Store, h history.Store, log *slog.Logger) (*history.Recorder, error) {
+	threads, ok := st.(history.Threads)
 	if !ok {
-		log.Warn("the store keeps no history: no storms or near misses are recorded")
+		log.Warn("the store keeps no thread records: no storms or near misses are recorded")
 		return nil, nil
 	}
-	return report.New(cfg.ReportConfig(), hs, log, nil)
+	return history.NewRecorder(cfg.ReportConfig(), h, threads, log, nil)
 }
 
 // limitAttrs are the limit rules' values in l as log attributes:

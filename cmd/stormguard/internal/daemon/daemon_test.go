@@ -26,7 +26,7 @@ func newTestFilter(t *testing.T) (*config.Config, store.Store, *milter.Filter, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _, err := openStore(cfg)
+	st, _, _, err := openStore(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

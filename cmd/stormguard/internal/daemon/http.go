@@ -14,10 +14,11 @@ import (
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/cmd/stormguard/internal/config"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/netlimit"
 	"github.com/stormguard/stormguard/milter"
+	"github.com/stormguard/stormguard/reportpage"
 	"github.com/stormguard/stormguard/store"
-	"github.com/stormguard/stormguard/web"
 )
 
 // pinger is a store that can say whether it is reachable (Redis).
@@ -29,14 +30,14 @@ type pinger interface {
 // empty): metrics, health, and the admin API and report page when
 // http.admin serves them on this store. It returns a function that stops
 // it.
-func serveHTTP(cfg *config.Config, st store.Store, f *milter.Filter, n *events.Notifier, met *metrics, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
+func serveHTTP(cfg *config.Config, st store.Store, h history.Store, f *milter.Filter, n *events.Notifier, met *metrics, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
 	if cfg.HTTP.Listen == "" {
 		return func() {}, nil
 	}
 	adminOn, adminWhy := cfg.AdminServed()
-	adminH, pageH := admin.Off(adminWhy), web.Off(adminWhy)
+	adminH, pageH := admin.Off(adminWhy), reportpage.Off(adminWhy)
 	if ast, ok := st.(admin.Store); ok && adminOn {
-		api, err := daemonAdmin(cfg, ast, f, n, log)
+		api, err := daemonAdmin(cfg, ast, h, f, n, log)
 		if err != nil {
 			return nil, err
 		}
@@ -54,8 +55,8 @@ func serveHTTP(cfg *config.Config, st store.Store, f *milter.Filter, n *events.N
 // daemonAdmin is the admin API's work on the daemon's own store: events go
 // out through the daemon's notifier, and a changed site setting is re-read
 // at once, so the very next message sees it.
-func daemonAdmin(cfg *config.Config, st admin.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
-	return admin.NewDirect(cfg.AdminConfig(), st,
+func daemonAdmin(cfg *config.Config, st admin.Store, h history.Store, f *milter.Filter, n *events.Notifier, log *slog.Logger) (admin.API, error) {
+	return admin.NewDirect(cfg.AdminConfig(), st, h,
 		func(e events.Event) string { n.Emit(e); return "" },
 		func(ctx context.Context) {
 			if err := f.RefreshGlobals(ctx); err != nil {
@@ -150,5 +151,5 @@ func newReportPage(cfg *config.Config, api admin.API, log *slog.Logger) (http.Ha
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return web.New(web.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
+	return reportpage.New(reportpage.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
 }

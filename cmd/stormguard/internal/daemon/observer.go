@@ -4,9 +4,9 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 )
 
 // observer is the daemon's milter.Observer: metrics and events. Its
@@ -15,7 +15,7 @@ type observer struct {
 	m   *metrics
 	n   *events.Notifier
 	sum *events.Summarizer
-	rec *report.Recorder // nil: the store keeps no history
+	rec *history.Recorder // nil: nothing is recorded
 }
 
 var _ milter.Observer = (*observer)(nil)
@@ -23,7 +23,7 @@ var _ milter.Observer = (*observer)(nil)
 func (o *observer) Decided(d milter.Decision, m *milter.Message) {
 	o.m.decisions.WithLabelValues(string(d.Action), string(d.Rule)).Inc()
 	if o.rec != nil && d.Stored {
-		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
+		o.rec.Note(history.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
 			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
 			Delivered: d.Delivered, Limits: d.Limits, Time: time.Now()})
 	}

@@ -1,4 +1,4 @@
-package web
+package reportpage
 
 import (
 	"net/http/httptest"
@@ -12,14 +12,14 @@ import (
 )
 
 // TestPageInChromium: the page in a real browser, over the in-test
-// history: the charts draw the buckets' points with no console error,
+// fakeHistory: the charts draw the buckets' points with no console error,
 // exception or CSP violation; the hostile subject's script never runs;
 // 1,000 rows load (the time is logged); on a phone's width nothing but the
 // tables scrolls sideways; the allow button works after logging in. (The
 // daemon's own proof, through the milter, is cmd/stormguard/e2e's
 // TestReportPage.)
 func TestPageInChromium(t *testing.T) {
-	h := &history{rows: append(rows(), storms1000()...)}
+	h := &fakeHistory{rows: append(rows(), storms1000()...)}
 	handler, err := New(Config{History: h, Actions: h, Token: token, Loopback: true, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)

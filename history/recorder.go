@@ -1,14 +1,4 @@
-// Package report keeps the history of storms and near misses: the Recorder
-// is told every decision of a message that went to the store and, off the
-// mail path, writes the queue ids of the messages let through or held
-// (store.History.AddQueued) and, for every notable thread (policy.Notable:
-// a storm, an operator's override, a near miss), a snapshot of its history
-// entry (store.History.SaveHistory) merged with the one before.
-//
-// It must not decide verdicts (policy does), read configuration files (it
-// takes a Config), or block or slow mail: Note never waits, and a note that
-// finds the queue full is dropped and counted.
-package report
+package history
 
 import (
 	"context"
@@ -35,11 +25,12 @@ const (
 	maxPending = 5000
 	// maxNotable bounds the threads remembered as notable between flushes.
 	maxNotable = 20000
-	// MaxLists bounds an entry's lists.
-	MaxLists = 16
+	// maxRecordedLists bounds the lists the recorder notes in an entry.
+	maxRecordedLists = 16
 )
 
-// Config is what the recorder needs.
+// Config is what the Recorder needs (the report.* keys, and node,
+// store.retention and the site's limits).
 type Config struct {
 	Node      string        // this node's name in queue ids (config node)
 	History   time.Duration // how long an entry is kept (report.history)
@@ -74,9 +65,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Store is what the recorder needs of a store: both backends have it.
-type Store interface {
-	store.History
+// Threads is what the Recorder reads of the live store: a thread's record
+// (store.Admin's Thread), merged into its entry.
+type Threads interface {
 	Thread(ctx context.Context, t policy.ThreadID, now time.Time) (store.ThreadInfo, error)
 }
 
@@ -108,13 +99,20 @@ type Stats struct {
 	Queued      atomic.Uint64 // queue ids written
 }
 
-// Recorder writes the history off the mail path.
+// Recorder writes the history off the mail path: it is told every
+// decision of a message that went to the store and writes the queue ids of
+// the messages let through or held (Store.AddQueued) and, for every
+// notable thread (policy.Notable: a storm, an operator's override, a near
+// miss), a snapshot of its entry (Store.Save): the live thread merged with
+// the entry before. Note never waits: a note that finds the queue full is
+// dropped and counted.
 type Recorder struct {
-	cfg Config
-	st  Store
-	log *slog.Logger
-	now func() time.Time
-	ch  chan Note
+	cfg     Config
+	h       Store
+	threads Threads
+	log     *slog.Logger
+	now     func() time.Time
+	ch      chan Note
 
 	mu       sync.RWMutex // guards closed against Note's send
 	closed   bool
@@ -129,10 +127,10 @@ type Recorder struct {
 	Stats Stats
 }
 
-// New starts a recorder writing to st. log may be nil (slog.Default), now
-// may be nil (time.Now).
-func New(cfg Config, st Store, log *slog.Logger, now func() time.Time) (*Recorder, error) {
-	r, err := newRecorder(cfg, st, log, now)
+// NewRecorder starts a recorder writing to h, reading live threads from
+// threads. log may be nil (slog.Default), now may be nil (time.Now).
+func NewRecorder(cfg Config, h Store, threads Threads, log *slog.Logger, now func() time.Time) (*Recorder, error) {
+	r, err := newRecorder(cfg, h, threads, log, now)
 	if err != nil {
 		return nil, err
 	}
@@ -142,12 +140,12 @@ func New(cfg Config, st Store, log *slog.Logger, now func() time.Time) (*Recorde
 
 // newRecorder makes a recorder without starting its loop (tests fill its
 // queue this way).
-func newRecorder(cfg Config, st Store, log *slog.Logger, now func() time.Time) (*Recorder, error) {
+func newRecorder(cfg Config, h Store, threads Threads, log *slog.Logger, now func() time.Time) (*Recorder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if st == nil {
-		return nil, errors.New("report: no store")
+	if h == nil || threads == nil {
+		return nil, errors.New("history: the recorder needs a history store and the live store")
 	}
 	if cfg.Flush <= 0 {
 		cfg.Flush = FlushEvery
@@ -167,7 +165,7 @@ func newRecorder(cfg Config, st Store, log *slog.Logger, now func() time.Time) (
 	if now == nil {
 		now = time.Now
 	}
-	return &Recorder{cfg: cfg, st: st, log: log, now: now, ch: make(chan Note, cfg.Queue),
+	return &Recorder{cfg: cfg, h: h, threads: threads, log: log, now: now, ch: make(chan Note, cfg.Queue),
 		done: make(chan struct{}), notable: map[policy.ThreadID]time.Time{}}, nil
 }
 
@@ -209,7 +207,7 @@ func (r *Recorder) Close(ctx context.Context) bool {
 
 // pending is what one flush writes for one thread.
 type pending struct {
-	refs     []store.QueueRef
+	refs     []QueueRef
 	notable  bool
 	nearMiss time.Time // first note of this flush that was a near miss
 	stormAt  time.Time // first note of this flush with a storm rule
@@ -257,17 +255,17 @@ func (r *Recorder) add(batch map[policy.ThreadID]*pending, n Note) {
 		p.last = n.Time
 	}
 	p.audience = max(p.audience, n.Audience)
-	p.lists = union(p.lists, n.Lists, MaxLists)
+	p.lists = union(p.lists, n.Lists, maxRecordedLists)
 	if n.QueueID != "" {
 		status := ""
 		switch n.Action {
 		case policy.ActionAccept, policy.ActionTag:
-			status = store.QueueAccepted
+			status = QueueAccepted
 		case policy.ActionHold:
-			status = store.QueueHeld
+			status = QueueHeld
 		}
-		if status != "" && len(p.refs) < store.MaxQueueRefs {
-			p.refs = append(p.refs, store.QueueRef{Node: r.cfg.Node, ID: n.QueueID, Kind: string(n.Kind),
+		if status != "" && len(p.refs) < MaxQueueRefs {
+			p.refs = append(p.refs, QueueRef{Node: r.cfg.Node, ID: n.QueueID, Kind: string(n.Kind),
 				Sender: n.Sender, Status: status, Time: n.Time})
 		}
 	}
@@ -296,7 +294,7 @@ func (r *Recorder) flush(ctx context.Context, batch map[policy.ThreadID]*pending
 		}
 		if len(p.refs) > 0 {
 			err := r.call(ctx, func(ctx context.Context) error {
-				return r.st.AddQueued(ctx, t, p.refs, r.cfg.Retention)
+				return r.h.AddQueued(ctx, t, p.refs, r.cfg.Retention)
 			})
 			if r.failed("add queue ids", t, err) {
 				continue

@@ -1,4 +1,4 @@
-package store
+package history
 
 import (
 	"context"
@@ -13,20 +13,22 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
 )
 
-// The Redis store's history (store.History), in three kinds of key
-// (store/keys.go):
+// Redis is the history of all nodes of a site, on the store's Redis
+// (the client store.Redis uses) under the store's key names (store.Keys),
+// in three kinds of key:
 //
-//   - stormguard:{T}:queued: a list of JSON QueueRefs (wireRef) in the thread's
-//     slot, appended and trimmed to the first MaxQueueRefs in one MULTI,
-//     expiring at retention after the last append.
+//   - stormguard:{T}:queued: a list of JSON QueueRefs (wireRef) in the
+//     thread's slot, appended and trimmed to the first MaxQueueRefs in one
+//     MULTI, expiring at retention after the last append.
 //   - stormguard:{T}:history: the thread's entry, a hash of two JSON
 //     fields: "summary" (wireEntry without senders and queue ids, ~0.5 KB)
 //     and "detail" (wireDetail: the senders and queue ids, the bulk of a
 //     storm's 16 KB), expiring at LastSeen + keep (PEXPIREAT). A listing
 //     reads only the summaries, so a thousand storms are half a megabyte,
-//     not sixteen; HistoryOf reads both.
+//     not sixteen; Get reads both.
 //   - stormguard:history: the index, thread -> LastSeen (ms), trimmed to
 //     keep and to max on every save, in one MULTI on that key alone.
 //
@@ -34,20 +36,35 @@ import (
 // transactions, one per slot, and the entries the index drops are deleted
 // after, in a pipeline the Cluster client routes. A value that is not what
 // stormguard writes (an operator's mistake with redis-cli, or hostile
-// data) is skipped when a listing reads it and noted (HistoryProblems);
-// HistoryOf fails with ErrData.
+// data) is skipped when a listing reads it and noted (Problems); Get fails
+// with ErrData.
+type Redis struct {
+	client   redis.UniversalClient
+	keys     store.Keys
+	problems problems // bad values read
+}
 
-var _ History = (*Redis)(nil)
+var _ Store = (*Redis)(nil)
 
-// historyProblems keeps the last maxProblems bad history values read, and
-// counts all of them.
-type historyProblems struct {
+// NewRedis returns the history kept on client under keys' names: the
+// store's client and keys (store.Redis's Client and Keys), so that both
+// share one connection pool and one prefix. It does not close client.
+func NewRedis(client redis.UniversalClient, keys store.Keys) *Redis {
+	return &Redis{client: client, keys: keys}
+}
+
+// maxProblems is how many bad values Problems describes one by one.
+const maxProblems = 20
+
+// problems keeps the last maxProblems bad values read, and counts all of
+// them.
+type problems struct {
 	mu     sync.Mutex
-	recent []Problem
+	recent []store.Problem
 	total  uint64
 }
 
-func (p *historyProblems) add(key, field, value, why string) {
+func (p *problems) add(key, field, value, why string) {
 	if r := []rune(value); len(r) > 64 {
 		value = string(r[:63]) + "…"
 	}
@@ -57,23 +74,23 @@ func (p *historyProblems) add(key, field, value, why string) {
 	if len(p.recent) == maxProblems {
 		p.recent = append(p.recent[:0], p.recent[1:]...)
 	}
-	p.recent = append(p.recent, Problem{Key: key, Field: field, Value: value, Why: why})
+	p.recent = append(p.recent, store.Problem{Key: key, Field: field, Value: value, Why: why})
 }
 
-// HistoryProblems reports the history values found unusable since the
-// store was opened: the last few, and how many in all. Each was skipped.
-func (s *Redis) HistoryProblems() (recent []Problem, total uint64) {
-	p := &s.histProblems
+// Problems reports the history values found unusable since s was made:
+// the last few, and how many in all. Each was skipped.
+func (s *Redis) Problems() (recent []store.Problem, total uint64) {
+	p := &s.problems
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Problem(nil), p.recent...), p.total
+	return append([]store.Problem(nil), p.recent...), p.total
 }
 
-// AddQueued implements History: RPUSH, LTRIM to the first MaxQueueRefs and
+// AddQueued implements Store: RPUSH, LTRIM to the first MaxQueueRefs and
 // PEXPIRE in one MULTI on the thread's slot.
 func (s *Redis) AddQueued(ctx context.Context, t policy.ThreadID, refs []QueueRef, retention time.Duration) error {
 	if err := checkQueued(t, retention); err != nil {
-		return fmt.Errorf("store: add queue ids of thread %s: %w", t, err)
+		return fmt.Errorf("history: add queue ids of thread %s: %w", t, err)
 	}
 	if len(refs) == 0 {
 		return nil
@@ -82,7 +99,7 @@ func (s *Redis) AddQueued(ctx context.Context, t policy.ThreadID, refs []QueueRe
 	for _, r := range cleanRefs(refs, MaxQueueRefs) {
 		b, err := json.Marshal(toWireRef(r))
 		if err != nil {
-			return fmt.Errorf("store: add queue ids of thread %s: %w", t, err)
+			return fmt.Errorf("history: add queue ids of thread %s: %w", t, err)
 		}
 		vals = append(vals, b)
 	}
@@ -94,30 +111,30 @@ func (s *Redis) AddQueued(ctx context.Context, t policy.ThreadID, refs []QueueRe
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: add queue ids of thread %s: %s: %w", t, key, err)
+		return fmt.Errorf("history: add queue ids of thread %s: %s: %w", t, key, err)
 	}
 	return nil
 }
 
-// Queued implements History. Values that are not JSON QueueRefs are
+// Queued implements Store. Values that are not JSON QueueRefs are
 // skipped and noted.
 func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, error) {
-	if err := checkAdmin(ctx, t); err != nil {
-		return nil, fmt.Errorf("store: queue ids of thread %s: %w", t, err)
+	if err := checkGet(ctx, t); err != nil {
+		return nil, fmt.Errorf("history: queue ids of thread %s: %w", t, err)
 	}
 	key := s.keys.Queued(t)
 	raw, err := s.client.LRange(ctx, key, 0, MaxQueueRefs-1).Result()
 	if err != nil {
-		if IsDataError(err) {
+		if store.IsDataError(err) {
 			return nil, fmt.Errorf("%w: queue ids of thread %s: %s: %w", ErrData, t, key, err)
 		}
-		return nil, fmt.Errorf("store: queue ids of thread %s: %s: %w", t, key, err)
+		return nil, fmt.Errorf("history: queue ids of thread %s: %s: %w", t, key, err)
 	}
 	var out []QueueRef
 	for i, v := range raw {
 		var r wireRef
 		if err := json.Unmarshal([]byte(v), &r); err != nil {
-			s.histProblems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
+			s.problems.add(key, strconv.Itoa(i), v, "not a JSON queue id: skipped")
 			continue
 		}
 		out = append(out, cleanRef(r.ref()))
@@ -125,24 +142,24 @@ func (s *Redis) Queued(ctx context.Context, t policy.ThreadID) ([]QueueRef, erro
 	return out, nil
 }
 
-// SaveHistory implements History: the entry (SET, PEXPIREAT) in one MULTI
+// Save implements Store: the entry (SET, PEXPIREAT) in one MULTI
 // on the thread's slot; then, in one MULTI on the index, ZADD, the
 // entries older than keep and those beyond max read and removed; then the
 // removed ones' entries deleted.
-func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Duration, max int) error {
-	if err := checkHistory(e, keep); err != nil {
-		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+func (s *Redis) Save(ctx context.Context, e Entry, keep time.Duration, max int) error {
+	if err := checkEntry(e, keep); err != nil {
+		return fmt.Errorf("history: save entry of thread %s: %w", e.Thread, err)
 	}
 	e = cleanEntry(e)
 	w := toWire(e)
 	detail, err := json.Marshal(wireDetail{Senders: w.Senders, Queued: w.Queued})
 	if err != nil {
-		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+		return fmt.Errorf("history: save entry of thread %s: %w", e.Thread, err)
 	}
 	w.Senders, w.Queued = nil, nil
 	summary, err := json.Marshal(w)
 	if err != nil {
-		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+		return fmt.Errorf("history: save entry of thread %s: %w", e.Thread, err)
 	}
 	key := s.keys.HistoryEntry(e.Thread)
 	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -151,7 +168,7 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 		p.PExpireAt(ctx, key, e.LastSeen.Add(keep)) // in the past: deleted at once
 		return nil
 	}); err != nil {
-		return fmt.Errorf("store: save history of thread %s: %s: %w", e.Thread, key, err)
+		return fmt.Errorf("history: save entry of thread %s: %s: %w", e.Thread, key, err)
 	}
 
 	idx := s.keys.History()
@@ -168,14 +185,14 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("store: save history of thread %s: %s: %w", e.Thread, idx, err)
+		return fmt.Errorf("history: save entry of thread %s: %s: %w", e.Thread, idx, err)
 	}
 	dropped := old.Val()
 	if over != nil {
 		dropped = append(dropped, over.Val()...)
 	}
 	if err := s.dropEntries(ctx, dropped); err != nil {
-		return fmt.Errorf("store: save history of thread %s: %w", e.Thread, err)
+		return fmt.Errorf("history: save entry of thread %s: %w", e.Thread, err)
 	}
 	return nil
 }
@@ -188,7 +205,7 @@ func (s *Redis) SaveHistory(ctx context.Context, e HistoryEntry, keep time.Durat
 func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 	pipe := s.client.Pipeline()
 	for _, t := range threads {
-		if checkID("thread", t) == nil { // anything else has no entry key of ours
+		if checkThread(policy.ThreadID(t)) == nil { // anything else has no entry key of ours
 			pipe.Del(ctx, s.keys.HistoryEntry(policy.ThreadID(t)))
 		}
 	}
@@ -201,19 +218,19 @@ func (s *Redis) dropEntries(ctx context.Context, threads []string) error {
 	return nil
 }
 
-// History implements History: the index read most recent first, then
+// List implements Store: the index read most recent first, then
 // the entries' summaries in one pipeline of HGETs, page by page until limit entries
 // are found or the index ends. Entries gone (expired, or deleted by an
 // operator) are skipped and taken out of the index; values that are not
 // entries are skipped and noted.
-func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]HistoryEntry, error) {
+func (s *Redis) List(ctx context.Context, since time.Time, limit int) ([]Entry, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: history: %w", err)
+		return nil, fmt.Errorf("history: list: %w", err)
 	}
-	limit = historyLimit(limit)
+	limit = listLimit(limit)
 	from := since.UnixMilli() // to the millisecond, as entries are kept
 	idx := s.keys.History()
-	var out []HistoryEntry
+	var out []Entry
 	var gone []any
 	for offset := int64(0); len(out) < limit; {
 		want := limit - len(out)
@@ -222,23 +239,23 @@ func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]Hist
 			Offset: offset, Count: int64(want),
 		}).Result()
 		if err != nil {
-			return nil, fmt.Errorf("store: history: %s: %w", idx, err)
+			return nil, fmt.Errorf("history: list: %s: %w", idx, err)
 		}
 		offset += int64(len(ids))
 		pipe := s.client.Pipeline()
 		var threads []policy.ThreadID
 		var gets []*redis.StringCmd
 		for _, id := range ids {
-			if checkID("thread", id) != nil {
-				s.histProblems.add(idx, "", id, "not a thread id: skipped")
+			if checkThread(policy.ThreadID(id)) != nil {
+				s.problems.add(idx, "", id, "not a thread id: skipped")
 				continue
 			}
 			threads = append(threads, policy.ThreadID(id))
 			gets = append(gets, pipe.HGet(ctx, s.keys.HistoryEntry(policy.ThreadID(id)), fieldSummary))
 		}
 		if len(gets) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !IsDataError(err) {
-				return nil, fmt.Errorf("store: history: %w", err)
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !store.IsDataError(err) {
+				return nil, fmt.Errorf("history: list: %w", err)
 			}
 		}
 		entries, errs := s.readEntries(threads, gets)
@@ -249,7 +266,7 @@ func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]Hist
 			case errors.Is(err, ErrData):
 				// noted by readEntry; the rest of the history stands
 			case err != nil:
-				return nil, fmt.Errorf("store: history: %w", err)
+				return nil, fmt.Errorf("history: list: %w", err)
 			case e.LastSeen.UnixMilli() >= from:
 				out = append(out, e)
 			}
@@ -265,9 +282,9 @@ func (s *Redis) History(ctx context.Context, since time.Time, limit int) ([]Hist
 }
 
 // readEntries is readEntry of each summary's HGET, on up to GOMAXPROCS
-// goroutines: JSON decoding is most of History's time.
-func (s *Redis) readEntries(threads []policy.ThreadID, gets []*redis.StringCmd) ([]HistoryEntry, []error) {
-	entries, errs := make([]HistoryEntry, len(gets)), make([]error, len(gets))
+// goroutines: JSON decoding is most of List's time.
+func (s *Redis) readEntries(threads []policy.ThreadID, gets []*redis.StringCmd) ([]Entry, []error) {
+	entries, errs := make([]Entry, len(gets)), make([]error, len(gets))
 	workers := min(runtime.GOMAXPROCS(0), len(gets)/16+1) // a few entries are not worth a goroutine
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -281,20 +298,20 @@ func (s *Redis) readEntries(threads []policy.ThreadID, gets []*redis.StringCmd) 
 	return entries, errs
 }
 
-// HistoryOf implements History.
-func (s *Redis) HistoryOf(ctx context.Context, t policy.ThreadID) (HistoryEntry, error) {
-	if err := checkAdmin(ctx, t); err != nil {
-		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
+// Get implements Store.
+func (s *Redis) Get(ctx context.Context, t policy.ThreadID) (Entry, error) {
+	if err := checkGet(ctx, t); err != nil {
+		return Entry{}, fmt.Errorf("history: entry of thread %s: %w", t, err)
 	}
 	key := s.keys.HistoryEntry(t)
 	pipe := s.client.Pipeline()
 	sum, detail := pipe.HGet(ctx, key, fieldSummary), pipe.HGet(ctx, key, fieldDetail)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !IsDataError(err) {
-		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %s: %w", t, key, err)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !store.IsDataError(err) {
+		return Entry{}, fmt.Errorf("history: entry of thread %s: %s: %w", t, key, err)
 	}
 	e, err := s.readEntry(t, sum, detail)
 	if err != nil {
-		return HistoryEntry{}, fmt.Errorf("store: history of thread %s: %w", t, err)
+		return Entry{}, fmt.Errorf("history: entry of thread %s: %w", t, err)
 	}
 	return e, nil
 }
@@ -307,35 +324,35 @@ const (
 
 // readEntry reads the replies of the HGETs of t's summary and, if detail
 // is not nil, its detail: ErrNotFound if there is no summary, ErrData (and
-// a note) if either is not what SaveHistory writes.
-func (s *Redis) readEntry(t policy.ThreadID, sum, detail *redis.StringCmd) (HistoryEntry, error) {
+// a note) if either is not what Save writes.
+func (s *Redis) readEntry(t policy.ThreadID, sum, detail *redis.StringCmd) (Entry, error) {
 	key := s.keys.HistoryEntry(t)
 	v, err := sum.Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return HistoryEntry{}, ErrNotFound
-	case IsDataError(err):
-		s.histProblems.add(key, "", "", "not a hash: skipped")
-		return HistoryEntry{}, fmt.Errorf("%w: %s: %w", ErrData, key, err)
+		return Entry{}, ErrNotFound
+	case store.IsDataError(err):
+		s.problems.add(key, "", "", "not a hash: skipped")
+		return Entry{}, fmt.Errorf("%w: %s: %w", ErrData, key, err)
 	case err != nil:
-		return HistoryEntry{}, fmt.Errorf("%s: %w", key, err)
+		return Entry{}, fmt.Errorf("%s: %w", key, err)
 	}
 	var w wireEntry
 	if err := json.Unmarshal([]byte(v), &w); err != nil {
-		s.histProblems.add(key, fieldSummary, v, "not a JSON history summary: skipped")
-		return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history summary: %w", ErrData, key, err)
+		s.problems.add(key, fieldSummary, v, "not a JSON history summary: skipped")
+		return Entry{}, fmt.Errorf("%w: %s: not a JSON history summary: %w", ErrData, key, err)
 	}
 	w.Senders, w.Queued = nil, nil // a listing is summaries only, whatever the field held
 	if detail != nil {
 		d, err := detail.Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return HistoryEntry{}, fmt.Errorf("%s: %w", key, err)
+			return Entry{}, fmt.Errorf("%s: %w", key, err)
 		}
 		var wd wireDetail
 		if d != "" {
 			if err := json.Unmarshal([]byte(d), &wd); err != nil {
-				s.histProblems.add(key, fieldDetail, d, "not a JSON history detail: skipped")
-				return HistoryEntry{}, fmt.Errorf("%w: %s: not a JSON history detail: %w", ErrData, key, err)
+				s.problems.add(key, fieldDetail, d, "not a JSON history detail: skipped")
+				return Entry{}, fmt.Errorf("%w: %s: not a JSON history detail: %w", ErrData, key, err)
 			}
 		}
 		w.Senders, w.Queued = wd.Senders, wd.Queued
@@ -343,93 +360,4 @@ func (s *Redis) readEntry(t policy.ThreadID, sum, detail *redis.StringCmd) (Hist
 	e := w.entry()
 	e.Thread = t // the key says whose it is, whatever the value claims
 	return ownedEntry(e), nil
-}
-
-// The JSON the Redis store writes: HistoryEntry's and QueueRef's fields
-// under the same names, but times as Unix milliseconds (0: none), which
-// are smaller than RFC 3339 text and decode several times faster; History
-// decodes a thousand entries of a hundred times each.
-type wireEntry struct {
-	Thread     policy.ThreadID   `json:"thread"`
-	Subject    string            `json:"subject"`
-	Sender     string            `json:"original_sender"`
-	Lists      []string          `json:"lists,omitempty"`
-	Audience   int               `json:"audience"`
-	FirstSeen  int64             `json:"first_seen"`
-	LastSeen   int64             `json:"last_seen"`
-	StormAt    int64             `json:"storm_at,omitempty"`
-	StormRule  string            `json:"storm_rule,omitempty"`
-	NearMissAt int64             `json:"near_miss_at,omitempty"`
-	Accepted   int               `json:"accepted"`
-	Refused    int               `json:"refused"`
-	Allowed    int               `json:"allowed"`
-	Senders    map[string]string `json:"senders,omitempty"`
-	Queued     []wireRef         `json:"queued,omitempty"`
-}
-
-// wireDetail is an entry's bulk, the hash's "detail" field.
-type wireDetail struct {
-	Senders map[string]string `json:"senders,omitempty"`
-	Queued  []wireRef         `json:"queued,omitempty"`
-}
-
-type wireRef struct {
-	Node   string `json:"node"`
-	ID     string `json:"id"`
-	Kind   string `json:"kind"`
-	Sender string `json:"sender"`
-	Status string `json:"status"`
-	Time   int64  `json:"time"`
-}
-
-func toMs(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMs(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
-}
-
-func toWireRef(r QueueRef) wireRef {
-	return wireRef{Node: r.Node, ID: r.ID, Kind: r.Kind, Sender: r.Sender, Status: r.Status, Time: toMs(r.Time)}
-}
-
-func (w wireRef) ref() QueueRef {
-	return QueueRef{Node: w.Node, ID: w.ID, Kind: w.Kind, Sender: w.Sender, Status: w.Status, Time: fromMs(w.Time)}
-}
-
-func toWire(e HistoryEntry) wireEntry {
-	w := wireEntry{
-		Thread: e.Thread, Subject: e.Subject, Sender: e.Sender, Lists: e.Lists, Audience: e.Audience,
-		FirstSeen: toMs(e.FirstSeen), LastSeen: toMs(e.LastSeen), StormAt: toMs(e.StormAt), StormRule: e.StormRule,
-		NearMissAt: toMs(e.NearMissAt), Accepted: e.Accepted, Refused: e.Refused, Allowed: e.Allowed, Senders: e.Senders,
-	}
-	if e.Queued != nil {
-		w.Queued = make([]wireRef, len(e.Queued))
-		for i, r := range e.Queued {
-			w.Queued[i] = toWireRef(r)
-		}
-	}
-	return w
-}
-
-func (w wireEntry) entry() HistoryEntry {
-	e := HistoryEntry{
-		Thread: w.Thread, Subject: w.Subject, Sender: w.Sender, Lists: w.Lists, Audience: w.Audience,
-		FirstSeen: fromMs(w.FirstSeen), LastSeen: fromMs(w.LastSeen), StormAt: fromMs(w.StormAt), StormRule: w.StormRule,
-		NearMissAt: fromMs(w.NearMissAt), Accepted: w.Accepted, Refused: w.Refused, Allowed: w.Allowed, Senders: w.Senders,
-	}
-	if w.Queued != nil {
-		e.Queued = make([]QueueRef, len(w.Queued))
-		for i, r := range w.Queued {
-			e.Queued[i] = r.ref()
-		}
-	}
-	return e
 }

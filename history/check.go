@@ -1,6 +1,7 @@
-package store
+package history
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,21 +9,38 @@ import (
 	"unicode/utf8"
 
 	"github.com/stormguard/stormguard/policy"
+	"github.com/stormguard/stormguard/store"
 )
 
-// Checks and cleaning both stores apply to history (store.History), so
-// that what one keeps and returns the other does too. Text is kept as the
+// Checks and cleaning both stores apply, so that what one keeps and
+// returns the other does too. Text is kept as the
 // sender wrote it, HTML, CR/LF and terminal escapes included: escaping is
 // the job of whoever displays it. It is only bounded, and made valid UTF-8
 // the way encoding/json does (each invalid byte becomes U+FFFD), so that
-// the memory store returns what a JSON round trip through Redis returns.
+// the memory history returns what a JSON round trip through Redis returns.
 
-// maxHistoryLists bounds the list addresses an entry keeps.
-const maxHistoryLists = 50
+// maxLists bounds the list addresses an entry keeps.
+const maxLists = 50
 
-// checkHistory validates SaveHistory's arguments.
-func checkHistory(e HistoryEntry, keep time.Duration) error {
-	if err := checkID("thread", string(e.Thread)); err != nil {
+// checkThread refuses a thread id that cannot be part of a key.
+func checkThread(t policy.ThreadID) error {
+	if err := store.CheckID(string(t)); err != nil {
+		return fmt.Errorf("%w: thread %q: %w", ErrInvalid, t, err)
+	}
+	return nil
+}
+
+// checkGet validates a lookup's thread id and context.
+func checkGet(ctx context.Context, t policy.ThreadID) error {
+	if err := checkThread(t); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// checkEntry validates Save's arguments.
+func checkEntry(e Entry, keep time.Duration) error {
+	if err := checkThread(e.Thread); err != nil {
 		return err
 	}
 	if e.LastSeen.IsZero() {
@@ -36,7 +54,7 @@ func checkHistory(e HistoryEntry, keep time.Duration) error {
 
 // checkQueued validates AddQueued's arguments.
 func checkQueued(t policy.ThreadID, retention time.Duration) error {
-	if err := checkID("thread", string(t)); err != nil {
+	if err := checkThread(t); err != nil {
 		return err
 	}
 	if retention < time.Millisecond {
@@ -45,21 +63,21 @@ func checkQueued(t policy.ThreadID, retention time.Duration) error {
 	return nil
 }
 
-// historyLimit is limit as History applies it.
-func historyLimit(limit int) int {
+// listLimit is limit as List applies it.
+func listLimit(limit int) int {
 	if limit <= 0 {
-		return MaxHistoryLimit
+		return MaxLimit
 	}
-	return min(limit, MaxHistoryLimit)
+	return min(limit, MaxLimit)
 }
 
 // cleanEntry returns e as the stores keep it: a copy sharing nothing with
-// e, its text cut to HistoryTextMax runes, its lists, senders and queue ids
+// e, its text cut to TextMax runes, its lists, senders and queue ids
 // bounded, its times in UTC to the millisecond (the index's unit).
-func cleanEntry(e HistoryEntry) HistoryEntry {
+func cleanEntry(e Entry) Entry {
 	e.Subject, e.Sender, e.StormRule = cutText(e.Subject), cutText(e.Sender), cutText(e.StormRule)
 	if e.Lists != nil {
-		lists := make([]string, min(len(e.Lists), maxHistoryLists))
+		lists := make([]string, min(len(e.Lists), maxLists))
 		for i := range lists {
 			lists[i] = cutText(e.Lists[i])
 		}
@@ -74,9 +92,9 @@ func cleanEntry(e HistoryEntry) HistoryEntry {
 		for s := range e.Senders {
 			names = append(names, s)
 		}
-		if len(names) > MaxHistorySenders {
+		if len(names) > MaxSenders {
 			slices.Sort(names)
-			names = names[:MaxHistorySenders]
+			names = names[:MaxSenders]
 		}
 		senders := make(map[string]string, len(names))
 		for _, s := range names {
@@ -93,8 +111,8 @@ func cleanEntry(e HistoryEntry) HistoryEntry {
 // ownedEntry is cleanEntry for an entry nothing else holds (one just
 // decoded): within the bounds, it cleans e's own maps and slices in place
 // rather than copying them, which a listing of a thousand entries feels.
-func ownedEntry(e HistoryEntry) HistoryEntry {
-	if len(e.Senders) > MaxHistorySenders || len(e.Lists) > maxHistoryLists || len(e.Queued) > MaxQueueRefs {
+func ownedEntry(e Entry) Entry {
+	if len(e.Senders) > MaxSenders || len(e.Lists) > maxLists || len(e.Queued) > MaxQueueRefs {
 		return cleanEntry(e)
 	}
 	for k := range e.Senders {
@@ -136,7 +154,7 @@ func cleanRef(r QueueRef) QueueRef {
 }
 
 // cloneEntry copies e's maps and slices (the stores hand out copies).
-func cloneEntry(e HistoryEntry) HistoryEntry {
+func cloneEntry(e Entry) Entry {
 	e.Lists = slices.Clone(e.Lists)
 	e.Queued = slices.Clone(e.Queued)
 	if e.Senders != nil {
@@ -150,7 +168,7 @@ func cloneEntry(e HistoryEntry) HistoryEntry {
 }
 
 // cutText makes s valid UTF-8 as encoding/json would and cuts it to
-// HistoryTextMax runes.
+// TextMax runes.
 func cutText(s string) string {
 	if !utf8.ValidString(s) {
 		var b strings.Builder
@@ -165,12 +183,12 @@ func cutText(s string) string {
 		}
 		s = b.String()
 	}
-	if len(s) <= HistoryTextMax || utf8.RuneCountInString(s) <= HistoryTextMax {
+	if len(s) <= TextMax || utf8.RuneCountInString(s) <= TextMax {
 		return s
 	}
 	n := 0
 	for i := range s {
-		if n == HistoryTextMax {
+		if n == TextMax {
 			return s[:i]
 		}
 		n++

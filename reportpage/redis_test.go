@@ -1,4 +1,4 @@
-package web
+package reportpage
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/stormguard/stormguard/admin"
 	"github.com/stormguard/stormguard/events"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv/chromiumenv"
 	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
@@ -27,10 +28,11 @@ func redisStorms1000(tb testing.TB) admin.HistoryAPI {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { r.Close() })
+	h := history.NewRedis(r.Client(), r.Keys())
 	ctx, now := context.Background(), time.Now()
 	for i := range 1000 {
 		last := now.Add(-time.Duration(i) * 2 * time.Hour)
-		e := store.HistoryEntry{
+		e := history.Entry{
 			Thread: policy.ThreadID(fmt.Sprintf("%016x", i+1)), Subject: "Q3 all-staff town hall: agenda and dial-in details",
 			Sender: "ceo@example.org", Lists: []string{"all-staff@example.org", "managers@example.org"}, Audience: 850_000,
 			FirstSeen: last.Add(-time.Hour), LastSeen: last, StormAt: last.Add(-30 * time.Minute), StormRule: "max_replies",
@@ -39,14 +41,14 @@ func redisStorms1000(tb testing.TB) admin.HistoryAPI {
 		for j := range 81 {
 			sender := fmt.Sprintf("firstname.lastname%02d@nhs.example.org", j)
 			e.Senders[sender] = "counted"
-			e.Queued = append(e.Queued, store.QueueRef{Node: fmt.Sprintf("mx%d.example.org", j%3), ID: fmt.Sprintf("4Q%08X", j),
-				Kind: "reply", Sender: sender, Status: store.QueueAccepted, Time: last})
+			e.Queued = append(e.Queued, history.QueueRef{Node: fmt.Sprintf("mx%d.example.org", j%3), ID: fmt.Sprintf("4Q%08X", j),
+				Kind: "reply", Sender: sender, Status: history.QueueAccepted, Time: last})
 		}
-		if err := r.SaveHistory(ctx, e, 2160*time.Hour, 0); err != nil {
+		if err := h.Save(ctx, e, 2160*time.Hour, 0); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	api, err := admin.NewDirect(admin.Config{Backend: "redis", Retention: 24 * time.Hour}, r,
+	api, err := admin.NewDirect(admin.Config{Backend: "redis", Retention: 24 * time.Hour}, r, h,
 		func(events.Event) string { return "" }, nil)
 	if err != nil {
 		tb.Fatal(err)

@@ -1,4 +1,4 @@
-package web
+package reportpage
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package report
+package history
 
 import (
 	"fmt"
@@ -14,18 +14,18 @@ import (
 func TestMerge(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
-	old := &store.HistoryEntry{Thread: "0123456789abcdef", Subject: "old", Sender: "boss@example.org", Lists: []string{"a@example.org"},
+	old := &Entry{Thread: "0123456789abcdef", Subject: "old", Sender: "boss@example.org", Lists: []string{"a@example.org"},
 		Audience: 3000, FirstSeen: at(0), LastSeen: at(10), NearMissAt: at(5), StormAt: at(8), StormRule: "override_block",
 		Accepted: 5, Refused: 9, Allowed: 1, Senders: map[string]string{"x@example.org": "counted", "y@example.org": "counted"},
-		Queued: []store.QueueRef{{Node: "mx1", ID: "A", Time: at(0)}, {Node: "mx1", ID: "B", Time: at(3)}}}
-	live := &store.ThreadInfo{Subject: "live " + strings.Repeat("é", store.HistoryTextMax), Sender: "boss@example.org",
+		Queued: []QueueRef{{Node: "mx1", ID: "A", Time: at(0)}, {Node: "mx1", ID: "B", Time: at(3)}}}
+	live := &store.ThreadInfo{Subject: "live " + strings.Repeat("é", TextMax), Sender: "boss@example.org",
 		Audience: 2000, FirstSeen: at(1), LastSeen: at(20), StormAt: at(9), StormRule: "max_replies",
 		Accepted: 2, Refused: 12, Allowed: 0, Senders: map[string]string{"y@example.org": "blocked", "z@example.org": "blocked"}}
-	queued := []store.QueueRef{{Node: "mx1", ID: "B", Time: at(3)}, {Node: "mx2", ID: "B", Time: at(2)}, {Node: "mx1", ID: "C", Time: at(11)}}
+	queued := []QueueRef{{Node: "mx1", ID: "B", Time: at(3)}, {Node: "mx2", ID: "B", Time: at(2)}, {Node: "mx1", ID: "C", Time: at(11)}}
 	e := Merge("0123456789abcdef", old, live, queued)
 	switch {
-	case len([]rune(e.Subject)) != store.HistoryTextMax || !strings.HasPrefix(e.Subject, "live "):
-		t.Errorf("subject %q: want the live one, cut to %d runes", e.Subject, store.HistoryTextMax)
+	case len([]rune(e.Subject)) != TextMax || !strings.HasPrefix(e.Subject, "live "):
+		t.Errorf("subject %q: want the live one, cut to %d runes", e.Subject, TextMax)
 	case e.Audience != 3000 || e.Accepted != 5 || e.Refused != 12 || e.Allowed != 1:
 		t.Errorf("counters %+v: want the larger of each", e)
 	case !e.FirstSeen.Equal(at(0)) || !e.LastSeen.Equal(at(20)) || !e.NearMissAt.Equal(at(5)):
@@ -48,15 +48,15 @@ func TestMerge(t *testing.T) {
 
 	// Bounds: senders and queue ids.
 	big := &store.ThreadInfo{Senders: map[string]string{}}
-	var refs []store.QueueRef
-	for i := range store.MaxHistorySenders + 10 {
+	var refs []QueueRef
+	for i := range MaxSenders + 10 {
 		big.Senders[fmt.Sprintf("s%04d@example.org", i)] = "counted"
 	}
-	for i := range store.MaxQueueRefs + 10 {
-		refs = append(refs, store.QueueRef{Node: "mx1", ID: fmt.Sprint(i), Time: at(i)})
+	for i := range MaxQueueRefs + 10 {
+		refs = append(refs, QueueRef{Node: "mx1", ID: fmt.Sprint(i), Time: at(i)})
 	}
 	e = Merge("0123456789abcdef", nil, big, refs)
-	if len(e.Senders) != store.MaxHistorySenders || len(e.Queued) != store.MaxQueueRefs || e.Queued[0].ID != "0" {
+	if len(e.Senders) != MaxSenders || len(e.Queued) != MaxQueueRefs || e.Queued[0].ID != "0" {
 		t.Errorf("bounds: %d senders, %d queue ids starting %s", len(e.Senders), len(e.Queued), e.Queued[0].ID)
 	}
 	// The live thread alone, no storm: a near miss's facts.

@@ -1,4 +1,4 @@
-package report
+package history
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func (r *Recorder) snapshot(ctx context.Context, t policy.ThreadID, p *pending, now time.Time) error {
 	var live *store.ThreadInfo
 	err := r.call(ctx, func(ctx context.Context) error {
-		info, err := r.st.Thread(ctx, t, now)
+		info, err := r.threads.Thread(ctx, t, now)
 		if err == nil {
 			live = &info
 		}
@@ -25,28 +25,28 @@ func (r *Recorder) snapshot(ctx context.Context, t policy.ThreadID, p *pending, 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	var queued []store.QueueRef
+	var queued []QueueRef
 	if err := r.call(ctx, func(ctx context.Context) (err error) {
-		queued, err = r.st.Queued(ctx, t)
+		queued, err = r.h.Queued(ctx, t)
 		return err
 	}); err != nil {
 		return err
 	}
-	var old *store.HistoryEntry
+	var old *Entry
 	err = r.call(ctx, func(ctx context.Context) error {
-		e, err := r.st.HistoryOf(ctx, t)
+		e, err := r.h.Get(ctx, t)
 		if err == nil {
 			old = &e
 		}
 		return err
 	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	e := Merge(t, old, live, queued)
 	e = p.into(e)
 	if err := r.call(ctx, func(ctx context.Context) error {
-		return r.st.SaveHistory(ctx, e, r.cfg.History, r.cfg.MaxStorms)
+		return r.h.Save(ctx, e, r.cfg.History, r.cfg.MaxStorms)
 	}); err != nil {
 		return err
 	}
@@ -56,10 +56,10 @@ func (r *Recorder) snapshot(ctx context.Context, t policy.ThreadID, p *pending, 
 
 // into completes e with what this flush noted: the first near miss and
 // block, the lists, and what the store no longer has.
-func (p *pending) into(e store.HistoryEntry) store.HistoryEntry {
+func (p *pending) into(e Entry) Entry {
 	e.NearMissAt = earliest(e.NearMissAt, p.nearMiss)
 	storm(&e, p.stormAt, string(p.rule))
-	e.Lists = union(e.Lists, p.lists, MaxLists)
+	e.Lists = union(e.Lists, p.lists, maxRecordedLists)
 	e.Audience = max(e.Audience, p.audience)
 	e.FirstSeen = earliest(e.FirstSeen, p.first)
 	if p.last.After(e.LastSeen) {
@@ -78,9 +78,9 @@ func (p *pending) into(e store.HistoryEntry) store.HistoryEntry {
 // none), the live thread (nil once the store forgot it) and its queue ids:
 // the earliest first sight, near miss and storm, the larger counters, the
 // union of senders (the live status wins), lists and queue ids, each
-// bounded as store.History says.
-func Merge(t policy.ThreadID, old *store.HistoryEntry, live *store.ThreadInfo, queued []store.QueueRef) store.HistoryEntry {
-	e := store.HistoryEntry{Thread: t}
+// bounded as Store says.
+func Merge(t policy.ThreadID, old *Entry, live *store.ThreadInfo, queued []QueueRef) Entry {
+	e := Entry{Thread: t}
 	if old != nil {
 		e = *old
 		e.Thread = t
@@ -109,7 +109,7 @@ func Merge(t policy.ThreadID, old *store.HistoryEntry, live *store.ThreadInfo, q
 		}
 		for _, s := range slices.Sorted(maps.Keys(live.Senders)) {
 			s2 := cut(s)
-			if _, ok := e.Senders[s2]; ok || len(e.Senders) < store.MaxHistorySenders {
+			if _, ok := e.Senders[s2]; ok || len(e.Senders) < MaxSenders {
 				e.Senders[s2] = live.Senders[s]
 			}
 		}
@@ -119,11 +119,11 @@ func Merge(t policy.ThreadID, old *store.HistoryEntry, live *store.ThreadInfo, q
 }
 
 // unionRefs is a then b's refs not in a (by node and queue id), oldest
-// first, at most store.MaxQueueRefs: the first ones are kept.
-func unionRefs(a, b []store.QueueRef) []store.QueueRef {
+// first, at most MaxQueueRefs: the first ones are kept.
+func unionRefs(a, b []QueueRef) []QueueRef {
 	type key struct{ node, id string }
 	seen := make(map[key]bool, len(a)+len(b))
-	out := make([]store.QueueRef, 0, len(a)+len(b))
+	out := make([]QueueRef, 0, len(a)+len(b))
 	for _, r := range slices.Concat(a, b) {
 		k := key{r.Node, r.ID}
 		if !seen[k] {
@@ -131,9 +131,9 @@ func unionRefs(a, b []store.QueueRef) []store.QueueRef {
 			out = append(out, r)
 		}
 	}
-	slices.SortStableFunc(out, func(x, y store.QueueRef) int { return x.Time.Compare(y.Time) })
-	if len(out) > store.MaxQueueRefs {
-		out = out[:store.MaxQueueRefs]
+	slices.SortStableFunc(out, func(x, y QueueRef) int { return x.Time.Compare(y.Time) })
+	if len(out) > MaxQueueRefs {
+		out = out[:MaxQueueRefs]
 	}
 	if len(out) == 0 {
 		return nil
@@ -157,7 +157,7 @@ func union(a, b []string, n int) []string {
 // storm sets e's storm to at (rule) if it is the first block on record:
 // the first limit crossing (the store's StormAt), or, when an operator
 // blocked the thread first or the store forgot it, the first refusal.
-func storm(e *store.HistoryEntry, at time.Time, rule string) {
+func storm(e *Entry, at time.Time, rule string) {
 	if !at.IsZero() && (e.StormAt.IsZero() || at.Before(e.StormAt)) {
 		e.StormAt, e.StormRule = at, rule
 	}
@@ -173,10 +173,10 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-// cut bounds a subject or sender to store.HistoryTextMax runes.
+// cut bounds a subject or sender to TextMax runes.
 func cut(s string) string {
-	if r := []rune(s); len(r) > store.HistoryTextMax {
-		return string(r[:store.HistoryTextMax])
+	if r := []rune(s); len(r) > TextMax {
+		return string(r[:TextMax])
 	}
 	return s
 }

@@ -1,4 +1,4 @@
-package web
+package reportpage
 
 import (
 	"context"
@@ -18,19 +18,19 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
-// history is an in-test admin.HistoryAPI and Actor: the rows it is given,
+// fakeHistory is an in-test admin.HistoryAPI and Actor: the rows it is given,
 // and the overrides it was asked for.
-type history struct {
+type fakeHistory struct {
 	rows []admin.StormView
 	mu   sync.Mutex
 	did  []string // "thread verb by"
 }
 
-func (h *history) Storms(_ context.Context, since time.Time, near bool, limit int) ([]admin.StormView, error) {
+func (h *fakeHistory) Storms(_ context.Context, since time.Time, near bool, limit int) ([]admin.StormView, error) {
 	var out []admin.StormView
 	for _, v := range h.rows {
 		if !v.LastSeen.Before(since) && (near || v.Kind == admin.KindStorm) {
@@ -40,7 +40,7 @@ func (h *history) Storms(_ context.Context, since time.Time, near bool, limit in
 	return out, nil
 }
 
-func (h *history) Storm(_ context.Context, t policy.ThreadID) (admin.StormView, error) {
+func (h *fakeHistory) Storm(_ context.Context, t policy.ThreadID) (admin.StormView, error) {
 	for _, v := range h.rows {
 		if v.Thread == string(t) {
 			return v, nil
@@ -49,16 +49,18 @@ func (h *history) Storm(_ context.Context, t policy.ThreadID) (admin.StormView, 
 	return admin.StormView{}, &admin.Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("thread %s: unknown", t)}
 }
 
-func (h *history) Queued(context.Context, policy.ThreadID) ([]store.QueueRef, error) { return nil, nil }
+func (h *fakeHistory) Queued(context.Context, policy.ThreadID) ([]history.QueueRef, error) {
+	return nil, nil
+}
 
-func (h *history) Override(_ context.Context, t policy.ThreadID, verb string, _ time.Duration, by string) (admin.OverrideResult, error) {
+func (h *fakeHistory) Override(_ context.Context, t policy.ThreadID, verb string, _ time.Duration, by string) (admin.OverrideResult, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.did = append(h.did, fmt.Sprintf("%s %s %s", t, verb, by))
 	return admin.OverrideResult{Thread: string(t), Override: verb}, nil
 }
 
-func (h *history) done() []string {
+func (h *fakeHistory) done() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.did...)
@@ -78,8 +80,8 @@ func rows() []admin.StormView {
 			Lists: []string{"all@example.org"}, Audience: 3000, FirstSeen: now.Add(-2 * time.Hour), LastSeen: now.Add(-time.Hour),
 			StormAt: at(90 * time.Minute), StormRule: "max_replies", Accepted: 10, Refused: 4, Saved: 12000, State: admin.StateBlocked,
 			Senders: []admin.SenderView{{Sender: "u1@example.org", Status: "counted", Verdict: "allowed"}, {Sender: "u11@example.org", Status: "crossed", Verdict: "blocked"}},
-			Queued: []store.QueueRef{{Node: "mx1", ID: "4XyZ1", Kind: "original", Sender: "boss@example.org", Status: store.QueueAccepted, Time: now.Add(-2 * time.Hour)},
-				{Node: "mx2", ID: "4XyZ2", Kind: "reply", Sender: "u1@example.org", Status: store.QueueAccepted, Time: now.Add(-100 * time.Minute)}}},
+			Queued: []history.QueueRef{{Node: "mx1", ID: "4XyZ1", Kind: "original", Sender: "boss@example.org", Status: history.QueueAccepted, Time: now.Add(-2 * time.Hour)},
+				{Node: "mx2", ID: "4XyZ2", Kind: "reply", Sender: "u1@example.org", Status: history.QueueAccepted, Time: now.Add(-100 * time.Minute)}}},
 		{Thread: "00000000000000b2", Kind: admin.KindNearMiss, Subject: "Lunch", OriginalSender: "hr@example.org", Audience: 2500,
 			FirstSeen: now.Add(-5 * time.Hour), LastSeen: now.Add(-4 * time.Hour), NearMissAt: at(4*time.Hour + 30*time.Minute), Accepted: 5},
 		{Thread: "00000000000000c3", Kind: admin.KindStorm, Subject: "Old", OriginalSender: "a@example.org", Audience: 1000,
@@ -87,7 +89,7 @@ func rows() []admin.StormView {
 	}
 }
 
-func newServer(t *testing.T, h *history, actions bool) *httptest.Server {
+func newServer(t *testing.T, h *fakeHistory, actions bool) *httptest.Server {
 	t.Helper()
 	cfg := Config{History: h, Loopback: true, Now: func() time.Time { return now }}
 	if actions {
@@ -114,7 +116,7 @@ func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 }
 
 func TestOverviewShowsRangeEscaped(t *testing.T) {
-	srv := newServer(t, &history{rows: rows()}, false)
+	srv := newServer(t, &fakeHistory{rows: rows()}, false)
 	resp, body := get(t, srv.Client(), srv.URL+"/?range=24h")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /: %d\n%s", resp.StatusCode, body)
@@ -180,7 +182,7 @@ func TestSummarizeBuckets(t *testing.T) {
 }
 
 func TestCSVIsWhatIsOnScreenDefused(t *testing.T) {
-	srv := newServer(t, &history{rows: rows()}, false)
+	srv := newServer(t, &fakeHistory{rows: rows()}, false)
 	resp, body := get(t, srv.Client(), srv.URL+"/report.csv?range=24h")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") {
 		t.Fatalf("csv: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -206,7 +208,7 @@ func TestCSVIsWhatIsOnScreenDefused(t *testing.T) {
 }
 
 func TestThreadPage(t *testing.T) {
-	srv := newServer(t, &history{rows: rows()}, true)
+	srv := newServer(t, &fakeHistory{rows: rows()}, true)
 	resp, body := get(t, srv.Client(), srv.URL+"/thread/00000000000000A1")
 	if resp.StatusCode != 200 {
 		t.Fatalf("thread: %d\n%s", resp.StatusCode, body)
@@ -227,7 +229,7 @@ func TestThreadPage(t *testing.T) {
 		t.Errorf("bad thread id: %d, want 400", resp.StatusCode)
 	}
 	// Without the admin API, no actions and no login.
-	ro := newServer(t, &history{rows: rows()}, false)
+	ro := newServer(t, &fakeHistory{rows: rows()}, false)
 	if _, body := get(t, ro.Client(), ro.URL+"/thread/00000000000000a1"); strings.Contains(body, "Log in") || strings.Contains(body, "/action") {
 		t.Errorf("read-only thread page offers actions")
 	}
@@ -237,7 +239,7 @@ func TestThreadPage(t *testing.T) {
 // without its CSRF token, gets 403 and changes nothing; the page's own
 // form after logging in does the override, named By.
 func TestActionsNeedSessionAndCSRF(t *testing.T) {
-	h := &history{rows: rows()}
+	h := &fakeHistory{rows: rows()}
 	srv := newServer(t, h, true)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
@@ -300,7 +302,7 @@ func TestActionsNeedSessionAndCSRF(t *testing.T) {
 }
 
 func TestCookieAndHost(t *testing.T) {
-	h := &history{rows: rows()}
+	h := &fakeHistory{rows: rows()}
 	handler, err := New(Config{History: h, Actions: h, Token: token, Loopback: true, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -369,7 +371,7 @@ func storms1000() []admin.StormView {
 }
 
 func BenchmarkOverview1000(b *testing.B) {
-	handler, err := New(Config{History: &history{rows: storms1000()}, Now: func() time.Time { return now }})
+	handler, err := New(Config{History: &fakeHistory{rows: storms1000()}, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package report_test
+package history_test
 
 import (
 	"context"
@@ -8,53 +8,55 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/milter"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
 const listAddr = "all-staff@example.org"
 
-// backends are the stores the recorder runs on: the memory store and a
+// site is a store and the history kept beside it, as the daemon wires
+// them.
+type site struct {
+	st interface {
+		store.Store
+		store.Admin
+	}
+	h history.Store
+}
+
+func memorySite() site { return site{store.NewMemory(), history.NewMemory(0)} }
+
+// backends are the sites the recorder runs on: the memory store and a
 // real Redis.
-func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
-	return map[string]func(t *testing.T) store.Store{
-		"memory": func(*testing.T) store.Store { return store.NewMemory() },
-		"redis": func(t *testing.T) store.Store {
+func backends(t *testing.T) map[string]func(t *testing.T) site {
+	return map[string]func(t *testing.T) site{
+		"memory": func(*testing.T) site { return memorySite() },
+		"redis": func(t *testing.T) site {
 			r, err := store.OpenRedis(store.RedisConfig{Addrs: []string{redisenv.Start(t)}, Timeout: 2 * time.Second, Prefix: "sg:"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { r.Close() })
-			return r
+			return site{r, history.NewRedis(r.Client(), r.Keys())}
 		},
 	}
-}
-
-// historyOf is st as the recorder needs it.
-func historyOf(t *testing.T, st store.Store) report.Store {
-	t.Helper()
-	hs, ok := st.(report.Store)
-	if !ok {
-		t.Fatalf("%T keeps no history (store.History)", st)
-	}
-	return hs
 }
 
 // node is one mail node: a filter on the shared store whose decisions go
 // to its own recorder, as the daemon's observer sends them.
 type node struct {
 	f   *milter.Filter
-	rec *report.Recorder
+	rec *history.Recorder
 }
 
-type noter struct{ rec *report.Recorder }
+type noter struct{ rec *history.Recorder }
 
 func (o noter) Decided(d milter.Decision, m *milter.Message) {
 	if d.Stored {
-		o.rec.Note(report.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
+		o.rec.Note(history.Note{Thread: d.Thread, Rule: d.Rule, Action: d.Action, Kind: d.Kind, QueueID: m.QueueID,
 			Sender: m.Sender, Subject: d.Subject, Lists: d.Lists, Audience: d.Audience, Count: d.Count,
 			Delivered: d.Delivered, Limits: d.Limits, Time: time.Now()})
 	}
@@ -62,23 +64,23 @@ func (o noter) Decided(d milter.Decision, m *milter.Message) {
 
 func (noter) StoreCall(string, time.Duration, error) {}
 
-func newNode(t *testing.T, st store.Store, name string, maxReplies int) *node {
-	return newNodeWith(t, st, name, maxReplies, policy.ConfigReject)
+func newNode(t *testing.T, s site, name string, maxReplies int) *node {
+	return newNodeWith(t, s, name, maxReplies, policy.ConfigReject)
 }
 
-func newNodeWith(t *testing.T, st store.Store, name string, maxReplies int, action policy.ConfigAction) *node {
+func newNodeWith(t *testing.T, s site, name string, maxReplies int, action policy.ConfigAction) *node {
 	t.Helper()
 	cfg := milter.Defaults()
 	cfg.Policy.Limits.MaxReplies = maxReplies
 	cfg.Policy.Action = action
 	cfg.Lists = map[string]int{listAddr: 3000}
-	f, err := milter.NewFilter(cfg, st, nil, slog.New(slog.DiscardHandler), nil)
+	f, err := milter.NewFilter(cfg, s.st, nil, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := report.Defaults()
+	rc := history.Defaults()
 	rc.Node, rc.Limits, rc.Retention, rc.Flush = name, cfg.Policy.Limits, time.Hour, 50*time.Millisecond
-	rec, err := report.New(rc, historyOf(t, st), slog.New(slog.DiscardHandler), nil)
+	rec, err := history.NewRecorder(rc, s.h, s.st, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +118,8 @@ func reply(i int, root, qid string) *milter.Message {
 func TestStormIsRecorded(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			st := open(t)
-			mx1, mx2 := newNode(t, st, "mx1", 3), newNode(t, st, "mx2", 3)
+			s := open(t)
+			mx1, mx2 := newNode(t, s, "mx1", 3), newNode(t, s, "mx2", 3)
 			ctx := context.Background()
 			root := fmt.Sprintf("storm.%d@example.org", time.Now().UnixNano())
 			orig := mx1.f.Decide(ctx, original(root, "Q0"))
@@ -135,12 +137,12 @@ func TestStormIsRecorded(t *testing.T) {
 			mx1.close(t)
 			mx2.close(t)
 
-			hs := historyOf(t, st)
-			e, err := hs.HistoryOf(ctx, orig.Thread)
+			hs := s.h
+			e, err := hs.Get(ctx, orig.Thread)
 			if err != nil {
 				t.Fatal(err)
 			}
-			info, err := hs.Thread(ctx, orig.Thread, time.Now())
+			info, err := s.st.Thread(ctx, orig.Thread, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +158,7 @@ func TestStormIsRecorded(t *testing.T) {
 			}
 			var got []string
 			for _, r := range e.Queued {
-				if r.Status != store.QueueAccepted {
+				if r.Status != history.QueueAccepted {
 					t.Errorf("queue ref %+v: want accepted", r)
 				}
 				got = append(got, r.Node+"/"+r.ID+"/"+r.Kind)
@@ -179,8 +181,8 @@ func TestStormIsRecorded(t *testing.T) {
 func TestNearMissIsRecorded(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			st := open(t)
-			mx := newNode(t, st, "mx1", 4) // half of 4: the 2nd reply is a near miss
+			s := open(t)
+			mx := newNode(t, s, "mx1", 4) // half of 4: the 2nd reply is a near miss
 			ctx := context.Background()
 			near := fmt.Sprintf("near.%d@example.org", time.Now().UnixNano())
 			quiet := "quiet." + near
@@ -193,15 +195,15 @@ func TestNearMissIsRecorded(t *testing.T) {
 				Headers: policy.Headers{MessageID: "<small@example.org>", Subject: "hi"}})
 			mx.close(t)
 
-			hs := historyOf(t, st)
-			e, err := hs.HistoryOf(ctx, dn.Thread)
+			hs := s.h
+			e, err := hs.Get(ctx, dn.Thread)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if e.IsStorm() || e.NearMissAt.IsZero() || e.Accepted != 2 || e.Refused != 0 || len(e.Queued) != 3 {
 				t.Errorf("near miss entry %+v", e)
 			}
-			if _, err := hs.HistoryOf(ctx, dq.Thread); err == nil {
+			if _, err := hs.Get(ctx, dq.Thread); err == nil {
 				t.Error("a thread below report.near_miss has an entry")
 			}
 			if refs, err := hs.Queued(ctx, dq.Thread); err != nil || len(refs) != 2 {
@@ -212,9 +214,9 @@ func TestNearMissIsRecorded(t *testing.T) {
 					t.Errorf("small mail noted: %+v", refs)
 				}
 			}
-			all, err := hs.History(ctx, time.Now().Add(-time.Hour), 0)
+			all, err := hs.List(ctx, time.Now().Add(-time.Hour), 0)
 			if err != nil || len(all) != 1 || all[0].Thread != dn.Thread {
-				t.Errorf("History: %+v, %v: want the near miss only", all, err)
+				t.Errorf("List: %+v, %v: want the near miss only", all, err)
 			}
 		})
 	}
@@ -224,17 +226,17 @@ func TestNearMissIsRecorded(t *testing.T) {
 // is 10) makes its thread's 2nd reply a near miss, as the site's limit
 // would not.
 func TestNearMissUsesTheListsLimits(t *testing.T) {
-	st := store.NewMemory()
+	s := memorySite()
 	cfg := milter.Defaults()
 	cfg.Lists = map[string]int{listAddr: 3000}
 	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 4}}}
-	f, err := milter.NewFilter(cfg, st, nil, slog.New(slog.DiscardHandler), nil)
+	f, err := milter.NewFilter(cfg, s.st, nil, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := report.Defaults()
+	rc := history.Defaults()
 	rc.Node, rc.Limits, rc.Retention, rc.Flush = "mx1", cfg.Policy.Limits, time.Hour, 50*time.Millisecond
-	rec, err := report.New(rc, historyOf(t, st), slog.New(slog.DiscardHandler), nil)
+	rec, err := history.NewRecorder(rc, s.h, s.st, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,7 @@ func TestNearMissUsesTheListsLimits(t *testing.T) {
 	mx.f.Decide(ctx, reply(1, root, "L1"))
 	mx.f.Decide(ctx, reply(2, root, "L2"))
 	mx.close(t)
-	e, err := historyOf(t, st).HistoryOf(ctx, d.Thread)
+	e, err := s.h.Get(ctx, d.Thread)
 	if err != nil || e.IsStorm() || e.NearMissAt.IsZero() {
 		t.Errorf("entry %+v, %v: want a near miss under the list's max_replies 4", e, err)
 	}
@@ -255,8 +257,8 @@ func TestNearMissUsesTheListsLimits(t *testing.T) {
 // past the limit are in the MTA's hold queue: their queue ids are kept
 // with status held, beside the accepted ones.
 func TestHeldRepliesAreRecordedAsHeld(t *testing.T) {
-	st := store.NewMemory()
-	mx := newNodeWith(t, st, "mx1", 1, policy.ConfigHold)
+	s := memorySite()
+	mx := newNodeWith(t, s, "mx1", 1, policy.ConfigHold)
 	ctx := context.Background()
 	root := fmt.Sprintf("hold.%d@example.org", time.Now().UnixNano())
 	orig := mx.f.Decide(ctx, original(root, "H0"))
@@ -264,7 +266,7 @@ func TestHeldRepliesAreRecordedAsHeld(t *testing.T) {
 		mx.f.Decide(ctx, reply(i, root, fmt.Sprintf("H%d", i+1)))
 	}
 	mx.close(t)
-	e, err := historyOf(t, st).HistoryOf(ctx, orig.Thread)
+	e, err := s.h.Get(ctx, orig.Thread)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,36 +283,36 @@ func TestHeldRepliesAreRecordedAsHeld(t *testing.T) {
 // override is gone its replies, below report.near_miss, still update its
 // entry.
 func TestNotableStaysNotable(t *testing.T) {
-	st := store.NewMemory()
-	mx := newNode(t, st, "mx1", 10)
+	s := memorySite()
+	mx := newNode(t, s, "mx1", 10)
 	defer mx.close(t)
-	hs := historyOf(t, st)
+	hs := s.h
 	ctx := context.Background()
 	root := fmt.Sprintf("allow.%d@example.org", time.Now().UnixNano())
 	orig := mx.f.Decide(ctx, original(root, "A0"))
 	mx.f.Decide(ctx, reply(1, root, "A1"))
-	if err := st.SetOverride(ctx, orig.Thread, policy.OverrideAllow, 0); err != nil {
+	if err := s.st.SetOverride(ctx, orig.Thread, policy.OverrideAllow, 0); err != nil {
 		t.Fatal(err)
 	}
 	if d := mx.f.Decide(ctx, reply(2, root, "A2")); d.Rule != policy.RuleOverrideAllow {
 		t.Fatalf("reply 2: %s", d.Rule)
 	}
-	wait := func(what string, ok func(store.HistoryEntry) bool) {
+	wait := func(what string, ok func(history.Entry) bool) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if e, err := hs.HistoryOf(ctx, orig.Thread); err == nil && ok(e) {
+			if e, err := hs.Get(ctx, orig.Thread); err == nil && ok(e) {
 				return
 			}
 		}
-		e, err := hs.HistoryOf(ctx, orig.Thread)
+		e, err := hs.Get(ctx, orig.Thread)
 		t.Fatalf("%s: entry %+v, %v", what, e, err)
 	}
-	wait("after the allow", func(e store.HistoryEntry) bool { return e.Allowed == 1 && e.Accepted == 1 })
-	if err := st.SetOverride(ctx, orig.Thread, policy.OverrideNone, 0); err != nil {
+	wait("after the allow", func(e history.Entry) bool { return e.Allowed == 1 && e.Accepted == 1 })
+	if err := s.st.SetOverride(ctx, orig.Thread, policy.OverrideNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	if d := mx.f.Decide(ctx, reply(3, root, "A3")); d.Rule != policy.RuleCounted || d.Count != 2 {
 		t.Fatalf("reply 3: %s count %d", d.Rule, d.Count)
 	}
-	wait("a counted reply after the override", func(e store.HistoryEntry) bool { return e.Accepted == 2 && len(e.Queued) == 4 })
+	wait("a counted reply after the override", func(e history.Entry) bool { return e.Accepted == 2 && len(e.Queued) == 4 })
 }

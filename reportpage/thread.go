@@ -1,4 +1,4 @@
-package web
+package reportpage
 
 import (
 	"errors"
@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/admin"
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/store"
 )
 
 // NodeQueue is one node's queue ids of a thread.
 type NodeQueue struct {
 	Node string
-	Refs []store.QueueRef
+	Refs []history.QueueRef
 }
 
 // ThreadPage is what the thread page shows.
@@ -27,7 +27,7 @@ type ThreadPage struct {
 }
 
 // perNode groups refs by node, in the order the nodes first appear.
-func perNode(refs []store.QueueRef) []NodeQueue {
+func perNode(refs []history.QueueRef) []NodeQueue {
 	var out []NodeQueue
 	for _, r := range refs {
 		i := slices.IndexFunc(out, func(n NodeQueue) bool { return n.Node == r.Node })

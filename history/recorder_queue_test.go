@@ -1,4 +1,4 @@
-package report
+package history
 
 import (
 	"context"
@@ -24,11 +24,7 @@ func testConfig() Config {
 func TestFullQueueDropsAndCounts(t *testing.T) {
 	cfg := testConfig()
 	cfg.Queue = 4
-	st, ok := any(store.NewMemory()).(Store)
-	if !ok {
-		t.Fatal("the memory store keeps no history (store.History)")
-	}
-	r, err := newRecorder(cfg, st, slog.New(slog.DiscardHandler), nil)
+	r, err := newRecorder(cfg, NewMemory(0), store.NewMemory(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +58,7 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 func TestNoteRacesClose(t *testing.T) {
 	cfg := testConfig()
 	cfg.Queue = 16
-	st, ok := any(store.NewMemory()).(Store)
-	if !ok {
-		t.Fatal("the memory store keeps no history (store.History)")
-	}
-	r, err := New(cfg, st, slog.New(slog.DiscardHandler), nil)
+	r, err := NewRecorder(cfg, NewMemory(0), store.NewMemory(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package report_test
+package history_test
 
 import (
 	"bytes"
@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/history"
 	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/policy"
-	"github.com/stormguard/stormguard/report"
 	"github.com/stormguard/stormguard/store"
 )
 
@@ -44,14 +44,14 @@ func TestWriteFailuresAreCountedAndLoggedOnce(t *testing.T) {
 	}
 	defer r.Close()
 	var logs lockedBuffer
-	cfg := report.Defaults()
+	cfg := history.Defaults()
 	cfg.Node, cfg.Timeout, cfg.Limits = "mx1", 100*time.Millisecond, policy.Limits{MaxReplies: 2}
-	rec, err := report.New(cfg, historyOf(t, r), slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	rec, err := history.NewRecorder(cfg, history.NewRedis(r.Client(), r.Keys()), r, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		rec.Note(report.Note{Thread: policy.ThreadID(fmt.Sprintf("%016x", i+1)), Rule: policy.RuleMaxReplies,
+		rec.Note(history.Note{Thread: policy.ThreadID(fmt.Sprintf("%016x", i+1)), Rule: policy.RuleMaxReplies,
 			Action: policy.ActionAccept, Kind: policy.KindReply, QueueID: "Q", Count: 2, Time: time.Now()})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

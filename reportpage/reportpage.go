@@ -1,4 +1,4 @@
-// Package web is the report page the daemon serves under / on http.listen:
+// Package reportpage is the report page the daemon serves under / on http.listen:
 // an overview of the storms and near misses over a chosen range (charts,
 // totals, a table and its CSV), and a page per thread with its senders,
 // queue ids and, for an operator logged in with the admin token, the
@@ -12,7 +12,7 @@
 // (subject, addresses) is hostile: it reaches HTML only through
 // html/template, with control characters shown as escapes (text.Printable), and
 // the CSV only through encoding/csv with formula prefixes defused.
-package web
+package reportpage
 
 import (
 	"context"
@@ -63,10 +63,10 @@ type Config struct {
 // Validate reports a Config that cannot work.
 func (c Config) Validate() error {
 	if c.History == nil {
-		return errors.New("web: no history to show")
+		return errors.New("reportpage: no history to show")
 	}
 	if c.Actions != nil && len(c.Token) < 32 {
-		return errors.New("web: actions need the admin token (http.admin_token_file) to log in with")
+		return errors.New("reportpage: actions need the admin token (http.admin_token_file) to log in with")
 	}
 	return nil
 }
@@ -91,7 +91,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	tmpl, err := template.New("").Funcs(funcs).ParseFS(files, "templates/*.html")
 	if err != nil {
-		return nil, fmt.Errorf("web: templates: %w", err)
+		return nil, fmt.Errorf("reportpage: templates: %w", err)
 	}
 	s := &server{cfg: cfg, tmpl: tmpl, sess: newSessions(cfg.Token), now: cfg.Now, log: cfg.Log}
 	if s.now == nil {
