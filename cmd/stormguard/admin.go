@@ -159,3 +159,16 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// withAdmin is a command's RunE that opens the admin session (openAdmin)
+// for run and closes it when run returns.
+func withAdmin(stdout io.Writer, run func(cmd *cobra.Command, a *session, ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a, ctx, done, err := openAdmin(cmd, stdout)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return run(cmd, a, ctx, args)
+	}
+}

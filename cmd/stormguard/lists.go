@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +21,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 		Use:   "lists",
 		Short: "Show list sizes and the policy a message to each list gets (the store's: Redis hashes stormguard:lists and stormguard:listpolicy or the daemon's memory; and the config file's); lists set ADDR N [--max-replies N ...], lists delete ADDR, lists sync",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, done, err := openAdmin(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAdmin(stdout, func(cmd *cobra.Command, a *session, ctx context.Context, _ []string) error {
 			lists, err := a.api.Lists(ctx)
 			if err != nil {
 				return err
@@ -35,7 +31,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 				return nil
 			}
 			return printLists(stdout, lists)
-		},
+		}),
 	}
 	var pf listPolicyFlags
 	set := &cobra.Command{
@@ -83,12 +79,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 		Use:   "delete ADDRESS",
 		Short: "Remove a list's member count from the store",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, ctx, done, err := openAdmin(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAdmin(stdout, func(cmd *cobra.Command, a *session, ctx context.Context, args []string) error {
 			left, err := a.api.DeleteList(ctx, args[0])
 			if err != nil {
 				return err
@@ -99,7 +90,7 @@ func newListsCmd(stdout io.Writer) *cobra.Command {
 			}
 			fmt.Fprintln(stdout, msg)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(set, del, newListsSyncCmd(stdout))
 	return cmd

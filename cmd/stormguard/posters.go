@@ -21,12 +21,7 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 		Use:   "posters",
 		Short: "Show who may post past the sender gate (gate.posters and the store's: Redis set stormguard:posters or the daemon's memory); posters add X, posters delete X",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ctx, done, err := openAdmin(cmd, stdout)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAdmin(stdout, func(cmd *cobra.Command, a *session, ctx context.Context, _ []string) error {
 			posters, err := a.api.Posters(ctx)
 			if err != nil {
 				return err
@@ -46,7 +41,7 @@ func newPostersCmd(stdout io.Writer) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\n", text.Clean(p.Poster, 0), strings.Join(p.From, ", "))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	add := posterCmd(stdout, "add SENDER|@DOMAIN|LOGIN",
 		"Allow a sender, a domain or a SASL login to post past the sender gate (Redis: every node within store.refresh; memory: the daemon at once)",
