@@ -15,8 +15,10 @@ import (
 )
 
 const (
-	otherList = "other@example.org" // no policy of its own: the site's
-	tempList  = "temp@example.org"  // max_replies=1;action=tempfail
+	otherList = "other@example.org"    // no policy of its own: the site's
+	tempList  = "temp@example.org"     // max_replies=1;action=tempfail
+	laxList   = "announce@example.org" // max_replies 30, monitor (TestListPolicyThresholds)
+	hugeList  = "huge@example.org"     // min_audience 10,000,000 (TestListPolicyThresholds)
 )
 
 // listMail is a message from sender to lists (envelope and To); a reply to
@@ -44,7 +46,7 @@ func listMail(sender, id, root string, lists ...string) mail {
 func listPolicyConfig() Config {
 	cfg := testConfig()
 	cfg.Policy.Limits.MaxReplies = 10
-	cfg.Lists = map[string]int{listAddr: 3000, otherList: 3000, tempList: 3000}
+	cfg.Lists = map[string]int{listAddr: 3000, otherList: 3000, tempList: 3000, laxList: 3000, hugeList: 3000}
 	cfg.ListPolicies = map[string]policy.ListPolicy{listAddr: {Limits: map[policy.Rule]int64{policy.RuleMaxReplies: 5}}}
 	return cfg
 }
@@ -82,13 +84,16 @@ func listPolicyStores(t *testing.T, extra map[string]string, fn func(t *testing.
 	})
 }
 
-// TestListPolicyThresholds is the issue's case: with all-staff at
-// max_replies 3 and another list at the site's 10, the 4th reply to
-// all-staff is refused while the other list's thread takes 10 and refuses
-// the 11th; a thread to both gets the strictest (3); a list's own action
-// applies (tempfail), and the strictest action wins when lists differ.
+// TestListPolicyThresholds: with all-staff at max_replies 3 and another
+// list at the site's 10, the 4th reply to all-staff is refused while the
+// other list's thread takes 10 and refuses the 11th; a thread to both
+// gets the strictest (3); a list's own action applies (tempfail), and the
+// strictest action wins when lists differ. A lax list in Cc (max_replies
+// 30 and monitor, or min_audience 10,000,000) does not loosen a list
+// without a policy of its own: the 11th reply is refused.
 func TestListPolicyThresholds(t *testing.T) {
-	listPolicyStores(t, nil, func(t *testing.T, st, fallback store.Store) {
+	lax := map[string]string{laxList: `{"max_replies":30,"action":"monitor"}`, hugeList: `{"min_audience":10000000}`}
+	listPolicyStores(t, lax, func(t *testing.T, st, fallback store.Store) {
 		h := startServer(t, listPolicyConfig(), st, fallback)
 		if err := h.f.RefreshGlobals(context.Background()); err != nil {
 			t.Fatal(err)
@@ -115,6 +120,9 @@ func TestListPolicyThresholds(t *testing.T) {
 		storm("both", []string{otherList, listAddr}, 3, 550)
 		storm("temp", []string{tempList}, 1, 451)
 		storm("temp-and-allstaff", []string{tempList, listAddr}, 1, 550) // reject beats tempfail
+		storm("lax-cc", []string{otherList, laxList}, 10, 550)
+		storm("huge-cc", []string{otherList, hugeList}, 10, 550)
+		storm("lax-alone", []string{laxList}, 30, 250) // monitor: the 31st is tagged, not refused
 		if !strings.Contains(h.logs.String(), "rule=max_replies") {
 			t.Errorf("no decision line with rule=max_replies:\n%s", h.logs.String())
 		}
