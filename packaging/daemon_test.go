@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	gomilter "github.com/d--j/go-milter"
-
 	"github.com/stormguard/stormguard/bench/miltermsg"
 	"github.com/stormguard/stormguard/internal/testenv"
 )
@@ -127,20 +125,8 @@ func (d *daemon) scrape(t *testing.T) string {
 // the verdicts.
 func (d *daemon) storm(t *testing.T, list string, max int) []string {
 	t.Helper()
-	macros := gomilter.NewMacroBag()
-	macros.Set(gomilter.MacroMTAFQDN, "mx.example.org")
-	macros.Set(gomilter.MacroDaemonName, "smtpd")
-	s, err := gomilter.NewClient("tcp", d.milter).Session(macros)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := d.session(t)
 	defer s.Close()
-	if _, err := s.Conn("client.example.org", gomilter.FamilyInet, 25000, "192.0.2.1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Helo("client.example.org"); err != nil {
-		t.Fatal(err)
-	}
 	const root = "announcement.1@example.org"
 	var verdicts []string
 	for i := 1; i <= max; i++ {
