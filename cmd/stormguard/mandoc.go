@@ -21,6 +21,7 @@ func init() {
 	}
 	root := newRootCmd(os.Stdout, os.Stderr)
 	root.DisableAutoGenTag = true
+	root.InitDefaultCompletionCmd() // cobra adds it at Execute, after this runs
 	// The page date is the build date the build script links in, so two
 	// builds of one commit give the same pages.
 	date := time.Now()
@@ -29,7 +30,7 @@ func init() {
 			date = t
 		}
 	}
-	hdr := &doc.GenManHeader{Title: "STORMGUARD", Section: "1", Date: &date,
+	hdr := &doc.GenManHeader{Section: "1", Date: &date,
 		Source: "stormguard " + root.Version, Manual: "stormguard manual"}
 	if err := doc.GenManTree(root, hdr, os.Args[2]); err != nil {
 		fmt.Fprintf(os.Stderr, "stormguard: man pages: %v\n", err)
