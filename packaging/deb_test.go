@@ -1,11 +1,14 @@
 package packaging
 
 import (
+	"crypto/md5"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -27,12 +30,15 @@ var lintianWarnings = map[string]string{
 	"groff-message": "simulate's --clients default is one unbreakable word",
 }
 
-// TestDebianPackage builds the package twice (the second a newer version
-// of the same tree), checks it with lintian, installs the older one on
-// this machine, changes its conffile, upgrades, runs `stormguard check`,
-// verifies the unit, runs the unit's ExecStart line as the stormguard user
-// and drives a storm through it over the milter protocol, then removes
-// and purges the package and checks that nothing of it is left.
+// TestDebianPackage builds the package twice (a lower version of the same
+// tree first), checks it with lintian, installs the older one on this
+// machine, changes its conffile, upgrades (dpkg keeps the change), runs
+// `stormguard check`, verifies the unit, runs the unit's ExecStart line as
+// the stormguard user and drives a storm through it over the milter
+// protocol, upgrades again to a copy whose sample config changed too
+// (--force-confold keeps the change, the new sample goes to .dpkg-dist),
+// then removes and purges the package and checks that nothing of it is
+// left.
 //
 // It needs root, dpkg, lintian and systemd-analyze, and refuses to run
 // where a stormguard package or user already exists.
@@ -125,6 +131,21 @@ func TestDebianPackage(t *testing.T) {
 	verifyCatches(t, unit)
 
 	runUnitStorm(t, unit)
+
+	// A later package whose sample config changed too: dpkg cannot merge
+	// the two changes, and with --force-confold (as unattended upgrades
+	// run it) keeps the administrator's file and puts the new sample
+	// beside it.
+	const later = "\n# a later sample\n"
+	next := repack(t, deb, version+".next", func(sample []byte) []byte { return append(sample, later...) })
+	run(t, "dpkg", "-i", "--force-confdef", "--force-confold", next)
+	checkInstalled(t, version+".next")
+	if got, _ := os.ReadFile(conf); string(got) != string(changed) {
+		t.Errorf("the upgrade to a changed sample replaced the changed %s:\n%s", conf, got)
+	}
+	if got, err := os.ReadFile(conf + ".dpkg-dist"); err != nil || string(got) != string(orig)+later {
+		t.Errorf("%s.dpkg-dist is not the new sample (%v):\n%s", conf, err, got)
+	}
 
 	// Remove keeps the config; purge leaves nothing.
 	run(t, "dpkg", "-r", "stormguard")
@@ -256,4 +277,51 @@ func moveAside(t *testing.T, path string) {
 			t.Errorf("put %s back: %v", path, err)
 		}
 	})
+}
+
+// repack returns a copy of deb at version with its sample config edited,
+// as the next build would have it (the md5sums follow the edit).
+func repack(t *testing.T, deb, version string, edit func([]byte) []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	run(t, "dpkg-deb", "-R", deb, root)
+	conf := filepath.Join(root, "etc/stormguard/stormguard.yaml")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = edit(b)
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	control := filepath.Join(root, "DEBIAN/control")
+	c, err := os.ReadFile(control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^Version: .*$`)
+	if !re.Match(c) {
+		t.Fatalf("%s: no Version field", control)
+	}
+	if err := os.WriteFile(control, re.ReplaceAll(c, []byte("Version: "+version)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sums := filepath.Join(root, "DEBIAN/md5sums")
+	m, err := os.ReadFile(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(m), "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(l, "  etc/stormguard/stormguard.yaml") {
+			lines[i] = fmt.Sprintf("%x  etc/stormguard/stormguard.yaml", md5.Sum(b))
+		}
+	}
+	if err := os.WriteFile(sums, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "stormguard_"+version+".deb")
+	run(t, "dpkg-deb", "--root-owner-group", "-b", root, out)
+	return out
 }
