@@ -25,8 +25,9 @@ type daemon struct {
 	http   string // HOST:PORT
 	exited chan error
 
-	mu  sync.Mutex
-	log []string
+	mu      sync.Mutex
+	log     []string
+	newLine chan struct{} // a line was logged (buffered 1)
 }
 
 // start runs argv with the listen addresses moved to free loopback ports
@@ -37,9 +38,10 @@ type daemon struct {
 func start(t *testing.T, argv []string, env ...string) *daemon {
 	t.Helper()
 	d := &daemon{
-		milter: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		http:   fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		exited: make(chan error, 1),
+		milter:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		http:    fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		exited:  make(chan error, 1),
+		newLine: make(chan struct{}, 1),
 	}
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Dir = "/"
@@ -59,6 +61,10 @@ func start(t *testing.T, argv []string, env ...string) *daemon {
 			d.mu.Lock()
 			d.log = append(d.log, sc.Text())
 			d.mu.Unlock()
+			select {
+			case d.newLine <- struct{}{}:
+			default:
+			}
 			if strings.Contains(sc.Text(), "stormguard started") {
 				once.Do(func() { close(started) })
 			}
@@ -85,6 +91,29 @@ func (d *daemon) logText() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return strings.Join(d.log, "\n")
+}
+
+// waitLog waits until a line logged at index from or later holds part,
+// and returns the index after it.
+func (d *daemon) waitLog(t *testing.T, from int, part string) int {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		d.mu.Lock()
+		for i := from; i < len(d.log); i++ {
+			if strings.Contains(d.log[i], part) {
+				d.mu.Unlock()
+				return i + 1
+			}
+		}
+		from = len(d.log)
+		d.mu.Unlock()
+		select {
+		case <-d.newLine:
+		case <-deadline:
+			t.Fatalf("no %q in the log in 20s:\n%s", part, d.logText())
+		}
+	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -150,8 +179,8 @@ func (d *daemon) storm(t *testing.T, list string, max int) []string {
 	return verdicts
 }
 
-// execStart reads the unit's User= and ExecStart= lines.
-func execStart(t *testing.T, unit string) (usr string, argv []string) {
+// execStart reads the unit's User=, ExecStart= and ExecReload= lines.
+func execStart(t *testing.T, unit string) (usr string, argv, reload []string) {
 	t.Helper()
 	b, err := os.ReadFile(unit)
 	if err != nil {
@@ -164,21 +193,25 @@ func execStart(t *testing.T, unit string) (usr string, argv []string) {
 		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
 			argv = strings.Fields(v)
 		}
+		if v, ok := strings.CutPrefix(line, "ExecReload="); ok {
+			reload = strings.Fields(v)
+		}
 	}
-	if usr == "" || len(argv) == 0 {
-		t.Fatalf("%s: no User= or ExecStart= line", unit)
+	if usr == "" || len(argv) == 0 || len(reload) == 0 {
+		t.Fatalf("%s: no User=, ExecStart= or ExecReload= line", unit)
 	}
-	return usr, argv
+	return usr, argv, reload
 }
 
 // runUnitStorm runs the installed unit's ExecStart line as its User (and
 // that user's groups, with no new privileges, as the unit does), registers
 // a list with `stormguard lists set` through the daemon's admin API, and
 // drives a storm through it: the 11th reply to all is refused (policy
-// max_replies 10, the packaged config's default).
+// max_replies 10, the packaged config's default). Then the unit's
+// ExecReload line makes it reload its configuration.
 func runUnitStorm(t *testing.T, unit string) {
 	t.Helper()
-	usr, argv := execStart(t, unit)
+	usr, argv, reload := execStart(t, unit)
 	u, err := user.Lookup(usr)
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +246,16 @@ func runUnitStorm(t *testing.T, unit string) {
 	if len(verdicts) != 11 || verdicts[10] != "reject" {
 		t.Errorf("verdicts %v: want 10 let through and the 11th rejected", verdicts)
 	}
+	// systemctl reload: the unit's ExecReload line with $MAINPID.
+	for i, a := range reload {
+		reload[i] = strings.ReplaceAll(a, "$MAINPID", fmt.Sprint(d.cmd.Process.Pid))
+	}
+	d.mu.Lock()
+	from := len(d.log)
+	d.mu.Unlock()
+	run(t, reload[0], reload[1:]...)
+	d.waitLog(t, from, "configuration reloaded")
+
 	metrics := d.scrape(t)
 	for _, want := range []string{"stormguard_storms_detected_total 1\n", `stormguard_decisions_total{action="reject"`} {
 		if !strings.Contains(metrics, want) {
