@@ -8,8 +8,11 @@
 # ".dirty" is added when the tree has changes. STORMGUARD_DEB_VERSION
 # overrides it (the package tests build a lower one to upgrade from).
 #
-# The binary is built with -trimpath and the version, commit and build
-# date linked in (stormguard version prints them); the man pages with
+# The binary is a static PIE (CGO_ENABLED=0, -buildmode=pie: no C library,
+# address space randomisation), built with -trimpath and the version,
+# commit and build date (the commit's time) linked in (stormguard version
+# prints them), so two builds of one commit give the same package; the
+# man pages with
 # cobra's doc generator from a second build with -tags mandoc; the
 # completions by the binary itself. nfpm, pinned in tools/pkg/go.mod (a
 # module of its own, so its dependencies stay out of stormguard's),
