@@ -13,6 +13,13 @@
 # sendmail/root), never installed (sendmail conflicts with postfix); the
 # tests read them there and fetch nothing.
 #
+# The Debian package's test (packaging/) builds the .deb, installs it with
+# dpkg -i, runs the unit's command line itself and purges the package,
+# leaving nothing behind; it needs root and a host where systemd is not
+# PID 1 (where it is, the package's postinst would start the service).
+# The prometheus package is installed for promtool only; where systemd
+# runs, Debian's package also starts a Prometheus server on :9090.
+#
 # STORMGUARD_REQUIRE_SERVERS=1 is exported: a test that cannot start a server
 # fails instead of being skipped, so this command never passes by skipping.
 #
@@ -58,9 +65,15 @@ declare -A pkg_of=(
 	[saslpasswd2]=sasl2-bin
 	[miltertest]=miltertest
 	[notmuch]=notmuch
+	[lintian]=lintian
+	[promtool]=prometheus
+	[systemd-analyze]=systemd
+	[dpkg-deb]=dpkg
+	[deb-systemd-helper]=init-system-helpers
+	[setpriv]=util-linux
 )
 missing_pkgs=()
-for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium saslpasswd2 miltertest notmuch; do
+for cmd in redis-server redis-cli postfix postconf smtp-source smtp-sink openssl unshare mount hostname slapd slapadd ldapsearch chromium saslpasswd2 miltertest notmuch lintian promtool systemd-analyze dpkg-deb deb-systemd-helper setpriv; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "missing: $cmd (package ${pkg_of[$cmd]})"
 		case " ${missing_pkgs[*]-} " in
@@ -78,7 +91,9 @@ Install them as root, e.g.:
   sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}
 (The Postfix tests also need to run as root; chromium is Debian's headless
 browser for the report page's test; sasl2-bin gives the test Postfix SMTP
-AUTH through Cyrus SASL and a private sasldb.)"
+AUTH through Cyrus SASL and a private sasldb; lintian, systemd and dpkg check
+and install the Debian package, prometheus gives promtool for the alert
+rules' tests.)"
 	fi
 	command -v apt-get >/dev/null 2>&1 || fail "missing packages: ${missing_pkgs[*]}, and no apt-get to install them"
 	step "installing ${missing_pkgs[*]}"
@@ -89,7 +104,7 @@ AUTH through Cyrus SASL and a private sasldb.)"
 	# slapd: no configuration, no directory, no system server; the tests
 	# run their own from a slapd.conf (internal/testenv/slapdenv).
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules miltertest notmuch
+	DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools postfix openssl util-linux mount hostname slapd ldap-utils chromium sasl2-bin libsasl2-modules miltertest notmuch lintian prometheus systemd dpkg init-system-helpers
 	for cmd in "${!pkg_of[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || fail "$cmd still missing after installing ${pkg_of[$cmd]}"
 	done

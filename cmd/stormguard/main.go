@@ -61,6 +61,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newOverrideCmd(stdout, "allow"), newOverrideCmd(stdout, "block"), newOverrideCmd(stdout, "reset"),
 		newListsCmd(stdout), newModeCmd(stdout), newSimulateCmd(stdout), newQueueCmd(stdout))
 	root.AddCommand(newPostersCmd(stdout)) // posters.go
+	root.AddCommand(newVersionCmd(root, stdout))
 	return root
 }
 
