@@ -41,14 +41,22 @@ const (
 // configuration file.
 type Config struct {
 	Policy       policy.Config
-	RejectText   string // 550 text; "{thread}" is replaced by the thread id
-	TempfailText string // 451 text; "{thread}" is replaced by the thread id
-	Header       string // header added in monitor mode
-	OnError      string // OnErrorAccept or OnErrorTempfail
-	StoreTimeout time.Duration
-	Retention    time.Duration // TTL of links and thread records
-	Refresh      time.Duration // how often the cached globals are re-read
-	Lists        map[string]int
+	RejectText   string        // 550 text; "{thread}" is replaced by the thread id
+	TempfailText string        // 451 text; "{thread}" is replaced by the thread id
+	Header       string        // header added in monitor mode
+	OnError      string        // OnErrorAccept or OnErrorTempfail
+	StoreTimeout time.Duration // deadline of one store call
+	// StoreBudget bounds a message's store calls, one retry included: a
+	// call that fails is tried once more if at least half a StoreTimeout
+	// of the budget is left, and only then does OnError apply. Below
+	// 1.5 StoreTimeout there is no retry.
+	StoreBudget time.Duration
+	// Node is this node's name, in the store's heartbeat (how many nodes
+	// share it: an outage's share, policy.OutageLimits).
+	Node      string
+	Retention time.Duration // TTL of links and thread records
+	Refresh   time.Duration // how often the cached globals are re-read
+	Lists     map[string]int
 	// ListPolicies are the lists' own policies from the config file
 	// (list_policy); the store's (stormguard:listpolicy) replace them
 	// list by list.
@@ -73,6 +81,7 @@ func Defaults() Config {
 		GateRejectText: "5.7.1 Only authorized senders may post to {list}; ask your mail administrator for permission",
 		OnError:        OnErrorAccept,
 		StoreTimeout:   200 * time.Millisecond,
+		StoreBudget:    500 * time.Millisecond,
 		Retention:      24 * time.Hour,
 		Refresh:        5 * time.Second,
 		Mode:           policy.ModeEnforce,
@@ -109,6 +118,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("gate.posters: %q is not a sender, @domain or SASL login", p)
 		}
 	}
+	if c.StoreBudget < 0 {
+		return fmt.Errorf("store.budget: must be 0 (no retry) or positive, got %s", c.StoreBudget)
+	}
 	if c.StoreTimeout <= 0 {
 		return fmt.Errorf("redis.timeout: must be positive, got %s", c.StoreTimeout)
 	}
@@ -143,7 +155,8 @@ func (c Config) Validate() error {
 type Stats struct {
 	Decisions      atomic.Uint64 // every verdict
 	StoreSkipped   atomic.Uint64 // verdicts that never touched the store
-	StoreErrors    atomic.Uint64 // store calls that failed
+	StoreErrors    atomic.Uint64 // messages whose shared store calls failed, the retry too
+	StoreRetries   atomic.Uint64 // messages whose shared store call failed once and was tried again
 	Fallbacks      atomic.Uint64 // messages counted in the local memory store because the shared store failed
 	Panics         atomic.Uint64 // recovered panics in callbacks
 	BadPackets     atomic.Uint64 // malformed milter packets refused by the guard
@@ -174,6 +187,8 @@ type Filter struct {
 	globals  atomic.Pointer[globals]
 	observer Observer
 	links    *linkCache
+	seen     *seenCache   // the shared store's last answer per thread (outage.go)
+	nodes    atomic.Int64 // nodes sharing the store, from its heartbeat (outage.go)
 	Stats    Stats
 }
 
@@ -196,7 +211,7 @@ func NewFilter(cfg Config, st, fallback store.Store, log *slog.Logger, now func(
 		log = slog.Default()
 	}
 	f := &Filter{start: cfg, store: st, fallback: fallback, log: log, now: now,
-		links: newLinkCache(linkCacheTTL, linkCacheMax)}
+		links: newLinkCache(linkCacheTTL, linkCacheMax), seen: newSeenCache(cfg.Policy.Limits.Window, seenMax)}
 	f.globals.Store(mergeGlobals(cfg, store.Globals{}))
 	return f, nil
 }
@@ -267,8 +282,17 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		return d
 	}
 	d.Stored, d.Kind, d.Lists, d.Limits = true, p.Kind, p.Lists, p.Config.Limits
-	tally, thread, source, err := f.record(ctx, c, f.store, m, &p)
-	if err != nil {
+	start := time.Now()
+	tally, thread, source, err := f.record(ctx, c, f.store, m, &p, c.StoreTimeout, false)
+	if left := c.StoreBudget - time.Since(start); err != nil && left >= c.StoreTimeout/2 && ctx.Err() == nil {
+		// Safe to repeat: had the first call counted the message, the
+		// store knows it again (policy.StatusDuplicate) and counts it once.
+		f.Stats.StoreRetries.Add(1)
+		tally, thread, source, err = f.record(ctx, c, f.store, m, &p, min(c.StoreTimeout, left), false)
+	}
+	if err == nil {
+		f.seen.put(thread, policy.Seen{At: f.now(), Tally: tally})
+	} else {
 		f.Stats.StoreErrors.Add(1)
 		switch {
 		case c.OnError == OnErrorTempfail:
@@ -279,10 +303,10 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		case f.fallback == nil: // the memory store itself failed (a deadline): nothing to count in
 			f.warnStore(err, "accept")
 		default:
-			f.warnStore(err, "accept, counting on this node only")
+			f.warnStore(err, "accept, counting on this node its share of what each thread had left")
 			f.Stats.Fallbacks.Add(1)
 			d.Fallback = true
-			tally, thread, source, err = f.record(ctx, c, f.fallback, m, &p)
+			tally, thread, source, err = f.record(ctx, c, f.fallback, m, &p, c.StoreTimeout, true)
 		}
 		if err != nil { // nothing counted it (no fallback, or its deadline passed too): fail open
 			d.Verdict = p.Decide(policy.Answer{Failed: policy.FailOpen})
@@ -305,10 +329,15 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 // ancestors' ids, its Thread-Index GUID, its subject key) through the
 // node's link cache, else in one Resolve call, a single round trip; then
 // it is recorded in the thread policy.Resolve picks, as p.Kind, under
-// p.Config.Limits. Originals look nothing up.
-func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, p *policy.Plan) (policy.Tally, policy.ThreadID, policy.Source, error) {
+// p.Config.Limits. Originals look nothing up. Each call has timeout.
+//
+// With outage (st is this node's fallback while the shared store is out
+// of reach), a reply is counted under this node's share of what its
+// thread had left when the shared store last answered for it
+// (policy.OutageLimits), or answered from that without counting.
+func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Message, p *policy.Plan, timeout time.Duration, outage bool) (policy.Tally, policy.ThreadID, policy.Source, error) {
 	id := &p.Identity
-	ctx, cancel := context.WithTimeout(ctx, c.StoreTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var found []policy.ThreadID
 	if len(id.Lookup) > 0 {
@@ -341,6 +370,14 @@ func (f *Filter) record(ctx context.Context, c *Config, st store.Store, m *Messa
 		Limits:    p.Config.Limits, // the message's: its lists' strictest (policy.Effective)
 		Links:     id.Links,
 		Retention: c.Retention,
+	}
+	if outage && p.Kind == policy.KindReply {
+		share, answer, ok := policy.OutageLimits(rec.Limits, f.seen.get(thread), f.Nodes(), rec.Now)
+		if !ok {
+			answer.Thread = thread
+			return answer, thread, source, nil
+		}
+		rec.Limits = share
 	}
 	start := time.Now()
 	tally, err := st.Record(ctx, rec)

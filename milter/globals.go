@@ -150,6 +150,7 @@ func (f *Filter) RunRefresher(ctx context.Context) {
 		}
 		start := time.Now()
 		err := f.RefreshGlobals(ctx)
+		f.heartbeat(ctx)
 		// A huge lists hash (seconds to read) is not re-read back to back.
 		t.Reset(max(f.start.Refresh, 4*time.Since(start)))
 		switch {

@@ -27,6 +27,7 @@ import (
 //	stormguard:exempt        set     exempt senders and @domains (operators)
 //	stormguard:posters       set     senders, @domains and SASL logins allowed past the sender gate (operators)
 //	stormguard:mode          string  site mode (operators)
+//	stormguard:nodes         zset    node name -> until when its heartbeat holds (ms): the nodes sharing the store (store/nodes.go)
 //	stormguard:events        pub/sub channel of events
 //
 // A thread's keys share the thread id as their Cluster hash tag, so that
@@ -166,6 +167,9 @@ func (k Keys) Posters() string { return k.prefix + "posters" }
 
 // Mode is the site-wide mode.
 func (k Keys) Mode() string { return k.prefix + "mode" }
+
+// Nodes is the nodes' heartbeats (Redis.Heartbeat).
+func (k Keys) Nodes() string { return k.prefix + "nodes" }
 
 // Events is the pub/sub channel events are published on.
 func (k Keys) Events() string { return k.prefix + "events" }

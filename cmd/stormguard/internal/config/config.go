@@ -35,6 +35,7 @@ type Config struct {
 	Store      struct {
 		Backend          string
 		OnError          string
+		Budget           time.Duration
 		Refresh          time.Duration
 		Retention        time.Duration
 		MemoryMaxThreads int
@@ -119,6 +120,7 @@ func defaults() Config {
 	c.Mode = string(f.Mode)
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.Store.Backend, c.Store.OnError, c.Store.Refresh, c.Store.Retention = "memory", f.OnError, f.Refresh, f.Retention
+	c.Store.Budget = f.StoreBudget
 	c.Store.MemoryMaxThreads, c.Store.MemoryMaxBytes = d.Memory.MaxThreads, d.Memory.MaxBytes
 	r := d.Redis
 	c.Redis.Addrs, c.Redis.Username, c.Redis.Password, c.Redis.DB = r.Addrs, r.Username, r.Password, r.DB
@@ -175,7 +177,7 @@ func (c *Config) plain() plain {
 	var p plain
 	f := milter.Defaults()
 	f.Mode, f.OnError, f.Refresh, f.Retention = policy.Mode(c.Mode), c.Store.OnError, c.Store.Refresh, c.Store.Retention
-	f.StoreTimeout = c.Redis.Timeout
+	f.StoreTimeout, f.StoreBudget = c.Redis.Timeout, c.Store.Budget
 	f.Policy.MinAudience, f.Policy.Limits, f.Policy.Action = c.Policy.MinAudience, c.Policy.Limits, policy.ConfigAction(c.Policy.Action)
 	f.Policy.AutoReplyMaxAudience, f.Policy.SplitEnvelopes, f.Exempt = c.Policy.AutoReplyMaxAudience, c.Policy.SplitEnvelopes, c.Policy.ExemptSenders
 	f.RejectText, f.TempfailText, f.Header = c.Policy.RejectText, c.Policy.TempfailText, c.Policy.Header
@@ -183,6 +185,11 @@ func (c *Config) plain() plain {
 	f.Posters, f.GateRejectText = c.Gate.Posters, c.Gate.RejectText
 	f.Lists, f.ListPolicies = c.Lists, c.ListPolicy
 	p.Filter = f
+	node := c.Node
+	if node == "" {
+		node = hostname()
+	}
+	p.Filter.Node = node
 
 	p.Redis = store.RedisConfig{Addrs: c.Redis.Addrs, Username: c.Redis.Username, Password: c.Redis.Password, DB: c.Redis.DB,
 		MasterName: c.Redis.MasterName, Cluster: c.Redis.Cluster, Timeout: c.Redis.Timeout, Prefix: c.Redis.Prefix}
@@ -195,10 +202,6 @@ func (c *Config) plain() plain {
 	p.Admin = admin.Config{Backend: c.Store.Backend, Retention: c.Store.Retention, Lists: c.Lists, Mode: c.Mode,
 		Posters: c.Gate.Posters, Policy: f.Policy, ListPolicies: c.ListPolicy}
 
-	node := c.Node
-	if node == "" {
-		node = hostname()
-	}
 	p.Events = events.Config{Queue: c.Alerts.Queue, WebhookURL: c.Alerts.WebhookURL, WebhookTimeout: c.Alerts.WebhookTimeout,
 		PublishTimeout: max(c.Redis.Timeout, time.Second), Node: node, Mail: c.Notify}
 	if p.Events.Mail.OncePer == 0 {

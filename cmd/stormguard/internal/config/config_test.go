@@ -137,7 +137,7 @@ func TestDefaultsReachPackages(t *testing.T) {
 	got, want := c.plain(), defaultPlain()
 	// Computed by plain from other keys, not a package default.
 	want.Events.PublishTimeout = time.Second
-	want.Events.Node, want.Report.Node = hostname(), hostname()
+	want.Events.Node, want.Report.Node, want.Filter.Node = hostname(), hostname(), hostname()
 	want.Events.Mail.OncePer = c.Policy.Limits.BlockFor
 	want.Events.Mail.ReportURL = c.reportURL()
 	want.Report.Retention, want.Report.Limits, want.Report.Timeout = c.Store.Retention, c.Policy.Limits, time.Second

@@ -46,6 +46,8 @@ var keys = slices.Concat([]key{
 		help: "memory (one node) or redis (shared by all nodes)"},
 	{name: "store.on_error", val: func(c *Config) value { return scalar(&c.Store.OnError) },
 		help: "when Redis fails: accept (count on this node's memory store) or tempfail"},
+	{name: "store.budget", val: func(c *Config) value { return scalar(&c.Store.Budget) },
+		help: "the most a message's store calls may take: a failed call is tried again once if half a redis.timeout of it is left (no retry below 1.5 redis.timeout), and only then does store.on_error apply; the MTA waits up to this long at end of headers while Redis is slow"},
 	{name: "store.refresh", val: func(c *Config) value { return scalar(&c.Store.Refresh) },
 		help: "how often lists, exempt senders and mode are re-read from the store"},
 	{name: "store.retention", val: func(c *Config) value { return scalar(&c.Store.Retention) },
