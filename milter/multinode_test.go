@@ -35,7 +35,9 @@ type node struct {
 }
 
 // startNodes starts n daemons over Redis rc (each with its own client and
-// its own memory fallback).
+// its own memory fallback), named node1 to nodeN (cfg.Node, unless set),
+// each counting the n nodes that share Redis (their heartbeats), as
+// running daemons do after their first store.refresh.
 func startNodes(t *testing.T, n int, cfg Config, rc store.RedisConfig) []node {
 	t.Helper()
 	out := make([]node, n)
@@ -45,7 +47,16 @@ func startNodes(t *testing.T, n int, cfg Config, rc store.RedisConfig) []node {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		out[i] = node{harness: startServer(t, cfg, st, store.NewMemory()), st: st}
+		c := cfg
+		if c.Node == "" {
+			c.Node = fmt.Sprintf("node%d", i+1)
+		}
+		out[i] = node{harness: startServer(t, c, st, store.NewMemory()), st: st}
+	}
+	for range 2 { // the first round's first node counts only itself
+		for _, nd := range out {
+			nd.f.heartbeat(context.Background())
+		}
 	}
 	return out
 }
