@@ -156,12 +156,13 @@ func countCodes(out []outcome) map[uint16]int {
 	return c
 }
 
-// multiNodeConfig: generous store timeout, so that a slow call under -race
-// on a small machine never falls back to the node's memory (which would
-// be a legitimate overshoot, tested in outage_test.go, not a race).
+// multiNodeConfig: generous store timeout and a budget for a retry, so
+// that a slow call under -race on a small machine never falls back to the
+// node's memory (which would be a legitimate overshoot, tested in
+// outage_test.go, not a race).
 func multiNodeConfig(listSize int, maxReplies int, budget int64) Config {
 	cfg := testConfig()
-	cfg.StoreTimeout = 5 * time.Second
+	cfg.StoreTimeout, cfg.StoreBudget = 5*time.Second, 10*time.Second
 	cfg.Lists = map[string]int{listAddr: listSize}
 	cfg.Policy.Limits.MaxReplies = maxReplies
 	cfg.Policy.Limits.DeliveryBudget = budget
