@@ -9,6 +9,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -159,7 +160,7 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 		return reply(451, c.gateText(d.Action, d.List), gomilter.RespTempFail)
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
 		// The quarantine action is only allowed at end of message.
-		s.hold = fmt.Sprintf("stormguard: sender gate: %s may not post to %s", s.msg.Sender, d.List)
+		s.hold = GateHoldReason(s.msg.Sender, d.List)
 		s.unheld = c.gateText(policy.ActionTempfail, "")
 		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionHold:
@@ -220,6 +221,18 @@ func HoldReason(thread policy.ThreadID, rule policy.Rule) string {
 	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with stormguard queue %s --release",
 		thread, rule, thread)
 }
+
+// GateHoldReason is the quarantine reason of a message the sender gate
+// holds: one line naming the envelope sender and the list. The sender is
+// whatever the client gave at MAIL FROM, so both are cleaned (text.Clean:
+// control and format characters become spaces) and cut short: no ESC,
+// BEL or line break reaches the MTA's queue file or mailq -qQ.
+func GateHoldReason(sender, list string) string {
+	return fmt.Sprintf("stormguard: sender gate: %s may not post to %s", text.Clean(sender, maxReasonField), text.Clean(list, maxReasonField))
+}
+
+// maxReasonField is the most runes of one field a reason carries.
+const maxReasonField = 200
 
 func (s *session) Abort(_ gomilter.Modifier) error {
 	s.reset()
