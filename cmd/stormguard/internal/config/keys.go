@@ -181,13 +181,15 @@ var keys = slices.Concat([]key{
 	{name: "notify.timeout", val: func(c *Config) value { return scalar(&c.Notify.Timeout) },
 		help: "deadline of one SMTP delivery (3 tries)"},
 	{name: "notify.max_per_hour", val: func(c *Config) value { return scalar(&c.Notify.MaxPerHour) },
-		help: "notices per hour per node at most; more are dropped and counted"},
+		help: "storm notices per hour per node at most; more are dropped and counted"},
 	{name: "notify.once_per", val: func(c *Config) value { return scalar(&c.Notify.OncePer) },
 		help: "one notice per thread per this, site-wide with Redis; 0: policy.block_for"},
 	{name: "notify.original_sender", val: func(c *Config) value { return scalar(&c.Notify.OriginalSender) },
 		help: "also mail the thread's original sender"},
 	{name: "notify.gate_holds", val: func(c *Config) value { return scalar(&c.Notify.GateHolds) },
 		help: "also mail a notice for each message the sender gate holds"},
+	{name: "notify.gate_holds_per_hour", val: func(c *Config) value { return scalar(&c.Notify.GateHoldsPerHour) },
+		help: "gate-hold notices per hour per node at most, a budget apart from the storm notices'; more are dropped and counted"},
 })
 
 // limitKeys are policy.max_replies and the other limit rules' keys.
