@@ -87,11 +87,13 @@ type Config struct {
 	}
 	Milter milter.Limits
 	HTTP   struct {
-		Listen         string
-		MaxConnections int
-		IdleTimeout    time.Duration
-		Admin          adminSetting
-		AdminTokenFile string
+		Listen                  string
+		MaxConnections          int
+		MaxConnectionsPerClient int
+		IdleTimeout             time.Duration
+		ReadHeaderTimeout       time.Duration
+		Admin                   adminSetting
+		AdminTokenFile          string
 	}
 	Alerts struct {
 		WebhookURL     string
@@ -133,6 +135,7 @@ func defaults() Config {
 	c.ListSync.PostfixConfigDir = ls.PostfixConfigDir
 	c.Milter = d.Server
 	c.HTTP.Listen, c.HTTP.MaxConnections, c.HTTP.IdleTimeout = "127.0.0.1:9357", 64, 60*time.Second
+	c.HTTP.MaxConnectionsPerClient, c.HTTP.ReadHeaderTimeout = 8, 5*time.Second
 	c.HTTP.Admin, c.HTTP.AdminTokenFile = adminAuto, "/var/lib/stormguard/admin.token"
 	c.Alerts.WebhookURL, c.Alerts.WebhookTimeout, c.Alerts.Queue = e.WebhookURL, e.WebhookTimeout, e.Queue
 	c.Alerts.SummaryEvery = d.SummaryEvery

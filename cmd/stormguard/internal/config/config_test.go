@@ -153,7 +153,7 @@ func TestDefaultsReachPackages(t *testing.T) {
 func TestConfigKeysReachPackages(t *testing.T) {
 	commandOnly := []string{"listen", "listen_mode", "log.level", "log.format", "listsync.every", "redis.tls.enabled",
 		"redis.tls.ca_file", "redis.tls.cert_file", "redis.tls.key_file", "redis.tls.server_name",
-		"http.listen", "http.max_connections", "http.idle_timeout", "http.admin", "http.admin_token_file"}
+		"http.listen", "http.max_connections", "http.max_connections_per_client", "http.read_header_timeout", "http.idle_timeout", "http.admin", "http.admin_token_file"}
 	base := defaults()
 	for _, k := range keys {
 		c := defaults()

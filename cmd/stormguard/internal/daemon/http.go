@@ -49,7 +49,7 @@ func serveHTTP(cfg *config.Config, st store.Store, h history.Store, f *milter.Fi
 		}
 	}
 	return startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
-		cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, conns, log)
+		httpLimitsOf(cfg), conns, log)
 }
 
 // daemonAdmin is the admin API's work on the daemon's own store: events go
@@ -106,17 +106,30 @@ func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Dur
 	return mux
 }
 
+// httpLimits bound what HTTP clients can hold (the http.* keys).
+type httpLimits struct {
+	maxConns, perClient int           // open connections at most, in all and from one client address
+	readHeader, idle    time.Duration // a request header not read whole, a keep-alive idle, this long: closed
+}
+
+func httpLimitsOf(cfg *config.Config) httpLimits {
+	return httpLimits{maxConns: cfg.HTTP.MaxConnections, perClient: cfg.HTTP.MaxConnectionsPerClient,
+		readHeader: cfg.HTTP.ReadHeaderTimeout, idle: cfg.HTTP.IdleTimeout}
+}
+
 // startHTTP listens on addr and serves h until stop is called: at most
-// maxConns connections open (beyond it a new one is closed and counted in
-// conns), idle keep-alive connections closed after idle, accept errors
-// retried.
-func startHTTP(addr string, h http.Handler, maxConns int, idle time.Duration, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
+// lim.maxConns connections open and lim.perClient from one client address
+// (beyond either a new one is closed and counted in conns), so that one
+// client cannot take the slots /healthz and /metrics need; a connection
+// that has not sent its request header within lim.readHeader, or sits
+// idle between requests for lim.idle, is closed; accept errors retried.
+func startHTTP(addr string, h http.Handler, lim httpLimits, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	ln := netlimit.New(raw, "http", maxConns, conns, log)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: idle}
+	ln := netlimit.New(raw, "http", lim.maxConns, conns, log).LimitPerClient(lim.perClient)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.readHeader, ReadTimeout: 30 * time.Second, IdleTimeout: lim.idle}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
