@@ -41,10 +41,11 @@ func serveHTTP(cfg *config.Config, st store.Store, h history.Store, f *milter.Fi
 		if err != nil {
 			return nil, err
 		}
-		if adminH, err = newAdminHandler(cfg, api); err != nil {
+		logins := admin.NewLogins(log) // wrong tokens, on the API and the page alike
+		if adminH, err = newAdminHandler(cfg, api, logins); err != nil {
 			return nil, err
 		}
-		if pageH, err = newReportPage(cfg, api, log); err != nil {
+		if pageH, err = newReportPage(cfg, api, logins, log); err != nil {
 			return nil, err
 		}
 	}
@@ -147,22 +148,22 @@ func startHTTP(addr string, h http.Handler, lim httpLimits, conns *netlimit.Stat
 
 // newAdminHandler is the admin API over api, for requests bearing the
 // admin token, which it creates at the first start (http.admin_token_file).
-func newAdminHandler(cfg *config.Config, api admin.API) (http.Handler, error) {
+func newAdminHandler(cfg *config.Config, api admin.API, logins *admin.Logins) (http.Handler, error) {
 	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token), nil
+	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token, logins), nil
 }
 
 // newReportPage is the report page over api, served where the admin API
 // is (it shows subjects and senders): viewing for whoever reaches it, like
 // /metrics, and allow / block / reset for an operator logged in with the
 // admin token.
-func newReportPage(cfg *config.Config, api admin.API, log *slog.Logger) (http.Handler, error) {
+func newReportPage(cfg *config.Config, api admin.API, logins *admin.Logins, log *slog.Logger) (http.Handler, error) {
 	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return reportpage.New(reportpage.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
+	return reportpage.New(reportpage.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log, Logins: logins})
 }
