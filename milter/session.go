@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 
@@ -44,6 +45,7 @@ type session struct {
 	f *Filter
 
 	msg      Message
+	client   netip.Addr // the SMTP client's address (CONNECT); zero when not IP
 	addrSize int
 	tag      string // X-Stormguard value to add at end of message (monitor)
 	header   string // the header tag goes in, as configured when the message was decided
@@ -89,11 +91,19 @@ func (s *session) guard(stage string, resp **gomilter.Response, err *error) {
 	}
 }
 
+// Connect notes the SMTP client's address, for TrustedNetworks.
+func (s *session) Connect(_ string, _ string, _ uint16, addr string, _ gomilter.Modifier) (*gomilter.Response, error) {
+	s.client, _ = netip.ParseAddr(strings.Trim(addr, "[]"))
+	s.client = s.client.Unmap()
+	return gomilter.RespContinue, nil
+}
+
 func (s *session) MailFrom(from string, _ string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("mail", &resp, &err)
 	s.reset()
 	s.msg.Sender = strings.ToLower(strings.TrimSpace(from))
 	s.msg.AuthUser = m.Get(gomilter.MacroAuthAuthen)
+	s.msg.Trusted = s.msg.AuthUser != "" || trusted(s.f.conf().TrustedNetworks, s.client)
 	s.msg.Daemon = m.Get(gomilter.MacroDaemonName)
 	return gomilter.RespContinue, nil
 }
@@ -220,6 +230,16 @@ func HoldReason(thread policy.ThreadID, rule policy.Rule) string {
 	}
 	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with stormguard queue %s --release",
 		thread, rule, thread)
+}
+
+// trusted reports whether client is in one of nets.
+func trusted(nets []netip.Prefix, client netip.Addr) bool {
+	for _, n := range nets {
+		if client.IsValid() && n.Contains(client) {
+			return true
+		}
+	}
+	return false
 }
 
 // GateHoldReason is the quarantine reason of a message the sender gate

@@ -63,6 +63,8 @@ type Config struct {
 		AutoReplyMaxAudience int
 		SplitEnvelopes       bool
 		ExemptSenders        []string
+		SenderAuth           bool
+		TrustedNetworks      []string
 		RejectText           string
 		TempfailText         string
 		Header               string
@@ -128,6 +130,10 @@ func defaults() Config {
 	c.Policy.MinAudience, c.Policy.Limits, c.Policy.Action = p.MinAudience, p.Limits, string(p.Action)
 	c.Policy.AutoReplyMaxAudience, c.Policy.SplitEnvelopes, c.Policy.ExemptSenders = p.AutoReplyMaxAudience, p.SplitEnvelopes, f.Exempt
 	c.Policy.RejectText, c.Policy.TempfailText, c.Policy.Header = f.RejectText, f.TempfailText, f.Header
+	c.Policy.SenderAuth = f.SenderAuth
+	for _, n := range f.TrustedNetworks {
+		c.Policy.TrustedNetworks = append(c.Policy.TrustedNetworks, n.String())
+	}
 	c.Gate.MinAudience, c.Gate.Action, c.Gate.Posters, c.Gate.RejectText = p.Gate.MinAudience, string(p.Gate.Action), f.Posters, f.GateRejectText
 	c.Lists, c.ListPolicy = f.Lists, f.ListPolicies
 	c.ListSync.Timeout, c.ListSync.MinMembers, c.ListSync.LDAP = ls.Timeout, ls.MinMembers, ls.LDAP
@@ -185,6 +191,11 @@ func (c *Config) plain() plain {
 	f.Policy.Gate = policy.Gate{MinAudience: c.Gate.MinAudience, Action: policy.ConfigAction(c.Gate.Action)}
 	f.Posters, f.GateRejectText = c.Gate.Posters, c.Gate.RejectText
 	f.Lists, f.ListPolicies = c.Lists, c.ListPolicy
+	f.SenderAuth, f.TrustedNetworks = c.Policy.SenderAuth, nil
+	for _, s := range c.Policy.TrustedNetworks {
+		n, _ := parseNetwork(s) // validated in validate
+		f.TrustedNetworks = append(f.TrustedNetworks, n)
+	}
 	p.Filter = f
 
 	p.Redis = store.RedisConfig{Addrs: c.Redis.Addrs, Username: c.Redis.Username, Password: c.Redis.Password, DB: c.Redis.DB,
@@ -262,6 +273,11 @@ func (c *Config) validate() error {
 	for addr := range c.ListPolicy {
 		if !strings.Contains(addr, "@") {
 			return fmt.Errorf("list_policy: %q is not a list address", addr)
+		}
+	}
+	for _, s := range c.Policy.TrustedNetworks {
+		if _, err := parseNetwork(s); err != nil {
+			return fmt.Errorf("policy.trusted_networks: %q: want an address or a network (10.0.0.0/8, 2001:db8::/32)", s)
 		}
 	}
 	if _, _, err := milter.ParseListen(c.Listen); err != nil {
