@@ -101,3 +101,41 @@ func TestHTTPOneClientCannotStarve(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPReadHeaderTimeout: a connection that sends its request header
+// a byte at a time is closed once http.read_header_timeout has passed,
+// and its slot is free again.
+func TestHTTPReadHeaderTimeout(t *testing.T) {
+	cfg, st, _, met := newTestFilter(t)
+	lim := httpLimitsOf(cfg)
+	lim.readHeader = 300 * time.Millisecond
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	var conns netlimit.Stats
+	stop, err := startHTTP(addr, newHTTPHandler(met, st, "accept", time.Second, http.NotFoundHandler(), http.NotFoundHandler()),
+		lim, &conns, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	var werr error
+	for _, b := range []byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + string(make([]byte, 200))) {
+		if _, werr = c.Write([]byte{b}); werr != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the slow client's pace
+		if time.Since(start) > 5*time.Second {
+			break
+		}
+	}
+	took := time.Since(start)
+	t.Logf("slow header: cut off after %s (%v)", took.Round(10*time.Millisecond), werr)
+	if werr == nil || took > 3*time.Second {
+		t.Errorf("a slow header was not cut off near read_header_timeout (300ms): %s, write error %v", took, werr)
+	}
+}
