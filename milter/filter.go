@@ -71,19 +71,20 @@ type Config struct {
 // Defaults is the filter's configuration when nothing is configured: the
 // one statement of these defaults (cmd/stormguard's config table reads it).
 func Defaults() Config {
-	return Config{
-		Policy:          policy.Defaults(),
-		RejectText:      "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
-		TempfailText:    "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
-		Header:          "X-Stormguard",
-		GateRejectText:  "5.7.1 Only authorized senders may post to {list}; ask your mail administrator for permission",
-		OnError:         OnErrorAccept,
-		StoreTimeout:    200 * time.Millisecond,
-		Retention:       24 * time.Hour,
-		Refresh:         5 * time.Second,
-		Mode:            policy.ModeEnforce,
-		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+	c := Config{
+		Policy:         policy.Defaults(),
+		RejectText:     "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
+		TempfailText:   "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
+		Header:         "X-Stormguard",
+		GateRejectText: "5.7.1 Only authorized senders may post to {list}; ask your mail administrator for permission",
+		OnError:        OnErrorAccept,
+		StoreTimeout:   200 * time.Millisecond,
+		Retention:      24 * time.Hour,
+		Refresh:        5 * time.Second,
+		Mode:           policy.ModeEnforce,
 	}
+	c.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	return c
 }
 
 // Validate reports the first invalid setting, naming its config key.
