@@ -35,7 +35,7 @@ func TestClientThroughHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "0123456789abcdef0123456789abcdef"
-	srv := httptest.NewServer(NewHandler(d, true, token))
+	srv := httptest.NewServer(NewHandler(d, true, token, nil))
 	defer srv.Close()
 	c := NewClient(srv.URL, token, 5*time.Second, "test")
 	ctx := context.Background()
@@ -62,7 +62,7 @@ func TestClientThroughHandler(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/admin/mode", nil)
 	req.Host = "evil.example:80"
 	rec := httptest.NewRecorder()
-	NewHandler(d, true, token).ServeHTTP(rec, req)
+	NewHandler(d, true, token, nil).ServeHTTP(rec, req)
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("non-loopback Host on a loopback listener: %d %s", rec.Code, rec.Body)
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The admin API's authentication: one token, in a file only the daemon's
@@ -124,12 +125,22 @@ func identity(ctx context.Context) string {
 }
 
 // authenticate passes requests bearing token to h, the caller's identity
-// in their context, and answers any other with 401.
-func authenticate(token string, h http.Handler) http.Handler {
+// in their context, and answers any other with 401; a client address past
+// logins' limit of wrong tokens gets 429 whatever it sends.
+func authenticate(token string, logins *Logins, h http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, now := LoginClient(r.RemoteAddr), time.Now()
+		if !logins.Allow(client, now) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(Window.Seconds())))
+			writeError(w, &Error{http.StatusTooManyRequests, fmt.Sprintf("too many wrong admin tokens from this address: try again in %s", Window)})
+			return
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 || token == "" {
+			if ok {
+				logins.Fail(client, now) // logged in one summarised line
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stormguard admin API"`)
 			msg := "the admin API needs the admin token: send Authorization: Bearer followed by the contents of http.admin_token_file (the stormguard subcommands do)"
 			if ok {

@@ -2,8 +2,10 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,10 +33,15 @@ func TestAdminAPIRefusesWithoutToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "a3f1c9e2b7d4058e6a1f3c2b9d8e7f60a3f1c9e2b7d4058e6a1f3c2b9d8e7f60"
-	srv := httptest.NewServer(NewHandler(d, true, token))
+	srv := httptest.NewServer(NewHandler(d, true, token, nil))
 	defer srv.Close()
+	// Each kind of wrong token comes from a loopback address of its own,
+	// under the limit of wrong tokens per address (TestAdminAPILoginLimit).
+	from := "127.0.0.1"
 	do := func(method, path, body, auth string) (int, string) {
 		t.Helper()
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
 		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +49,7 @@ func TestAdminAPIRefusesWithoutToken(t *testing.T) {
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +57,8 @@ func TestAdminAPIRefusesWithoutToken(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	for _, auth := range []string{"", "Bearer ", "Bearer wrong", "Basic " + token, "Bearer " + token[:63], token} {
+	for i, auth := range []string{"", "Bearer ", "Bearer wrong", "Basic " + token, "Bearer " + token[:63], token} {
+		from = fmt.Sprintf("127.0.0.%d", 10+i)
 		for _, req := range []struct{ method, path, body string }{
 			{http.MethodPut, "/admin/mode", `{"mode":"off"}`},
 			{http.MethodPut, "/admin/lists/all@example.org", `{"members":1}`},
@@ -63,6 +71,7 @@ func TestAdminAPIRefusesWithoutToken(t *testing.T) {
 			}
 		}
 	}
+	from = "127.0.0.1"
 	if code, body := do(http.MethodGet, "/admin/mode", "", "Bearer "+token); code != 200 || !strings.Contains(body, `"mode": "enforce"`) {
 		t.Errorf("GET /admin/mode after the refused calls: %d %s, want enforce", code, body)
 	}
@@ -126,5 +135,38 @@ func TestToken(t *testing.T) {
 	}
 	if _, err := ReadToken(path); err == nil || !strings.Contains(err.Error(), "permission denied — run as root or the stormguard user") {
 		t.Errorf("ReadToken of an unreadable file: %v", err)
+	}
+}
+
+// TestAdminAPILoginLimit: past 5 wrong tokens from one address within a
+// minute, the admin API answers 429, the right token too; another
+// address is not affected.
+func TestAdminAPILoginLimit(t *testing.T) {
+	d, err := NewDirect(Config{Backend: "memory", Retention: time.Hour, Mode: "enforce"}, store.NewMemory(), history.NewMemory(0),
+		func(events.Event) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "a3f1c9e2b7d4058e6a1f3c2b9d8e7f60a3f1c9e2b7d4058e6a1f3c2b9d8e7f60"
+	h := NewHandler(d, true, token, nil)
+	do := func(from, auth string) int {
+		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9357/admin/mode", nil)
+		req.RemoteAddr = from + ":40000"
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	codes := map[int]int{}
+	for range 20 {
+		codes[do("192.0.2.7", "Bearer wrong")]++
+	}
+	right := do("192.0.2.7", "Bearer "+token)
+	t.Logf("20 wrong tokens from one address: %v; then the right one: %d", codes, right)
+	if codes[401] != 5 || codes[429] != 15 || right != 429 {
+		t.Errorf("20 wrong tokens: %v, then the right one %d; want 5 × 401, 15 × 429, then 429", codes, right)
+	}
+	if code := do("192.0.2.8", "Bearer "+token); code != 200 {
+		t.Errorf("another address with the right token: %d", code)
 	}
 }

@@ -97,8 +97,12 @@ func requester(r *http.Request) string { return identity(r.Context()) }
 // NewHandler serves api under /admin/ to requests bearing token
 // ("Authorization: Bearer TOKEN"; any other gets 401). With loopback (the
 // listener is a loopback address), requests naming a non-loopback Host
-// are refused.
-func NewHandler(api API, loopback bool, token string) http.Handler {
+// are refused. logins limits wrong tokens per client address (shared with
+// the report page's login; nil: one of its own, logging nowhere).
+func NewHandler(api API, loopback bool, token string, logins *Logins) http.Handler {
+	if logins == nil {
+		logins = NewLogins(nil)
+	}
 	mux := http.NewServeMux()
 	thread := func(w http.ResponseWriter, r *http.Request) (policy.ThreadID, bool) {
 		t, err := ParseThread(r.PathValue("thread"))
@@ -264,7 +268,7 @@ func NewHandler(api API, loopback bool, token string) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, &Error{http.StatusForbidden, "cross-origin request refused"})
 	}))
-	h := authenticate(token, cop.Handler(mux))
+	h := authenticate(token, logins, cop.Handler(mux))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if loopback && !IsLoopback(hostWithPort(r.Host)) {
 			writeError(w, &Error{http.StatusForbidden, fmt.Sprintf("host %q refused: the admin API answers loopback names only", r.Host)})

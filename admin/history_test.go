@@ -50,7 +50,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 	}
 
 	const token = "0123456789abcdef0123456789abcdef"
-	srv := httptest.NewServer(NewHandler(d, true, token))
+	srv := httptest.NewServer(NewHandler(d, true, token, nil))
 	defer srv.Close()
 	c := NewClient(srv.URL, token, 5*time.Second, "test")
 	since := now.Add(-2 * time.Hour)
@@ -100,7 +100,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Host = "127.0.0.1:9357"
 		rec := httptest.NewRecorder()
-		NewHandler(d, true, token).ServeHTTP(rec, req)
+		NewHandler(d, true, token, nil).ServeHTTP(rec, req)
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body)
 		}
@@ -108,7 +108,7 @@ func TestHistoryAPIBothPaths(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/admin/storms?since=2026-12-01T00:00:00Z", nil)
 	req.Host = "127.0.0.1:9357"
 	rec := httptest.NewRecorder()
-	NewHandler(d, true, token).ServeHTTP(rec, req)
+	NewHandler(d, true, token, nil).ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("GET /admin/storms without the token: %d", rec.Code)
 	}

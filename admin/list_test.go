@@ -77,7 +77,7 @@ func TestStormsBehindQuietThreads(t *testing.T) {
 // every thread.
 func TestThreadsLimitBounded(t *testing.T) {
 	const token = "0123456789abcdef0123456789abcdef" // the admin API's token (auth.go)
-	h := NewHandler(newTestDirect(t, store.NewMemory()), false, token)
+	h := NewHandler(newTestDirect(t, store.NewMemory()), false, token, nil)
 	for q, want := range map[string]int{
 		"limit=100000000": http.StatusBadRequest,
 		fmt.Sprintf("limit=%d", store.MaxListLimit+1): http.StatusBadRequest,
@@ -120,7 +120,7 @@ func TestListPolicyThroughHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "0123456789abcdef0123456789abcdef"
-	srv := httptest.NewServer(NewHandler(d, true, token))
+	srv := httptest.NewServer(NewHandler(d, true, token, nil))
 	defer srv.Close()
 	c := NewClient(srv.URL, token, 5*time.Second, "test")
 	ctx := context.Background()

@@ -10,5 +10,5 @@ const DefaultSummaryEvery = time.Minute
 // alerts.* keys of cmd/stormguard): the one statement of these defaults.
 func Defaults() Config {
 	return Config{Queue: 1000, WebhookTimeout: 5 * time.Second,
-		Mail: MailConfig{SMTP: DefaultNotifySMTP, Timeout: 10 * time.Second, MaxPerHour: 20}} // Mail.OncePer: the caller's block time
+		Mail: MailConfig{SMTP: DefaultNotifySMTP, Timeout: 10 * time.Second, MaxPerHour: 20, GateHoldsPerHour: 20}} // Mail.OncePer: the caller's block time
 }

@@ -32,9 +32,12 @@ type MailConfig struct {
 	// Timeout bounds one SMTP transaction, from connect to QUIT; a failed
 	// one is tried twice more, after 1s and 2s.
 	Timeout time.Duration
-	// MaxPerHour is how many notices this node sends in any hour at most;
-	// the rest are dropped, counted and logged.
+	// MaxPerHour is how many storm notices this node sends in any hour at
+	// most; the rest are dropped, counted and logged.
 	MaxPerHour int
+	// GateHoldsPerHour is the same for gate-hold notices, a budget of its
+	// own: held posts never use up the storm notices'.
+	GateHoldsPerHour int
 	// OncePer is how long a thread gets no second storm notice (from any
 	// node, when Claim is set).
 	OncePer time.Duration
@@ -81,6 +84,9 @@ func (c MailConfig) Validate() error {
 	if c.MaxPerHour < 1 {
 		return fmt.Errorf("notify.max_per_hour: must be at least 1, got %d", c.MaxPerHour)
 	}
+	if c.GateHolds && c.GateHoldsPerHour < 1 {
+		return fmt.Errorf("notify.gate_holds_per_hour: must be at least 1 with notify.gate_holds, got %d", c.GateHoldsPerHour)
+	}
 	if c.OncePer <= 0 {
 		return fmt.Errorf("notify.once_per: must be positive, got %s", c.OncePer)
 	}
@@ -115,8 +121,8 @@ type mailer struct {
 
 	mu       sync.Mutex
 	notified map[string]time.Time // thread -> when its notice may be sent again
-	sentAt   []time.Time          // the last hour's notices, oldest first
-	limited  bool                 // the limit has been logged since it last let a notice through
+	storms   budget               // storm notices: MaxPerHour
+	gates    budget               // gate-hold notices: GateHoldsPerHour
 
 	// dial connects to the MTA; tests leave it as net.Dialer's.
 	dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -124,7 +130,9 @@ type mailer struct {
 
 // mailOutlet mails notices for storms (and gate holds with GateHolds).
 func mailOutlet(c MailConfig, node string, warn func(msg string, args ...any)) *outlet {
-	m := &mailer{c: c, from: c.From, node: node, log: warn, notified: map[string]time.Time{}}
+	m := &mailer{c: c, from: c.From, node: node, log: warn, notified: map[string]time.Time{},
+		storms: budget{key: "notify.max_per_hour", max: c.MaxPerHour},
+		gates:  budget{key: "notify.gate_holds_per_hour", max: c.GateHoldsPerHour}}
 	if m.from == "" {
 		m.from = "stormguard@" + hostname()
 	}
@@ -146,8 +154,12 @@ func (m *mailer) send(ctx context.Context, e Event) error {
 	if storm && m.seen(e.Thread, now) {
 		return errSkipped
 	}
-	if !m.allow(now) {
-		return fmt.Errorf("%w: notify.max_per_hour reached", errLimited)
+	b := &m.gates
+	if storm {
+		b = &m.storms
+	}
+	if !m.allow(b, now) {
+		return fmt.Errorf("%w: %s reached", errLimited, b.key)
 	}
 	if storm && m.c.Claim != nil {
 		cctx, cancel := context.WithTimeout(ctx, m.c.Timeout)
@@ -164,7 +176,7 @@ func (m *mailer) send(ctx context.Context, e Event) error {
 	if storm {
 		m.mark(e.Thread, now)
 	}
-	m.take(now)
+	m.take(b, now)
 	rcpts, msg := m.notice(e, now)
 	var err error
 	wait := time.Second
@@ -215,33 +227,41 @@ func (m *mailer) unmark(thread string) {
 	delete(m.notified, thread)
 }
 
-// allow reports whether a notice may go now within MaxPerHour; the first
-// refusal since the last notice is logged.
-func (m *mailer) allow(now time.Time) bool {
+// budget is one kind of notice's hourly limit.
+type budget struct {
+	key     string      // its config key, named in the log
+	max     int         // notices in any hour at most
+	sentAt  []time.Time // the last hour's notices, oldest first
+	limited bool        // the limit has been logged since it last let a notice through
+}
+
+// allow reports whether a notice may go now within b; the first refusal
+// since b last let one through is logged.
+func (m *mailer) allow(b *budget, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i := 0
-	for i < len(m.sentAt) && now.Sub(m.sentAt[i]) >= time.Hour {
+	for i < len(b.sentAt) && now.Sub(b.sentAt[i]) >= time.Hour {
 		i++
 	}
-	m.sentAt = m.sentAt[i:]
-	if len(m.sentAt) < m.c.MaxPerHour {
+	b.sentAt = b.sentAt[i:]
+	if len(b.sentAt) < b.max {
 		return true
 	}
-	if !m.limited {
-		m.limited = true
-		m.log("notify.max_per_hour reached: notices are dropped (counted in stormguard_events_total{outlet=\"mail\",result=\"rate_limited\"}) until the hour's first ones age out",
-			"max_per_hour", m.c.MaxPerHour)
+	if !b.limited {
+		b.limited = true
+		m.log(b.key+" reached: these notices are dropped (counted in stormguard_events_total{outlet=\"mail\",result=\"rate_limited\"}) until the hour's first ones age out",
+			"max_per_hour", b.max)
 	}
 	return false
 }
 
-// take counts a notice against the hourly limit.
-func (m *mailer) take(now time.Time) {
+// take counts a notice against b.
+func (m *mailer) take(b *budget, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sentAt = append(m.sentAt, now)
-	m.limited = false
+	b.sentAt = append(b.sentAt, now)
+	b.limited = false
 }
 
 // deliver hands one message to the MTA within Timeout, plain SMTP
@@ -438,7 +458,7 @@ func (m *mailer) stormBody(e Event) string {
 	}
 	line("")
 	line("-- ")
-	line("stormguard on %s. One notice per thread per %s; at most %d an hour", bodyText(m.node, 100), m.c.OncePer, m.c.MaxPerHour)
+	line("stormguard on %s. One notice per thread per %s; at most %d storm notices an hour", bodyText(m.node, 100), m.c.OncePer, m.c.MaxPerHour)
 	line("from this node (notify.once_per, notify.max_per_hour).")
 	return b.String()
 }

@@ -200,6 +200,52 @@ func TestMailRateLimit(t *testing.T) {
 	}
 }
 
+// TestMailStormAfterGateHolds: gate-hold notices have a budget of their
+// own: 19 held posts, with the storm budget at 19, then a storm: the
+// storm's notice is delivered; past GateHoldsPerHour gate notices are
+// dropped and counted while storm notices still go.
+func TestMailStormAfterGateHolds(t *testing.T) {
+	sink := smtpenv.StartSink(t)
+	c := mailConfig(sink.Addr)
+	c.Mail.GateHolds = true
+	c.Mail.MaxPerHour = 19
+	n := startMailNotifier(t, c)
+	for i := range 19 {
+		n.Emit(Event{Type: TypeGateHold, Sender: fmt.Sprintf("x%d@example.org", i), List: "all@example.org", Audience: 9000, QueueID: fmt.Sprintf("Q%d", i)})
+	}
+	n.Emit(Event{Type: TypeStorm, Thread: "storm-after-holds"})
+	st := closeMail(t, n)
+	storms := 0
+	for _, m := range sink.Messages() {
+		if strings.Contains(string(m.Data), "X-Stormguard-Notice: storm") {
+			storms++
+		}
+	}
+	t.Logf("19 gate holds then a storm: %d notices delivered, %d of them the storm's; stats %+v", sink.Len(), storms, st)
+	if storms != 1 || sink.Len() != 20 || st.Limited != 0 {
+		t.Errorf("19 gate holds then a storm: %d notices, %d storm, stats %+v; want 20, the storm's among them", sink.Len(), storms, st)
+	}
+
+	t.Run("gate budget spent", func(t *testing.T) {
+		sink := smtpenv.StartSink(t)
+		c := mailConfig(sink.Addr)
+		c.Mail.GateHolds = true
+		c.Mail.GateHoldsPerHour = 5
+		c.Mail.MaxPerHour = 2
+		n := startMailNotifier(t, c)
+		for i := range 19 {
+			n.Emit(Event{Type: TypeGateHold, Sender: "x@example.org", List: "all@example.org", QueueID: fmt.Sprintf("Q%d", i)})
+		}
+		n.Emit(Event{Type: TypeStorm, Thread: "s1"})
+		n.Emit(Event{Type: TypeStorm, Thread: "s2"})
+		n.Emit(Event{Type: TypeStorm, Thread: "s3"})
+		st := closeMail(t, n)
+		if st.Sent != 7 || st.Limited != 15 || sink.Len() != 7 {
+			t.Errorf("stats %+v, sink %d; want 5 gate and 2 storm notices sent, 14 gate and 1 storm rate-limited", st, sink.Len())
+		}
+	})
+}
+
 // TestMailGateHolds: gate holds are mailed only with GateHolds.
 func TestMailGateHolds(t *testing.T) {
 	for _, on := range []bool{false, true} {
@@ -391,6 +437,7 @@ func TestMailValidate(t *testing.T) {
 		{func(c *MailConfig) { c.SMTP = "localhost" }, "notify.smtp"},
 		{func(c *MailConfig) { c.Timeout = 0 }, "notify.timeout"},
 		{func(c *MailConfig) { c.MaxPerHour = 0 }, "notify.max_per_hour"},
+		{func(c *MailConfig) { c.GateHolds, c.GateHoldsPerHour = true, 0 }, "notify.gate_holds_per_hour"},
 		{func(c *MailConfig) { c.OncePer = 0 }, "notify.once_per"},
 	} {
 		c := mailConfig("127.0.0.1:25").Mail

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,12 +69,17 @@ type Config struct {
 	// and its refusals' texts, "{list}" replaced by the list.
 	Posters        []string // senders, @domains or SASL logins
 	GateRejectText string   // 550 text ("": Defaults'); the 451's is the same with 4.x.x for 5.x.x
+	// SenderAuth: exempt senders and posters named by address or @domain
+	// count only for a client that authenticated (SASL) or connects from
+	// TrustedNetworks (policy.Site.SenderAuth).
+	SenderAuth      bool
+	TrustedNetworks []netip.Prefix
 }
 
 // Defaults is the filter's configuration when nothing is configured: the
 // one statement of these defaults (cmd/stormguard's config table reads it).
 func Defaults() Config {
-	return Config{
+	c := Config{
 		Policy:         policy.Defaults(),
 		RejectText:     "5.7.1 This conversation has too many replies to everyone (thread {thread}); reply to the sender only, or contact your mail administrator",
 		TempfailText:   "4.7.1 This conversation has too many replies to everyone (thread {thread}); try again later, reply to the sender only, or contact your mail administrator",
@@ -86,6 +92,8 @@ func Defaults() Config {
 		Refresh:        5 * time.Second,
 		Mode:           policy.ModeEnforce,
 	}
+	c.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	return c
 }
 
 // Validate reports the first invalid setting, naming its config key.
@@ -223,6 +231,7 @@ type Message struct {
 	Rcpts    []string // envelope recipients, lower case
 	Headers  policy.Headers
 	AuthUser string // {auth_authen}: the SASL login, when the client authenticated
+	Trusted  bool   // AuthUser is set or the client's address is in TrustedNetworks
 	Daemon   string // {daemon_name}: which MTA service (e.g. submission, smtpd) handed it over
 }
 
@@ -274,7 +283,7 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 	// The configuration this message is decided by, to the end, even if
 	// a reload swaps in another meanwhile.
 	c := g.cfg
-	p := g.site.Plan(policy.Envelope{Sender: m.Sender, Rcpts: m.Rcpts, AuthUser: m.AuthUser}, &m.Headers)
+	p := g.site.Plan(policy.Envelope{Sender: m.Sender, Rcpts: m.Rcpts, AuthUser: m.AuthUser, Trusted: m.Trusted}, &m.Headers)
 	d := Decision{Audience: p.Facts.Audience, Subject: p.Subject, conf: c}
 	if !p.Store {
 		d.Verdict, d.List = p.Verdict, p.List

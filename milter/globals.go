@@ -37,6 +37,8 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 		Lists:   make(map[string]int, len(cfg.Lists)+len(sg.Lists)),
 		Exempt:  policy.Senders{},
 		Posters: policy.Senders{},
+
+		SenderAuth: cfg.SenderAuth,
 	}}
 	site := &g.site
 	for addr, n := range cfg.Lists {

@@ -190,3 +190,28 @@ func TestHoldNegotiation(t *testing.T) {
 		t.Fatal("an MTA without the add-header action negotiated a session")
 	}
 }
+
+// TestGateHoldReasonIsClean: the sender gate's quarantine reason names
+// the envelope sender, which the sender chose: its control characters
+// (ESC, BEL, CR, LF) and invisible format characters never reach the
+// reason, which Sendmail shows in mailq -qQ.
+func TestGateHoldReasonIsClean(t *testing.T) {
+	h := startServer(t, gateConfig(policy.ConfigHold), store.NewMemory(), nil)
+	sender := "x\x1b]2;pwned\x07\x1b[31m\u202eevil\r\n@example.net"
+	r := send(t, gateSession(t, h.addr, ""), from(original("dirty-gate@example.org"), sender))
+	reason := quarantined(r)
+	t.Logf("reason %q", reason)
+	if r.act.Type != gomilter.ActionAccept || reason == "" {
+		t.Fatalf("got %v with %v, want accept with a quarantine", r.act, r.mods)
+	}
+	if strings.ContainsFunc(reason, func(c rune) bool { return c < 0x20 || c == 0x7f || c == '\u202e' }) {
+		t.Errorf("reason %q carries control or format characters", reason)
+	}
+	if !strings.Contains(reason, "evil") || !strings.Contains(reason, listAddr) {
+		t.Errorf("reason %q lost the sender or the list", reason)
+	}
+	long := strings.Repeat("a", 5000) + "@example.net"
+	if reason := quarantined(send(t, gateSession(t, h.addr, ""), from(original("long-gate@example.org"), long))); len(reason) > 512 {
+		t.Errorf("reason for a 5,000-byte sender is %d bytes", len(reason))
+	}
+}

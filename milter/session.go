@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/stormguard/stormguard/internal/text"
 	"github.com/stormguard/stormguard/policy"
 )
 
@@ -43,6 +45,7 @@ type session struct {
 	f *Filter
 
 	msg      Message
+	client   netip.Addr // the SMTP client's address (CONNECT); zero when not IP
 	addrSize int
 	tag      string // X-Stormguard value to add at end of message (monitor)
 	header   string // the header tag goes in, as configured when the message was decided
@@ -88,11 +91,19 @@ func (s *session) guard(stage string, resp **gomilter.Response, err *error) {
 	}
 }
 
+// Connect notes the SMTP client's address, for TrustedNetworks.
+func (s *session) Connect(_ string, _ string, _ uint16, addr string, _ gomilter.Modifier) (*gomilter.Response, error) {
+	s.client, _ = netip.ParseAddr(strings.Trim(addr, "[]"))
+	s.client = s.client.Unmap()
+	return gomilter.RespContinue, nil
+}
+
 func (s *session) MailFrom(from string, _ string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("mail", &resp, &err)
 	s.reset()
 	s.msg.Sender = strings.ToLower(strings.TrimSpace(from))
 	s.msg.AuthUser = m.Get(gomilter.MacroAuthAuthen)
+	s.msg.Trusted = s.msg.AuthUser != "" || trusted(s.f.conf().TrustedNetworks, s.client)
 	s.msg.Daemon = m.Get(gomilter.MacroDaemonName)
 	return gomilter.RespContinue, nil
 }
@@ -159,7 +170,7 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 		return reply(451, c.gateText(d.Action, d.List), gomilter.RespTempFail)
 	case d.Rule == policy.RuleGate && d.Action == policy.ActionHold:
 		// The quarantine action is only allowed at end of message.
-		s.hold = fmt.Sprintf("stormguard: sender gate: %s may not post to %s", s.msg.Sender, d.List)
+		s.hold = GateHoldReason(s.msg.Sender, d.List)
 		s.unheld = c.gateText(policy.ActionTempfail, "")
 		return gomilter.RespContinue, nil
 	case d.Action == policy.ActionHold:
@@ -220,6 +231,28 @@ func HoldReason(thread policy.ThreadID, rule policy.Rule) string {
 	return fmt.Sprintf("stormguard: reply-all storm in thread %s (%s); release with stormguard queue %s --release",
 		thread, rule, thread)
 }
+
+// trusted reports whether client is in one of nets.
+func trusted(nets []netip.Prefix, client netip.Addr) bool {
+	for _, n := range nets {
+		if client.IsValid() && n.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// GateHoldReason is the quarantine reason of a message the sender gate
+// holds: one line naming the envelope sender and the list. The sender is
+// whatever the client gave at MAIL FROM, so both are cleaned (text.Clean:
+// control and format characters become spaces) and cut short: no ESC,
+// BEL or line break reaches the MTA's queue file or mailq -qQ.
+func GateHoldReason(sender, list string) string {
+	return fmt.Sprintf("stormguard: sender gate: %s may not post to %s", text.Clean(sender, maxReasonField), text.Clean(list, maxReasonField))
+}
+
+// maxReasonField is the most runes of one field a reason carries.
+const maxReasonField = 200
 
 func (s *session) Abort(_ gomilter.Modifier) error {
 	s.reset()

@@ -23,6 +23,9 @@ type Envelope struct {
 	Sender   string   // envelope sender, lower case
 	Rcpts    []string // envelope recipients, lower case
 	AuthUser string   // {auth_authen}: the SASL login, when the client authenticated
+	// Trusted: the client authenticated (SASL) or connects from a trusted
+	// network, so its envelope sender is taken as said (Site.SenderAuth).
+	Trusted bool
 }
 
 // MaxLists bounds Plan.Lists: a message to more registered lists is
@@ -69,8 +72,8 @@ func (s *Site) Plan(env Envelope, h *Headers) (p Plan) {
 	p.Config = s.Config
 	p.Facts = Facts{
 		Mode:      s.Mode,
-		Exempt:    s.Exempt.Match(env.Sender),
-		Poster:    s.Posters.Match(env.Sender) || s.Posters.Login(env.AuthUser),
+		Exempt:    s.senderMatch(s.Exempt, env),
+		Poster:    s.senderMatch(s.Posters, env) || s.Posters.Login(env.AuthUser),
 		AutoReply: IsAutoReply(pm),
 		Audience:  audience,
 	}
@@ -152,7 +155,7 @@ func (s *Site) listPolicy(env Envelope, hdr []string, poster bool) (c Config, ga
 			}
 			own = true
 			lists = append(lists, lp.ListPolicy)
-			allowed := poster || lp.posters.Match(env.Sender) || lp.posters.Login(env.AuthUser)
+			allowed := poster || s.senderMatch(lp.posters, env) || lp.posters.Login(env.AuthUser)
 			if ListGated(lp.ListPolicy, allowed) && !gated {
 				gated, gatedBy = true, a
 			}

@@ -15,6 +15,12 @@ type Site struct {
 	// stormguard:exempt); Posters who may pass the sender gate
 	// (gate.posters, stormguard:posters).
 	Exempt, Posters Senders
+	// SenderAuth: a sender or @domain entry of Exempt, Posters or a list's
+	// posters matches only a Trusted envelope (an SMTP client that
+	// authenticated or connects from a trusted network); false: any
+	// envelope sender, which anyone can forge. SASL login entries match
+	// the login either way.
+	SenderAuth bool
 	// Policies are the lists' own policies, by lower-case address (SetList);
 	// nil when no list has one.
 	Policies map[string]ListRules
@@ -44,6 +50,12 @@ func (s *Site) SetList(addr string, p ListPolicy) {
 		s.Policies = map[string]ListRules{}
 	}
 	s.Policies[addr] = lr
+}
+
+// senderMatch reports whether env's sender is in set, and may be taken as
+// said (SenderAuth).
+func (s *Site) senderMatch(set Senders, env Envelope) bool {
+	return (!s.SenderAuth || env.Trusted) && set.Match(env.Sender)
 }
 
 // Senders is a set of senders, @domains and SASL logins, lower case: the

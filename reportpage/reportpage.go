@@ -58,6 +58,9 @@ type Config struct {
 	Now func() time.Time
 	// Log receives the actions done and the errors met; nil: none.
 	Log *slog.Logger
+	// Logins limits wrong tokens at login, shared with the admin API;
+	// nil: one of the page's own, logging to Log.
+	Logins *admin.Logins
 }
 
 // Validate reports a Config that cannot work.
@@ -79,7 +82,8 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 type server struct {
 	cfg  Config
 	tmpl *template.Template
-	sess sessions
+	sess *sessions
+	auth *admin.Logins
 	now  func() time.Time
 	log  *slog.Logger
 }
@@ -93,12 +97,15 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reportpage: templates: %w", err)
 	}
-	s := &server{cfg: cfg, tmpl: tmpl, sess: newSessions(cfg.Token), now: cfg.Now, log: cfg.Log}
+	s := &server{cfg: cfg, tmpl: tmpl, sess: newSessions(cfg.Token), auth: cfg.Logins, now: cfg.Now, log: cfg.Log}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.auth == nil {
+		s.auth = admin.NewLogins(s.log)
 	}
 	static, _ := fs.Sub(files, "static")
 	mux := http.NewServeMux()

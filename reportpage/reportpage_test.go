@@ -289,14 +289,22 @@ func TestActionsNeedSessionAndCSRF(t *testing.T) {
 	if d := h.done(); len(d) != 1 || d[0] != "00000000000000a1 allow "+By {
 		t.Errorf("overrides done: %v", d)
 	}
-	// A session from another token (another daemon) is not ours.
-	other := newSessions(strings.Repeat("cd", 20))
-	req, _ := http.NewRequest("GET", srv.URL, nil)
-	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: other.newSession(now)})
-	if _, ok := newSessions(token).valid(req, now); ok {
-		t.Errorf("a session signed with another token is valid")
+	// A session from another token (another daemon), or from this token
+	// before a restart, is not ours; an expired one is not valid.
+	mine := newSessions(token)
+	for name, other := range map[string]*sessions{"another token": newSessions(strings.Repeat("cd", 20)), "a restart": newSessions(token)} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: other.newSession(now)})
+		if _, ok := mine.valid(req, now); ok {
+			t.Errorf("a session from %s is valid", name)
+		}
 	}
-	if _, ok := newSessions(token).valid(req, now.Add(sessionTTL)); ok {
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: mine.newSession(now)})
+	if _, ok := mine.valid(req, now); !ok {
+		t.Errorf("a fresh session is not valid")
+	}
+	if _, ok := mine.valid(req, now.Add(sessionTTL)); ok {
 		t.Errorf("an expired session is valid")
 	}
 }

@@ -10,36 +10,57 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Logging in for the actions: the operator pastes the admin token once;
 // the page sets a session cookie (HttpOnly, SameSite=Strict, Secure over
 // TLS) and derives each form's CSRF token from it. Both are MACs under a
-// key derived from the admin token, so the daemon keeps no session table
-// (nothing to grow, nothing lost on restart) and a new token ends every
-// session.
+// key derived from the admin token and a random value drawn at start, so
+// the daemon keeps no table of live sessions, and a new token or a
+// restart ends every session. Logging out revokes the session: its id is
+// kept, until it would have expired, in a table of revoked ones (at most
+// maxRevoked; when that is full the key is drawn again, which ends every
+// session).
 
 const (
 	sessionCookie = "stormguard_session"
 	sessionTTL    = 12 * time.Hour
+	maxRevoked    = 10000
 )
 
 type sessions struct {
-	key []byte // HMAC key; nil: nobody can log in
+	token string // the admin token; "": nobody can log in
+
+	mu      sync.Mutex
+	key     []byte               // HMAC key; nil: nobody can log in
+	revoked map[string]time.Time // session id -> when it expires anyway
 }
 
-func newSessions(token string) sessions {
-	if token == "" {
-		return sessions{}
+func newSessions(token string) *sessions {
+	s := &sessions{token: token, revoked: map[string]time.Time{}}
+	if token != "" {
+		s.key = sessionKey(token)
 	}
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("stormguard report page sessions v1"))
-	return sessions{key: m.Sum(nil)}
+	return s
 }
 
-func (s sessions) mac(parts ...string) string {
-	m := hmac.New(sha256.New, s.key)
+// sessionKey is a new HMAC key: the admin token's, with a random value.
+func sessionKey(token string) []byte {
+	var salt [16]byte
+	_, _ = rand.Read(salt[:])
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("stormguard report page sessions v2"))
+	m.Write(salt[:])
+	return m.Sum(nil)
+}
+
+func (s *sessions) mac(parts ...string) string {
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	m := hmac.New(sha256.New, key)
 	for _, p := range parts {
 		m.Write([]byte(p))
 		m.Write([]byte{0})
@@ -49,17 +70,17 @@ func (s sessions) mac(parts ...string) string {
 
 // newSession returns a session id valid until now+sessionTTL:
 // EXPIRY.NONCE.MAC.
-func (s sessions) newSession(now time.Time) string {
+func (s *sessions) newSession(now time.Time) string {
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	body := strconv.FormatInt(now.Add(sessionTTL).Unix(), 10) + "." + hex.EncodeToString(nonce[:])
 	return body + "." + s.mac("session", body)
 }
 
-// valid returns r's session id if its cookie holds one that is ours and
-// unexpired.
-func (s sessions) valid(r *http.Request, now time.Time) (string, bool) {
-	if s.key == nil {
+// valid returns r's session id if its cookie holds one that is ours,
+// unexpired and not revoked.
+func (s *sessions) valid(r *http.Request, now time.Time) (string, bool) {
+	if s.token == "" {
 		return "", false
 	}
 	c, err := r.Cookie(sessionCookie)
@@ -79,15 +100,39 @@ func (s sessions) valid(r *http.Request, now time.Time) (string, bool) {
 	if err != nil || !now.Before(time.Unix(sec, 0)) {
 		return "", false
 	}
+	s.mu.Lock()
+	_, gone := s.revoked[c.Value]
+	s.mu.Unlock()
+	if gone {
+		return "", false
+	}
 	return c.Value, true
 }
 
+// revoke ends session sid (valid at now) before its expiry.
+func (s *sessions) revoke(sid string, now time.Time) {
+	exp, _, _ := strings.Cut(sid, ".")
+	sec, _ := strconv.ParseInt(exp, 10, 64)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, until := range s.revoked {
+		if !now.Before(until) {
+			delete(s.revoked, id)
+		}
+	}
+	if len(s.revoked) >= maxRevoked { // every session ends: none to keep
+		s.key, s.revoked = sessionKey(s.token), map[string]time.Time{}
+		return
+	}
+	s.revoked[sid] = time.Unix(sec, 0)
+}
+
 // csrf is the CSRF token of the forms in session sid.
-func (s sessions) csrf(sid string) string { return s.mac("csrf", sid) }
+func (s *sessions) csrf(sid string) string { return s.mac("csrf", sid) }
 
 // checkPost says whether a POST comes from a logged-in operator's own
 // form: a valid session and the CSRF token derived from it.
-func (s sessions) checkPost(r *http.Request, now time.Time) bool {
+func (s *sessions) checkPost(r *http.Request, now time.Time) bool {
 	sid, ok := s.valid(r, now)
 	if !ok {
 		return false
@@ -96,7 +141,7 @@ func (s sessions) checkPost(r *http.Request, now time.Time) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf(sid))) == 1
 }
 
-func (s sessions) checkToken(got, token string) bool {
+func (s *sessions) checkToken(got, token string) bool {
 	return token != "" && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
 }
 

@@ -2,6 +2,7 @@ package reportpage
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -132,12 +133,19 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	next := localPath(r.PostFormValue("next"))
+	client, now := admin.LoginClient(r.RemoteAddr), s.now()
+	if !s.auth.Allow(client, now) {
+		s.render(w, r, http.StatusTooManyRequests, "login.html", "Log in", loginData{Next: next,
+			Error: fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", admin.Window)})
+		return
+	}
 	if !s.sess.checkToken(r.PostFormValue("token"), s.cfg.Token) {
-		s.log.Warn("report page: login refused (wrong admin token)", "remote", r.RemoteAddr)
+		s.auth.Fail(client, now) // logged in one summarised line
 		s.render(w, r, http.StatusForbidden, "login.html", "Log in", loginData{Next: next,
 			Error: "That is not the admin token: paste the contents of http.admin_token_file."})
 		return
 	}
+	s.auth.Succeed(client)
 	http.SetCookie(w, sessionCookieFor(r, s.sess.newSession(s.now()), int(sessionTTL.Seconds())))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -147,6 +155,9 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 	if !s.sess.checkPost(r, s.now()) {
 		s.fail(w, r, http.StatusForbidden, "refused: not logged in, or the CSRF token is missing or wrong")
 		return
+	}
+	if sid, ok := s.sess.valid(r, s.now()); ok {
+		s.sess.revoke(sid, s.now())
 	}
 	http.SetCookie(w, sessionCookieFor(r, "", -1))
 	http.Redirect(w, r, "/", http.StatusSeeOther)

@@ -1,5 +1,6 @@
 // Package netlimit bounds what a listener lets in: at most a fixed number of
-// open connections (beyond it a new connection is closed at once, logged at
+// open connections, and optionally of open connections from one client
+// address (beyond either a new connection is closed at once, logged at
 // most every few seconds and counted), and accept errors that pass (out of
 // file descriptors, a connection reset before it was accepted) retried with
 // a growing pause instead of returned, so a server's Serve never ends on
@@ -22,7 +23,7 @@ import (
 // Stats are a listener's counters; safe for concurrent use.
 type Stats struct {
 	Open         atomic.Int64  // connections accepted and not yet closed
-	Refused      atomic.Uint64 // connections closed at once because Max were open
+	Refused      atomic.Uint64 // connections closed at once because max were open, in all or from their client
 	AcceptErrors atomic.Uint64 // accept errors retried (EMFILE, ENFILE, …)
 }
 
@@ -46,9 +47,14 @@ type Listener struct {
 	log   *slog.Logger
 
 	slots     chan struct{} // one token per open connection
+	perClient int           // open connections from one client address at most; 0: no cap
+
 	done      chan struct{} // closed by Close: a pause between retries ends
 	closeOnce sync.Once
 	closeErr  error
+
+	mu      sync.Mutex
+	clients map[string]int // client address -> its open connections (with perClient)
 
 	lastRefusedLog atomic.Int64 // unix nanoseconds
 	lastErrLog     atomic.Int64
@@ -70,7 +76,16 @@ func New(ln net.Listener, name string, max int, stats *Stats, log *slog.Logger) 
 	return l
 }
 
-// Accept returns the next connection the cap lets in. It returns an error
+// LimitPerClient caps the connections open from one client address (a
+// TCP peer's IP; other connections are not counted) at n, so that one
+// client cannot take every slot; n < 1: no cap. Call it before Accept.
+func (l *Listener) LimitPerClient(n int) *Listener {
+	l.perClient = max(n, 0)
+	l.clients = map[string]int{}
+	return l
+}
+
+// Accept returns the next connection the caps let in. It returns an error
 // only when the listener is closed or fails for good.
 func (l *Listener) Accept() (net.Conn, error) {
 	var pause time.Duration
@@ -111,9 +126,56 @@ func (l *Listener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
+		client, ok := l.takeClient(c)
+		if !ok {
+			if l.slots != nil {
+				<-l.slots
+			}
+			l.stats.Refused.Add(1)
+			if l.every(&l.lastRefusedLog) {
+				l.log.Warn("too many connections from one client; closing its new ones", "listener", l.name,
+					"limit_per_client", l.perClient, "remote", c.RemoteAddr().String(), "refused", l.stats.Refused.Load())
+			}
+			_ = c.Close()
+			continue
+		}
 		l.stats.Open.Add(1)
-		return &conn{Conn: c, l: l}, nil
+		return &conn{Conn: c, l: l, client: client}, nil
 	}
+}
+
+// takeClient counts c against its client's cap and returns the client's
+// address ("" when not counted), or false when the client is at its cap.
+func (l *Listener) takeClient(c net.Conn) (string, bool) {
+	if l.perClient < 1 {
+		return "", true
+	}
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return "", true
+	}
+	client := a.IP.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[client] >= l.perClient {
+		return "", false
+	}
+	l.clients[client]++
+	return client, true
+}
+
+// dropClient gives back a connection of client's.
+func (l *Listener) dropClient(client string) {
+	if client == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[client] <= 1 {
+		delete(l.clients, client)
+		return
+	}
+	l.clients[client]--
 }
 
 // Close closes the listener and ends a pause between retries.
@@ -152,8 +214,9 @@ func Temporary(err error) bool {
 // conn gives its slot back on its first Close.
 type conn struct {
 	net.Conn
-	l    *Listener
-	once sync.Once
+	l      *Listener
+	client string // counted against its client's cap; "": not counted
+	once   sync.Once
 }
 
 func (c *conn) Close() error {
@@ -161,6 +224,7 @@ func (c *conn) Close() error {
 	// connection closed also sees it gone from Open.
 	c.once.Do(func() {
 		c.l.stats.Open.Add(-1)
+		c.l.dropClient(c.client)
 		if c.l.slots != nil {
 			<-c.l.slots
 		}

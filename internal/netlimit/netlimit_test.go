@@ -146,3 +146,66 @@ func TestCloseEndsTheRetryPause(t *testing.T) {
 		t.Fatal("Accept kept retrying after Close")
 	}
 }
+
+// TestCapPerClient: with a per-client cap of 2, a client's third
+// connection is closed and counted while another client's get in; once
+// one of the first client's closes, its next gets in.
+func TestCapPerClient(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Stats
+	ln := New(raw, "test", 10, &st, nil).LimitPerClient(2)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func(ip string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closed := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	}
+	dial("127.0.0.1")
+	dial("127.0.0.1")
+	a1 := <-accepted
+	<-accepted
+	if third := dial("127.0.0.1"); !closed(third) {
+		t.Fatal("a client's third connection was not closed")
+	}
+	dial("127.0.0.2")
+	dial("127.0.0.2")
+	<-accepted
+	<-accepted
+	if st.Open.Load() != 4 || st.Refused.Load() != 1 {
+		t.Fatalf("open %d refused %d, want 4 and 1", st.Open.Load(), st.Refused.Load())
+	}
+	a1.Close()
+	dial("127.0.0.1")
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("after one closed, the client's next connection was not let in")
+	}
+	if st.Open.Load() != 4 || st.Refused.Load() != 1 {
+		t.Errorf("open %d refused %d, want 4 and 1", st.Open.Load(), st.Refused.Load())
+	}
+}

@@ -215,8 +215,11 @@ func TestBinarySurvivesConnectionFloods(t *testing.T) {
 	const flood = 1000
 
 	served := 0
-	for range flood {
-		c, err := net.Dial("tcp", d.httpAddr)
+	for i := range flood {
+		// From 250 loopback addresses, 4 each: under
+		// http.max_connections_per_client (8), so the total cap decides.
+		from := &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i%250/200), byte(1+i%250%200))}
+		c, err := (&net.Dialer{LocalAddr: from}).Dial("tcp", d.httpAddr)
 		if err != nil {
 			t.Fatalf("dial http: %v", err)
 		}

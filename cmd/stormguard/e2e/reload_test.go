@@ -343,3 +343,37 @@ func (w *logWatch) since(from int) string {
 	defer w.mu.Unlock()
 	return strings.Join(w.lines[from:], "\n")
 }
+
+// TestReloadRefusesListlessFile: a SIGHUP that finds the file emptied (or
+// rewritten without its lists) while lists are in force is refused with
+// the reason in the log; the running lists and limits stay, so a storm to
+// the list is still stopped at the running max_replies.
+func TestReloadRefusesListlessFile(t *testing.T) {
+	const lists = "lists:\n  " + staffList + ": 3000\n"
+	d := startBinary(t, lists+"policy:\n  max_replies: 10\n")
+	for _, file := range []string{"", "policy:\n  max_replies: 10\n"} {
+		from := d.log.len()
+		i := d.reload(t, file, "level=ERROR", "configuration reload refused")
+		line := d.log.line(i)
+		if !strings.Contains(line, "names no list") {
+			t.Errorf("file %q: refusal %q does not say the file names no list", file, line)
+		}
+		if strings.Contains(d.log.since(from), "configuration reloaded") {
+			t.Errorf("file %q: reloaded anyway:\n%s", file, d.log.since(from))
+		}
+		root := fmt.Sprintf("listless-%d@example.org", len(file))
+		n := firstRefused(t, d.addr, root, 12)
+		t.Logf("file %q: reload refused; first refused reply to the list %d (max_replies 10 in force)", file, n)
+		if n != 11 {
+			t.Fatalf("file %q: first refused reply %d, want 11 (the running lists and max_replies 10)", file, n)
+		}
+	}
+	// A file that keeps a list reloads as ever.
+	d.reload(t, lists+"policy:\n  max_replies: 3\n", "configuration reloaded", "changed=policy.max_replies")
+	_, body := get(t, "http://"+d.http+"/metrics")
+	for _, m := range []string{`stormguard_config_reloads_total{result="ok"} 1`, `stormguard_config_reloads_total{result="failed"} 2`} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}

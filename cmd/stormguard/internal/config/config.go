@@ -64,6 +64,8 @@ type Config struct {
 		AutoReplyMaxAudience int
 		SplitEnvelopes       bool
 		ExemptSenders        []string
+		SenderAuth           bool
+		TrustedNetworks      []string
 		RejectText           string
 		TempfailText         string
 		Header               string
@@ -88,11 +90,13 @@ type Config struct {
 	}
 	Milter milter.Limits
 	HTTP   struct {
-		Listen         string
-		MaxConnections int
-		IdleTimeout    time.Duration
-		Admin          adminSetting
-		AdminTokenFile string
+		Listen                  string
+		MaxConnections          int
+		MaxConnectionsPerClient int
+		IdleTimeout             time.Duration
+		ReadHeaderTimeout       time.Duration
+		Admin                   adminSetting
+		AdminTokenFile          string
 	}
 	Alerts struct {
 		WebhookURL     string
@@ -128,6 +132,10 @@ func defaults() Config {
 	c.Policy.MinAudience, c.Policy.Limits, c.Policy.Action = p.MinAudience, p.Limits, string(p.Action)
 	c.Policy.AutoReplyMaxAudience, c.Policy.SplitEnvelopes, c.Policy.ExemptSenders = p.AutoReplyMaxAudience, p.SplitEnvelopes, f.Exempt
 	c.Policy.RejectText, c.Policy.TempfailText, c.Policy.Header = f.RejectText, f.TempfailText, f.Header
+	c.Policy.SenderAuth = f.SenderAuth
+	for _, n := range f.TrustedNetworks {
+		c.Policy.TrustedNetworks = append(c.Policy.TrustedNetworks, n.String())
+	}
 	c.Gate.MinAudience, c.Gate.Action, c.Gate.Posters, c.Gate.RejectText = p.Gate.MinAudience, string(p.Gate.Action), f.Posters, f.GateRejectText
 	c.Lists, c.ListPolicy = f.Lists, f.ListPolicies
 	c.ListSync.Timeout, c.ListSync.MinMembers, c.ListSync.LDAP = ls.Timeout, ls.MinMembers, ls.LDAP
@@ -135,6 +143,7 @@ func defaults() Config {
 	c.ListSync.PostfixConfigDir = ls.PostfixConfigDir
 	c.Milter = d.Server
 	c.HTTP.Listen, c.HTTP.MaxConnections, c.HTTP.IdleTimeout = "127.0.0.1:9357", 64, 60*time.Second
+	c.HTTP.MaxConnectionsPerClient, c.HTTP.ReadHeaderTimeout = 8, 5*time.Second
 	c.HTTP.Admin, c.HTTP.AdminTokenFile = adminAuto, "/var/lib/stormguard/admin.token"
 	c.Alerts.WebhookURL, c.Alerts.WebhookTimeout, c.Alerts.Queue = e.WebhookURL, e.WebhookTimeout, e.Queue
 	c.Alerts.SummaryEvery = d.SummaryEvery
@@ -184,6 +193,11 @@ func (c *Config) plain() plain {
 	f.Policy.Gate = policy.Gate{MinAudience: c.Gate.MinAudience, Action: policy.ConfigAction(c.Gate.Action)}
 	f.Posters, f.GateRejectText = c.Gate.Posters, c.Gate.RejectText
 	f.Lists, f.ListPolicies = c.Lists, c.ListPolicy
+	f.SenderAuth, f.TrustedNetworks = c.Policy.SenderAuth, nil
+	for _, s := range c.Policy.TrustedNetworks {
+		n, _ := parseNetwork(s) // validated in validate
+		f.TrustedNetworks = append(f.TrustedNetworks, n)
+	}
 	p.Filter = f
 	node := c.Node
 	if node == "" {
@@ -262,6 +276,11 @@ func (c *Config) validate() error {
 	for addr := range c.ListPolicy {
 		if !strings.Contains(addr, "@") {
 			return fmt.Errorf("list_policy: %q is not a list address", addr)
+		}
+	}
+	for _, s := range c.Policy.TrustedNetworks {
+		if _, err := parseNetwork(s); err != nil {
+			return fmt.Errorf("policy.trusted_networks: %q: want an address or a network (10.0.0.0/8, 2001:db8::/32)", s)
 		}
 	}
 	if _, _, err := milter.ParseListen(c.Listen); err != nil {

@@ -97,6 +97,8 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 		{"bad env duration", "", "STORMGUARD_REDIS_TIMEOUT=fast", `redis.timeout (STORMGUARD_REDIS_TIMEOUT): "fast" is not a duration`},
 		{"bad reject text", "policy:\n  reject_text: go away\n", "", "policy.reject_text"},
 		{"bad mode", "mode: panic\n", "", "mode"},
+		{"bad trusted network", "policy:\n  trusted_networks: [10.0.0.0/33]\n", "", `policy.trusted_networks: "10.0.0.0/33"`},
+		{"per-client cap over the total", "http:\n  max_connections: 4\n  max_connections_per_client: 5\n", "", "http.max_connections_per_client"},
 		{"near miss 0", "report:\n  near_miss: 0\n", "", "report.near_miss: must be more than 0 and at most 1"},
 		{"near miss over 1", "report:\n  near_miss: 1.5\n", "", "report.near_miss: must be more than 0 and at most 1"},
 		{"near miss as a percentage", "report:\n  near_miss: 50\n", "", "report.near_miss"},
@@ -153,7 +155,7 @@ func TestDefaultsReachPackages(t *testing.T) {
 func TestConfigKeysReachPackages(t *testing.T) {
 	commandOnly := []string{"listen", "listen_mode", "log.level", "log.format", "listsync.every", "redis.tls.enabled",
 		"redis.tls.ca_file", "redis.tls.cert_file", "redis.tls.key_file", "redis.tls.server_name",
-		"http.listen", "http.max_connections", "http.idle_timeout", "http.admin", "http.admin_token_file"}
+		"http.listen", "http.max_connections", "http.max_connections_per_client", "http.read_header_timeout", "http.idle_timeout", "http.admin", "http.admin_token_file"}
 	base := defaults()
 	for _, k := range keys {
 		c := defaults()

@@ -57,6 +57,12 @@ func (c *Config) validateOps() error {
 	if c.HTTP.MaxConnections < 1 {
 		return fmt.Errorf("http.max_connections: must be at least 1, got %d", c.HTTP.MaxConnections)
 	}
+	if c.HTTP.MaxConnectionsPerClient < 1 || c.HTTP.MaxConnectionsPerClient > c.HTTP.MaxConnections {
+		return fmt.Errorf("http.max_connections_per_client: must be from 1 to http.max_connections (%d), got %d", c.HTTP.MaxConnections, c.HTTP.MaxConnectionsPerClient)
+	}
+	if c.HTTP.ReadHeaderTimeout <= 0 {
+		return fmt.Errorf("http.read_header_timeout: must be positive, got %s", c.HTTP.ReadHeaderTimeout)
+	}
 	if c.HTTP.IdleTimeout <= 0 {
 		return fmt.Errorf("http.idle_timeout: must be positive, got %s", c.HTTP.IdleTimeout)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -47,4 +48,26 @@ func Reload(running, next *Config, pinned ...string) (applied *Config, changed, 
 		k.val(&out).set(was)
 	}
 	return &out, changed, restart
+}
+
+// CheckReload reports why next may not replace running while the daemon
+// runs, or nil. A file read again that names no list (lists, list_policy)
+// while running has some is refused: an emptied or truncated file would
+// otherwise count every list as a small audience and let a storm through.
+// Running without lists takes a restart.
+func CheckReload(running, next *Config) error {
+	had := len(running.Lists) + len(running.ListPolicy)
+	if had > 0 && len(next.Lists)+len(next.ListPolicy) == 0 {
+		return fmt.Errorf("config: the file names no list (lists, list_policy) while %d %s in force; "+
+			"a reload keeps lists (an empty or cut-short file is refused): restart to run without them",
+			had, plural(had, "is", "are"))
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -103,3 +103,39 @@ http:
 		t.Errorf("reload of the running config: changed %v, restart %v", changed, restart)
 	}
 }
+
+// TestCheckReload: a file read again without lists is refused while
+// lists are in force, and only then.
+func TestCheckReload(t *testing.T) {
+	withLists, err := Load(writeConfig(t, "lists:\n  all-staff@example.org: 3000\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPolicy, err := Load(writeConfig(t, "list_policy:\n  all-staff@example.org: {max_replies: 3}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := Load(writeConfig(t, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		running, next *Config
+		refused       bool
+	}{
+		{"lists, then an empty file", withLists, empty, true},
+		{"list_policy, then an empty file", withPolicy, empty, true},
+		{"lists, then list_policy only", withLists, withPolicy, false},
+		{"no lists, then an empty file", empty, empty, false},
+		{"no lists, then lists", empty, withLists, false},
+	} {
+		err := CheckReload(tc.running, tc.next)
+		if (err != nil) != tc.refused {
+			t.Errorf("%s: CheckReload = %v, refused want %v", tc.name, err, tc.refused)
+		}
+		if err != nil && !strings.Contains(err.Error(), "names no list") {
+			t.Errorf("%s: %q does not say why", tc.name, err)
+		}
+	}
+}

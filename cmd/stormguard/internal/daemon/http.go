@@ -41,15 +41,16 @@ func serveHTTP(cfg *config.Config, st store.Store, h history.Store, f *milter.Fi
 		if err != nil {
 			return nil, err
 		}
-		if adminH, err = newAdminHandler(cfg, api); err != nil {
+		logins := admin.NewLogins(log) // wrong tokens, on the API and the page alike
+		if adminH, err = newAdminHandler(cfg, api, logins); err != nil {
 			return nil, err
 		}
-		if pageH, err = newReportPage(cfg, api, log); err != nil {
+		if pageH, err = newReportPage(cfg, api, logins, log); err != nil {
 			return nil, err
 		}
 	}
 	return startHTTP(cfg.HTTP.Listen, newHTTPHandler(met, st, cfg.Store.OnError, cfg.Redis.Timeout, adminH, pageH),
-		cfg.HTTP.MaxConnections, cfg.HTTP.IdleTimeout, conns, log)
+		httpLimitsOf(cfg), conns, log)
 }
 
 // daemonAdmin is the admin API's work on the daemon's own store: events go
@@ -106,17 +107,30 @@ func newHTTPHandler(m *metrics, st store.Store, onError string, timeout time.Dur
 	return mux
 }
 
+// httpLimits bound what HTTP clients can hold (the http.* keys).
+type httpLimits struct {
+	maxConns, perClient int           // open connections at most, in all and from one client address
+	readHeader, idle    time.Duration // a request header not read whole, a keep-alive idle, this long: closed
+}
+
+func httpLimitsOf(cfg *config.Config) httpLimits {
+	return httpLimits{maxConns: cfg.HTTP.MaxConnections, perClient: cfg.HTTP.MaxConnectionsPerClient,
+		readHeader: cfg.HTTP.ReadHeaderTimeout, idle: cfg.HTTP.IdleTimeout}
+}
+
 // startHTTP listens on addr and serves h until stop is called: at most
-// maxConns connections open (beyond it a new one is closed and counted in
-// conns), idle keep-alive connections closed after idle, accept errors
-// retried.
-func startHTTP(addr string, h http.Handler, maxConns int, idle time.Duration, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
+// lim.maxConns connections open and lim.perClient from one client address
+// (beyond either a new one is closed and counted in conns), so that one
+// client cannot take the slots /healthz and /metrics need; a connection
+// that has not sent its request header within lim.readHeader, or sits
+// idle between requests for lim.idle, is closed; accept errors retried.
+func startHTTP(addr string, h http.Handler, lim httpLimits, conns *netlimit.Stats, log *slog.Logger) (stop func(), err error) {
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	ln := netlimit.New(raw, "http", maxConns, conns, log)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: idle}
+	ln := netlimit.New(raw, "http", lim.maxConns, conns, log).LimitPerClient(lim.perClient)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.readHeader, ReadTimeout: 30 * time.Second, IdleTimeout: lim.idle}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -134,22 +148,22 @@ func startHTTP(addr string, h http.Handler, maxConns int, idle time.Duration, co
 
 // newAdminHandler is the admin API over api, for requests bearing the
 // admin token, which it creates at the first start (http.admin_token_file).
-func newAdminHandler(cfg *config.Config, api admin.API) (http.Handler, error) {
+func newAdminHandler(cfg *config.Config, api admin.API, logins *admin.Logins) (http.Handler, error) {
 	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token), nil
+	return admin.NewHandler(api, admin.IsLoopback(cfg.HTTP.Listen), token, logins), nil
 }
 
 // newReportPage is the report page over api, served where the admin API
 // is (it shows subjects and senders): viewing for whoever reaches it, like
 // /metrics, and allow / block / reset for an operator logged in with the
 // admin token.
-func newReportPage(cfg *config.Config, api admin.API, log *slog.Logger) (http.Handler, error) {
+func newReportPage(cfg *config.Config, api admin.API, logins *admin.Logins, log *slog.Logger) (http.Handler, error) {
 	token, err := admin.EnsureToken(cfg.HTTP.AdminTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.admin_token_file: %w", err)
 	}
-	return reportpage.New(reportpage.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log})
+	return reportpage.New(reportpage.Config{History: api, Actions: api, Token: token, Loopback: admin.IsLoopback(cfg.HTTP.Listen), Log: log, Logins: logins})
 }

@@ -54,7 +54,7 @@ func newReloader(cfg *config.Config, re reloadable, f *milter.Filter, reg *prome
 	r := &reloader{re: re, f: f, log: log, holds: cfg.FilterConfig().Holds(), running: cfg,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stormguard_config_reloads_total",
-			Help: "Configuration reloads (SIGHUP), by result: ok, or failed (the file did not validate; the running configuration stayed).",
+			Help: "Configuration reloads (SIGHUP), by result: ok, or failed (the file did not validate, or named no list while lists were in force; the running configuration stayed).",
 		}, []string{"result"}),
 		last: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stormguard_config_last_reload_success_timestamp_seconds",
@@ -93,6 +93,9 @@ func watchReload(r *reloader) (stop func()) {
 // reporting whether the file was taken.
 func (r *reloader) reload() bool {
 	next, err := r.re.load()
+	if err == nil {
+		err = config.CheckReload(r.running, next)
+	}
 	if err != nil {
 		r.total.WithLabelValues("failed").Inc()
 		r.log.Error("configuration reload refused; the running configuration stays in force", "err", err)
