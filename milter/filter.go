@@ -54,7 +54,10 @@ type Config struct {
 	// list by list.
 	ListPolicies map[string]policy.ListPolicy
 	Exempt       []string
-	Mode         policy.Mode // used when the store has no mode set
+	// Recipients is how the MTA resolves a recipient address
+	// (policy.recipient_delimiter, policy.local_domains).
+	Recipients policy.Recipients
+	Mode       policy.Mode // used when the store has no mode set
 	// The sender gate (policy.Config.Gate): who may post to the
 	// audiences it guards, besides the store's set (stormguard:posters),
 	// and its refusals' texts, "{list}" replaced by the list.
@@ -75,6 +78,7 @@ func Defaults() Config {
 		StoreTimeout:   200 * time.Millisecond,
 		Retention:      24 * time.Hour,
 		Refresh:        5 * time.Second,
+		Recipients:     policy.Recipients{Delimiter: "+"},
 		Mode:           policy.ModeEnforce,
 	}
 }
@@ -82,6 +86,9 @@ func Defaults() Config {
 // Validate reports the first invalid setting, naming its config key.
 func (c Config) Validate() error {
 	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := c.Recipients.Validate(); err != nil {
 		return err
 	}
 	switch c.OnError {

@@ -37,7 +37,12 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 		Lists:   make(map[string]int, len(cfg.Lists)+len(sg.Lists)),
 		Exempt:  policy.Senders{},
 		Posters: policy.Senders{},
+		Recipients: policy.Recipients{Delimiter: cfg.Recipients.Delimiter,
+			LocalDomains: make([]string, len(cfg.Recipients.LocalDomains))},
 	}}
+	for i, d := range cfg.Recipients.LocalDomains {
+		g.site.Recipients.LocalDomains[i] = strings.ToLower(strings.TrimSpace(d))
+	}
 	site := &g.site
 	for addr, n := range cfg.Lists {
 		site.Lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
