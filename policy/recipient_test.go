@@ -121,6 +121,22 @@ func TestPlanSeesListForms(t *testing.T) {
 	}
 }
 
+// TestPlanSeesHeaderListForms: with split_envelopes the header's forms of
+// a list count as the list too: an envelope of two members, a To of the
+// list quoted, with an extension or with a trailing dot.
+func TestPlanSeesHeaderListForms(t *testing.T) {
+	s := &Site{Config: Defaults(), Lists: map[string]int{"everyone@example.org": 3000},
+		Recipients: Recipients{Delimiter: "+", LocalDomains: []string{"example.org"}}}
+	s.Config.SplitEnvelopes = true
+	for _, to := range []string{`All <"everyone"@example.org>`, "everyone+x@example.org", "<everyone@example.org.>"} {
+		h := Headers{MessageID: "<r@example.org>", InReplyTo: "<o@example.org>", Subject: "RE: x", To: []string{to}}
+		p := s.Plan(Envelope{Sender: "a@example.org", Rcpts: []string{"m1@example.org", "m2@example.org"}}, &h)
+		if p.Facts.Audience != 3000 {
+			t.Errorf("To: %s: audience %d, want 3000", to, p.Facts.Audience)
+		}
+	}
+}
+
 func TestResolveAllocatesNothingForPlainAddresses(t *testing.T) {
 	s := &Site{Lists: map[string]int{"everyone@example.org": 3000}, Recipients: Recipients{Delimiter: "+"}}
 	rcpts := []string{"everyone@example.org", "bob@example.org", "ann@example.net"}
