@@ -19,6 +19,7 @@ func benchFilter(b *testing.B, st, fallback store.Store) *Filter {
 	cfg := testConfig()
 	cfg.Policy = policy.Defaults()
 	cfg.Lists = map[string]int{listAddr: 20000}
+	cfg.Recipients = policy.Recipients{Delimiter: "+", LocalDomains: []string{"example.org"}}
 	f, err := NewFilter(cfg, st, fallback, discardLogger(), nil)
 	if err != nil {
 		b.Fatal(err)

@@ -63,7 +63,10 @@ type Config struct {
 	// list by list.
 	ListPolicies map[string]policy.ListPolicy
 	Exempt       []string
-	Mode         policy.Mode // used when the store has no mode set
+	// Recipients is how the MTA resolves a recipient address
+	// (policy.recipient_delimiter, policy.local_domains).
+	Recipients policy.Recipients
+	Mode       policy.Mode // used when the store has no mode set
 	// The sender gate (policy.Config.Gate): who may post to the
 	// audiences it guards, besides the store's set (stormguard:posters),
 	// and its refusals' texts, "{list}" replaced by the list.
@@ -90,6 +93,7 @@ func Defaults() Config {
 		StoreBudget:    500 * time.Millisecond,
 		Retention:      24 * time.Hour,
 		Refresh:        5 * time.Second,
+		Recipients:     policy.Recipients{Delimiter: "+"},
 		Mode:           policy.ModeEnforce,
 	}
 	c.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -99,6 +103,9 @@ func Defaults() Config {
 // Validate reports the first invalid setting, naming its config key.
 func (c Config) Validate() error {
 	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := c.Recipients.Validate(); err != nil {
 		return err
 	}
 	switch c.OnError {

@@ -39,7 +39,12 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 		Posters: policy.Senders{},
 
 		SenderAuth: cfg.SenderAuth,
+		Recipients: policy.Recipients{Delimiter: cfg.Recipients.Delimiter,
+			LocalDomains: make([]string, len(cfg.Recipients.LocalDomains))},
 	}}
+	for i, d := range cfg.Recipients.LocalDomains {
+		g.site.Recipients.LocalDomains[i] = strings.ToLower(strings.TrimSpace(d))
+	}
 	site := &g.site
 	for addr, n := range cfg.Lists {
 		site.Lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)

@@ -251,8 +251,10 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 // encoded or not), comments, groups ("all: a@x, b@y;"), route prefixes,
 // missing commas and unbalanced brackets or quotes all give the addresses a
 // human would read. Only strings of the form local@domain count; a bare
-// local part ("postmaster") is not an address here. Addresses longer than
-// 320 bytes are dropped.
+// local part ("postmaster") is not an address here. A quoted local part in
+// angle brackets (<"everyone"@example.org>) is unquoted when it needs no
+// quotes (CanonicalAddress), else dropped. Addresses longer than 320
+// bytes are dropped.
 func ParseAddressList(values []string) []string {
 	return parseAddresses(values)
 }
@@ -350,6 +352,9 @@ func cleanAddress(a string) string {
 	}
 	a = strings.ToLower(strings.TrimSpace(a))
 	a = strings.TrimPrefix(a, "mailto:")
+	if strings.HasPrefix(a, "\"") {
+		a = CanonicalAddress(a) // "everyone"@example.org is everyone@example.org; one that needs its quotes is dropped below
+	}
 	a = strings.TrimRight(a, ".") // a root-qualified domain: example.org.
 	if len(a) < 3 || len(a) > maxAddressBytes || !utf8.ValidString(a) {
 		return ""

@@ -145,6 +145,7 @@ func TestParseAddressList(t *testing.T) {
 		{"local part only is no address", []string{"postmaster, <root>"}, nil},
 		{"garbage", []string{"\x00\xff<<>>@@,,;;::", "@", "a@", "@b"}, nil},
 		{"mailto", []string{"<mailto:a@x.org>"}, []string{"a@x.org"}},
+		{"quoted local part", []string{`Everyone <"Everyone"@example.org>, <"every one"@example.org>`}, []string{"everyone@example.org"}},
 		{"nothing", nil, nil},
 	}
 	for _, tt := range tests {

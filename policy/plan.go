@@ -68,7 +68,12 @@ type Plan struct {
 // apply).
 func (s *Site) Plan(env Envelope, h *Headers) (p Plan) {
 	pm := Parse(*h) // the message's one parse
-	audience, large := s.Config.Audience(env.Rcpts, pm.Recipients, s.Lists)
+	// Every list lookup below sees each recipient as the MTA resolves
+	// it (Recipients.Resolve): everyone+x@, "everyone"@, everyone@domain.,
+	// a bare everyone and a source-routed one are all the list everyone@.
+	env.Rcpts = s.resolveAll(env.Rcpts)
+	hdr := s.resolveAll(pm.Recipients)
+	audience, large := s.Config.Audience(env.Rcpts, hdr, s.Lists)
 	p.Config = s.Config
 	p.Facts = Facts{
 		Mode:      s.Mode,
@@ -79,7 +84,7 @@ func (s *Site) Plan(env Envelope, h *Headers) (p Plan) {
 	}
 	gatedBy := ""
 	if len(s.Policies) > 0 { // else nothing to look up: no cost
-		p.Config, p.Facts.ListGated, gatedBy = s.listPolicy(env, pm.Recipients, p.Facts.Poster)
+		p.Config, p.Facts.ListGated, gatedBy = s.listPolicy(env, hdr, p.Facts.Poster)
 	}
 	if v, ok := known(p.Config, p.Facts); ok { // !NeedsStore
 		p.Verdict = v

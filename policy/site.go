@@ -4,7 +4,8 @@ import "strings"
 
 // Site is the site's settings a message is decided under (Site.Plan): the
 // policy configuration, the mode, the registered lists with their own
-// policies, the exempt senders and the sender gate's posters. It is built
+// policies, how recipients resolve, the exempt senders and the sender
+// gate's posters. It is built
 // once for each reload or refresh of the settings, then only read, so
 // that concurrent messages share it.
 type Site struct {
@@ -24,6 +25,10 @@ type Site struct {
 	// Policies are the lists' own policies, by lower-case address (SetList);
 	// nil when no list has one.
 	Policies map[string]ListRules
+	// Recipients is how the MTA resolves a recipient address
+	// (policy.recipient_delimiter, policy.local_domains): every form of
+	// a list's address is looked up as the list.
+	Recipients Recipients
 }
 
 // ListRules is a list's own policy with its posters ready to match.

@@ -63,6 +63,8 @@ type Config struct {
 		Action               string
 		AutoReplyMaxAudience int
 		SplitEnvelopes       bool
+		RecipientDelimiter   string
+		LocalDomains         []string
 		ExemptSenders        []string
 		SenderAuth           bool
 		TrustedNetworks      []string
@@ -136,6 +138,7 @@ func defaults() Config {
 	for _, n := range f.TrustedNetworks {
 		c.Policy.TrustedNetworks = append(c.Policy.TrustedNetworks, n.String())
 	}
+	c.Policy.RecipientDelimiter, c.Policy.LocalDomains = f.Recipients.Delimiter, f.Recipients.LocalDomains
 	c.Gate.MinAudience, c.Gate.Action, c.Gate.Posters, c.Gate.RejectText = p.Gate.MinAudience, string(p.Gate.Action), f.Posters, f.GateRejectText
 	c.Lists, c.ListPolicy = f.Lists, f.ListPolicies
 	c.ListSync.Timeout, c.ListSync.MinMembers, c.ListSync.LDAP = ls.Timeout, ls.MinMembers, ls.LDAP
@@ -190,6 +193,7 @@ func (c *Config) plain() plain {
 	f.Policy.MinAudience, f.Policy.Limits, f.Policy.Action = c.Policy.MinAudience, c.Policy.Limits, policy.ConfigAction(c.Policy.Action)
 	f.Policy.AutoReplyMaxAudience, f.Policy.SplitEnvelopes, f.Exempt = c.Policy.AutoReplyMaxAudience, c.Policy.SplitEnvelopes, c.Policy.ExemptSenders
 	f.RejectText, f.TempfailText, f.Header = c.Policy.RejectText, c.Policy.TempfailText, c.Policy.Header
+	f.Recipients = policy.Recipients{Delimiter: c.Policy.RecipientDelimiter, LocalDomains: c.Policy.LocalDomains}
 	f.Policy.Gate = policy.Gate{MinAudience: c.Gate.MinAudience, Action: policy.ConfigAction(c.Gate.Action)}
 	f.Posters, f.GateRejectText = c.Gate.Posters, c.Gate.RejectText
 	f.Lists, f.ListPolicies = c.Lists, c.ListPolicy
