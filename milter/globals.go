@@ -52,6 +52,9 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 	for addr, n := range sg.Lists {
 		site.Lists[strings.ToLower(addr)] = min(n, store.MaxListMembers)
 	}
+	if len(site.Recipients.LocalDomains) == 0 {
+		site.Recipients.LocalDomains = listDomains(site.Lists)
+	}
 	g.invalid, g.problems = sg.Invalid, sg.Problems
 	site.Exempt.Add(cfg.Exempt...)
 	site.Exempt.Add(sg.Exempt...)
@@ -71,6 +74,25 @@ func mergeGlobals(cfg Config, sg store.Globals) *globals {
 		site.Mode = policy.ModeEnforce
 	}
 	return g
+}
+
+// maxListDomains bounds the domains a bare local name is tried in when
+// policy.local_domains is unset.
+const maxListDomains = 64
+
+// listDomains are the domains of the registered lists, sorted, at most
+// maxListDomains: where a bare local name (RCPT TO:<all-staff>) is looked
+// for when policy.local_domains is unset, so that it counts as the list
+// of that name.
+func listDomains(lists map[string]int) []string {
+	seen := map[string]bool{}
+	for addr := range lists {
+		if _, d, ok := strings.Cut(addr, "@"); ok && d != "" {
+			seen[d] = true
+		}
+	}
+	out := slices.Sorted(maps.Keys(seen))
+	return out[:min(len(out), maxListDomains)]
 }
 
 // globalsDeadline bounds one whole refresh; each call inside it has its

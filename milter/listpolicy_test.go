@@ -287,3 +287,21 @@ func TestDecisionLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestBareNameWithoutLocalDomains: with policy.local_domains unset, a bare
+// local name (RCPT TO:<all-staff>, which the MTA qualifies with its own
+// domain) is taken in the registered lists' domains: it counts as the
+// list of that name, not as one mailbox.
+func TestBareNameWithoutLocalDomains(t *testing.T) {
+	cfg := listPolicyConfig()
+	cfg.Recipients.LocalDomains = nil
+	f, err := NewFilter(cfg, store.NewMemory(), nil, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, _, _ := strings.Cut(listAddr, "@")
+	p := f.globals.Load().site.Plan(policy.Envelope{Sender: "a@example.net", Rcpts: []string{bare}}, &policy.Headers{MessageID: "<r@example.org>"})
+	if p.Facts.Audience != 3000 || len(p.Lists) != 1 || p.Lists[0] != listAddr {
+		t.Errorf("RCPT TO:<%s>: audience %d, lists %q; want 3000 and [%s]", bare, p.Facts.Audience, p.Lists, listAddr)
+	}
+}

@@ -98,7 +98,7 @@ var keys = slices.Concat([]key{
 	{name: "policy.recipient_delimiter", val: func(c *Config) value { return scalar(&c.Policy.RecipientDelimiter) },
 		help: "the MTA's recipient_delimiter: each character starts an address extension, so list+x@domain is the list; empty: none"},
 	{name: "policy.local_domains", val: func(c *Config) value { return list(&c.Policy.LocalDomains) },
-		help: "the site's own domains, the MTA's $myorigin first: a bare RCPT TO:<name> is the list name@ the first that has one; empty: a bare name is no list"},
+		help: "the site's own domains, the MTA's $myorigin first: a bare RCPT TO:<name> is the list name@ the first that has one; empty: the registered lists' domains"},
 	{name: "policy.exempt_senders", val: func(c *Config) value { return list(&c.Policy.ExemptSenders) },
 		help: "senders (or @domain) never limited; Redis set stormguard:exempt adds more"},
 	{name: "policy.sender_auth", val: func(c *Config) value { return scalar(&c.Policy.SenderAuth) },
