@@ -54,7 +54,7 @@ func (s *Redis) Reset(ctx context.Context, t policy.ThreadID) error {
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, k[keyReplies], k[keyMeta], k[keyBlock], k[keyOverride], k[keySenders])
 		p.Del(ctx, k[keyReplies], k[keyBlock], k[keyOverride], k[keySenders])
-		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule")
+		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule", "senders")
 		return nil
 	})
 	if err == nil && exists.Val() == 0 {
@@ -173,7 +173,7 @@ func (s *Redis) thread(ctx context.Context, t policy.ThreadID, now time.Time) (T
 		return ThreadInfo{}, err
 	}
 	pipe := s.client.Pipeline()
-	c := s.queueThread(ctx, pipe, t)
+	c := s.queueThread(ctx, pipe, t, true)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return ThreadInfo{}, err
 	}
