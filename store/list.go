@@ -92,14 +92,16 @@ func (s *Redis) indexThread(ctx context.Context, pipe redis.Pipeliner, r Record)
 }
 
 // indexStorm adds t to the storms index until the time until (ms; 0: no
-// expiry), and trims what has run out. Record calls it when a thread
-// crosses a limit, SetOverride when an operator overrides one.
-func (s *Redis) indexStorm(ctx context.Context, t policy.ThreadID, now time.Time, until int64) error {
+// expiry), and trims what has run out; and sets its entry in the blocked
+// index to blocked (ms, as queueBlocked takes it). Record calls it when a
+// thread crosses a limit, SetOverride when an operator overrides one.
+func (s *Redis) indexStorm(ctx context.Context, t policy.ThreadID, now time.Time, until, blocked int64) error {
 	score := math.Inf(1)
 	if until > 0 {
 		score = float64(until)
 	}
 	pipe := s.client.Pipeline()
+	s.queueBlocked(ctx, pipe, t, blocked)
 	pipe.ZAddGT(ctx, s.keys.Storms(), redis.Z{Score: score, Member: string(t)})
 	pipe.ZRemRangeByScore(ctx, s.keys.Storms(), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -119,7 +121,7 @@ func (s *Redis) recordStorm(ctx context.Context, r Record, tally policy.Tally) {
 		return
 	}
 	until := r.Now.UnixMilli() + max(r.Retention, tally.BlockTTL).Milliseconds()
-	_ = s.indexStorm(ctx, tally.Thread, r.Now, until)
+	_ = s.indexStorm(ctx, tally.Thread, r.Now, until, r.Now.UnixMilli()+tally.BlockTTL.Milliseconds())
 }
 
 // Threads implements Lister: the top limit of each shard of the index,

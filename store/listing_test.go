@@ -17,15 +17,21 @@ import (
 	"github.com/stormguard/stormguard/store"
 )
 
-// TestMemoryVerdictWhileListingStorms: with 200,000 stormed threads in
-// the memory store, a client asks GET /admin/threads?limit=1 of the admin
-// API in a loop while decisions arrive at 5,000 a second; the 99th
-// percentile of their latency (from when each was due to its Record's
-// answer) stays under 50 ms.
-func TestMemoryVerdictWhileListingStorms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("200,000 threads: not with -short")
+// BenchmarkMemoryVerdictWhileListingStorms: with 200,000 stormed threads
+// in the memory store, a client asks GET /admin/threads?limit=1 of the
+// admin API in a loop while decisions arrive at 5,000 a second; it reports
+// the 99th percentile and the worst of their latency, from when each was
+// due to its Record's answer (the goal: a p99 under 50 ms), and the
+// listings answered meanwhile (docs/performance.md).
+//
+//	go test ./store -run '^$' -bench VerdictWhileListingStorms -benchtime 1x
+func BenchmarkMemoryVerdictWhileListingStorms(b *testing.B) {
+	for range b.N {
+		verdictWhileListing(b)
 	}
+}
+
+func verdictWhileListing(t testing.TB) {
 	const n = 200_000
 	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
 	ctx, base := context.Background(), time.Now()
@@ -93,11 +99,44 @@ func TestMemoryVerdictWhileListingStorms(t *testing.T) {
 	calls := <-listed
 	slices.Sort(lat)
 	p99 := lat[len(lat)*99/100]
-	t.Logf("%d stormed threads, %d listings: Record p99 %v, worst %v", n, calls, p99, lat[len(lat)-1])
 	if calls == 0 {
 		t.Fatal("no listing ran")
 	}
-	if p99 >= 50*time.Millisecond {
-		t.Errorf("Record p99 %v while listing storms, want under 50ms", p99)
+	if b, ok := t.(*testing.B); ok {
+		b.ReportMetric(float64(p99)/1e6, "p99-ms")
+		b.ReportMetric(float64(lat[len(lat)-1])/1e6, "worst-ms")
+		b.ReportMetric(float64(calls), "listings")
+	}
+}
+
+// TestMemoryStormsListingBounded: with 20,000 stormed threads, listing
+// one storm takes what listing one thread takes, not a walk of them all:
+// the median of 101 Storms(limit 1) is under a millisecond (a walk of the
+// 20,000 takes tens of milliseconds).
+func TestMemoryStormsListingBounded(t *testing.T) {
+	const n = 20_000
+	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
+	ctx, base := context.Background(), time.Now()
+	stormed := policy.Limits{DeliveryBudget: 2999, Window: time.Hour, BlockFor: 6 * time.Hour}
+	for i := range n {
+		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
+		r.Kind, r.Limits = policy.KindReply, stormed
+		if got, err := m.Record(ctx, r); err != nil || got.Status != policy.StatusCrossed {
+			t.Fatalf("thread %d: %+v, %v, want crossed", i, got, err)
+		}
+	}
+	var took []time.Duration
+	for range 101 {
+		start := time.Now()
+		got, err := m.Storms(ctx, time.Now(), 1)
+		took = append(took, time.Since(start))
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Storms(limit 1) = %d threads, %v", len(got), err)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("Storms(limit 1) over %d stormed threads: median %v, worst %v", n, took[50], took[100])
+	if took[50] >= time.Millisecond {
+		t.Errorf("Storms(limit 1) over %d stormed threads: median %v, want under 1ms", n, took[50])
 	}
 }

@@ -46,6 +46,11 @@ type Memory struct {
 	quiet, storm threadList
 	bytes        int64
 	evictions    atomic.Uint64
+
+	// The blocked threads, until when (store/blocked.go), and the same
+	// entries by until.
+	blocked   map[policy.ThreadID]int64
+	blockedBy blockedHeap
 }
 
 var (
@@ -130,6 +135,7 @@ func NewMemory() *Memory {
 		exempt:     make(map[string]struct{}),
 		posters:    make(map[string]struct{}),
 		listPolicy: make(map[string]policy.ListPolicy),
+		blocked:    make(map[policy.ThreadID]int64),
 		cfg:        MemoryDefaults(),
 	}
 }
@@ -469,6 +475,7 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 				m.drop(t)
 			} else {
 				m.place(th) // quiet again, perhaps
+				m.noteBlock(th)
 			}
 		}
 		return
@@ -479,6 +486,7 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 		th.overrideUntil = now + max(ttl.Milliseconds(), 1)
 	}
 	m.place(th)
+	m.noteBlock(th)
 	m.resize(th)
 }
 
@@ -504,6 +512,7 @@ func (m *Memory) Reset(ctx context.Context, t policy.ThreadID) error {
 		m.drop(t)
 	} else {
 		m.place(th) // quiet again
+		m.noteBlock(th)
 		m.resize(th)
 	}
 	return nil

@@ -110,6 +110,7 @@ func (m *Memory) recorded(r Record, th *memThread, now int64) {
 		m.compactLinks(th)
 	}
 	m.place(th)
+	m.noteBlock(th)
 	m.resize(th)
 	m.evict(th)
 	m.sweep(now)
@@ -221,6 +222,7 @@ func (m *Memory) drop(t policy.ThreadID) {
 	m.unlink(th)
 	m.bytes -= th.size
 	delete(m.threads, t)
+	delete(m.blocked, t)
 }
 
 // over reports whether the store holds more than its bounds allow.

@@ -110,3 +110,52 @@ func lens(m map[string]string) []int {
 	}
 	return out
 }
+
+// testBlockedCount: a store that counts its blocked threads
+// (store.BlockCounter) counts a storm's block and an operator's block
+// override, not a thread an allow override lets through, the storm's
+// block again once the allow is gone, nothing of a reset thread, and a
+// block no longer once it has run out.
+func testBlockedCount(t *testing.T, s Store) {
+	bc, ok := s.(store.BlockCounter)
+	if !ok {
+		t.Skip("the store does not count blocked threads")
+	}
+	count := func(what string, want int) {
+		t.Helper()
+		if got, err := bc.Blocked(ctx(t), time.Now()); err != nil || got != want {
+			t.Errorf("%s: Blocked = %d, %v, want %d", what, got, err, want)
+		}
+	}
+	storm := func(l policy.Limits) policy.ThreadID {
+		th := NewThread()
+		record(t, s, reply(th, time.Now(), 3000, l))
+		if got := record(t, s, reply(th, time.Now(), 3000, l)); got.Status != policy.StatusCrossed {
+			t.Fatalf("second reply: %+v, want crossed", got)
+		}
+		return th
+	}
+	count("a new store", 0)
+	a := storm(limits(1, 0))
+	count("a storm", 1)
+	b := NewThread()
+	record(t, s, reply(b, time.Now(), 3000, limits(10, 0)))
+	setOverride(t, s, b, policy.OverrideBlock, 0)
+	count("a storm and a block override", 2)
+	setOverride(t, s, a, policy.OverrideAllow, time.Hour)
+	count("the storm allowed", 1)
+	setOverride(t, s, a, policy.OverrideNone, 0)
+	count("the allow taken back", 2)
+	if err := s.Reset(ctx(t), b); err != nil {
+		t.Fatal(err)
+	}
+	count("the overridden thread reset", 1)
+	short := limits(1, 0)
+	short.BlockFor = 300 * time.Millisecond
+	storm(short)
+	count("a short storm", 2)
+	eventually(t, "the short block ran out of the count", func() bool {
+		n, err := bc.Blocked(ctx(t), time.Now())
+		return err == nil && n == 1
+	})
+}

@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Senders", testSenders},
 		{"SendersCapped", testSendersCapped},
 		{"AutoReplyWritesNothing", testAutoReplyWritesNothing},
+		{"BlockedCount", testBlockedCount},
 		{"Reset", testReset},
 		{"Threads", testThreads},
 		{"Storms", testStorms},
