@@ -297,47 +297,6 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	return tally, nil
 }
 
-// peek is Record for an auto-reply, under the mutex: the thread's
-// override, block and window, read and not written (record.lua the same),
-// so that an auto-reply, which is never counted and may be refused for its
-// audience alone, leaves nothing behind, not even a thread.
-func (m *Memory) peek(r Record, now int64) policy.Tally {
-	tally := policy.Tally{Status: policy.StatusNoted, Thread: r.Thread}
-	th := m.get(r.Thread, now)
-	if th == nil {
-		return tally
-	}
-	tally.Override = parseOverride(th.override)
-	for _, x := range th.replies {
-		if x.at > now-r.Limits.Window.Milliseconds() {
-			tally.Count++
-			tally.Delivered += memberAudience(x.member)
-		}
-	}
-	if th.blockUntil != 0 {
-		tally.BlockTTL = time.Duration(th.blockUntil-now) * time.Millisecond
-	}
-	return tally
-}
-
-// setSender notes what became of sender's last message, keeping at most
-// MaxSenders senders: a new one past that is not kept.
-func (th *memThread) setSender(sender, status string) {
-	old, ok := th.senders[sender]
-	switch {
-	case ok:
-		th.sendersSize += int64(len(status) - len(old))
-	case len(th.senders) >= MaxSenders:
-		return
-	default:
-		if th.senders == nil {
-			th.senders = make(map[string]string)
-		}
-		th.sendersSize += senderBytes + int64(len(sender)+len(status))
-	}
-	th.senders[sender] = status
-}
-
 // linkNX writes link k unless a live one exists: the first writer wins,
 // so no later message, a forged one included, moves an identity to
 // another thread (Redis: SET NX).
