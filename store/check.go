@@ -137,6 +137,15 @@ func (r *Record) member() (msg, member string) {
 	return msg, key + ":" + policy.SenderPrint(r.Sender) + ":" + strconv.Itoa(r.Audience)
 }
 
+// sender is the envelope sender as a thread keeps it: its first
+// MaxSenderLen bytes, cut at a character boundary.
+func (r *Record) sender() string {
+	if len(r.Sender) <= MaxSenderLen {
+		return r.Sender
+	}
+	return strings.ToValidUTF8(r.Sender[:MaxSenderLen], "")
+}
+
 // repeatMember is the entry of a message counted once more after its
 // duplicate passes ran out (the passes-th repeat): member with "#passes"
 // before the audience, so it counts as an entry of its own. record.lua

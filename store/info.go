@@ -27,6 +27,11 @@ type threadInfo struct {
 	senders                 map[string]string
 }
 
+// isStorm is ThreadInfo.IsStorm.
+func (x threadInfo) isStorm() bool {
+	return x.stormAt > 0 || x.blocked || parseOverride(x.override) != policy.OverrideNone
+}
+
 func (x threadInfo) build(t policy.ThreadID) ThreadInfo {
 	info := ThreadInfo{
 		Thread:    t,

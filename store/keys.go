@@ -135,6 +135,12 @@ func (k Keys) ThreadIndex() []string {
 // crosses a limit or an operator overrides it: rare, so one key.
 func (k Keys) Storms() string { return k.prefix + "storms" }
 
+// Blocked is the index of the blocked threads, scored by the time (ms)
+// until which each is blocked (+inf: an override without expiry), that the
+// daemon's gauge counts (store/blocked.go). Written only when a thread
+// crosses a limit or an operator overrides or resets it: rare, so one key.
+func (k Keys) Blocked() string { return k.prefix + "blocked" }
+
 // Queued lists the queue ids (JSON history.QueueRef, oldest first) of the
 // messages the nodes let through or held in thread t (history.Redis).
 func (k Keys) Queued(t policy.ThreadID) string { return k.tag(t) + "queued" }
@@ -177,7 +183,7 @@ func (k Keys) Events() string { return k.prefix + "events" }
 // Unexpiring are the keys written without a TTL: the ones left behind
 // until someone deletes them.
 func (k Keys) Unexpiring() []string {
-	return append(k.ThreadIndex(), k.Storms(), k.History(), k.Lists(), k.ListPolicy(), k.Exempt(), k.Posters(), k.Mode())
+	return append(k.ThreadIndex(), k.Storms(), k.Blocked(), k.History(), k.Lists(), k.ListPolicy(), k.Exempt(), k.Posters(), k.Mode())
 }
 
 // Pattern is a SCAN MATCH pattern for every key under the prefix (glob

@@ -48,7 +48,7 @@ func TestKeys(t *testing.T) {
 	if got := store.NewKeys(`a*b?[c]\:`).Pattern(); got != `a\*b\?\[c\]\\:*` {
 		t.Errorf("Pattern = %q", got)
 	}
-	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:history", "acme:sg:lists", "acme:sg:listpolicy", "acme:sg:exempt", "acme:sg:posters", "acme:sg:mode"); !slices.Equal(got, want) {
+	if got, want := k.Unexpiring(), append(k.ThreadIndex(), "acme:sg:storms", "acme:sg:blocked", "acme:sg:history", "acme:sg:lists", "acme:sg:listpolicy", "acme:sg:exempt", "acme:sg:posters", "acme:sg:mode"); !slices.Equal(got, want) {
 		t.Errorf("Unexpiring = %q, want %q", got, want)
 	}
 	if n := len(k.ThreadIndex()); n != store.ThreadShards {

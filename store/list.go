@@ -15,11 +15,12 @@ import (
 	"github.com/stormguard/stormguard/policy"
 )
 
-// Listing threads for operators (stormguard storms, the admin API) and for
-// the daemon's blocked-threads gauge. No listing may hold the decision
-// path: every listing is bounded by MaxListLimit, and the memory store
-// copies what it lists under its mutex (a walk of at most limit threads
-// from the head of its last-seen list) and builds the answer after.
+// Listing threads for operators (stormguard storms, the admin API). No
+// listing may hold the decision path: every listing is bounded by
+// MaxListLimit, the limit applies before any walk, and a listing carries no
+// senders (Thread has them). The memory store copies what it lists under
+// its mutex (a walk of at most limit threads from the heads of its
+// last-seen lists) and builds the answer after.
 //
 // The Redis store keeps two indexes outside record.lua, since each is a
 // key of its own and a Cluster slot of its own (store/keys.go):
@@ -31,8 +32,8 @@ import (
 //     node's writes; a listing merges the shards.
 //   - stormguard:storms: thread id -> until when it is of interest (ms),
 //     written when a thread crosses a limit and when an operator
-//     overrides it, so that Storms finds every one however many quiet
-//     threads there are.
+//     overrides it, so that Storms finds them however many quiet threads
+//     there are, and reads no more than its limit of them.
 //
 // Entries whose thread has expired since are skipped when read.
 
@@ -54,7 +55,8 @@ func listLimit(limit int) int {
 type Lister interface {
 	// Threads returns up to limit threads (DefaultListLimit when limit <= 0,
 	// at most MaxListLimit) that have been seen within the retention, most
-	// recently seen first, each as Thread would report it at now.
+	// recently seen first, each as Thread would report it at now but
+	// without its senders.
 	Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error)
 	// Storms returns, like Threads, the threads that crossed a limit
 	// within the retention, are blocked, or carry an operator's override,
@@ -90,14 +92,16 @@ func (s *Redis) indexThread(ctx context.Context, pipe redis.Pipeliner, r Record)
 }
 
 // indexStorm adds t to the storms index until the time until (ms; 0: no
-// expiry), and trims what has run out. Record calls it when a thread
-// crosses a limit, SetOverride when an operator overrides one.
-func (s *Redis) indexStorm(ctx context.Context, t policy.ThreadID, now time.Time, until int64) error {
+// expiry), and trims what has run out; and sets its entry in the blocked
+// index to blocked (ms, as queueBlocked takes it). Record calls it when a
+// thread crosses a limit, SetOverride when an operator overrides one.
+func (s *Redis) indexStorm(ctx context.Context, t policy.ThreadID, now time.Time, until, blocked int64) error {
 	score := math.Inf(1)
 	if until > 0 {
 		score = float64(until)
 	}
 	pipe := s.client.Pipeline()
+	s.queueBlocked(ctx, pipe, t, blocked)
 	pipe.ZAddGT(ctx, s.keys.Storms(), redis.Z{Score: score, Member: string(t)})
 	pipe.ZRemRangeByScore(ctx, s.keys.Storms(), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -117,7 +121,7 @@ func (s *Redis) recordStorm(ctx context.Context, r Record, tally policy.Tally) {
 		return
 	}
 	until := r.Now.UnixMilli() + max(r.Retention, tally.BlockTTL).Milliseconds()
-	_ = s.indexStorm(ctx, tally.Thread, r.Now, until)
+	_ = s.indexStorm(ctx, tally.Thread, r.Now, until, r.Now.UnixMilli()+tally.BlockTTL.Milliseconds())
 }
 
 // Threads implements Lister: the top limit of each shard of the index,
@@ -152,37 +156,33 @@ func (s *Redis) Threads(ctx context.Context, now time.Time, limit int) ([]Thread
 	return out, nil
 }
 
-// Storms implements Lister: every thread in the storms index, read in
-// pipelines of MaxListLimit; those found gone are taken out of the index.
+// Storms implements Lister: the limit threads of the storms index that
+// are of interest longest (the latest storms, and overrides without
+// expiry first), read in one pipeline, most recently seen first; those
+// found gone are taken out of the index.
 func (s *Redis) Storms(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
 	limit = listLimit(limit)
 	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.keys.Storms(), Start: "(" + strconv.FormatInt(now.UnixMilli(), 10), Stop: "+inf", ByScore: true,
+		Key: s.keys.Storms(), Start: "+inf", Stop: "(" + strconv.FormatInt(now.UnixMilli(), 10),
+		ByScore: true, Rev: true, Count: int64(limit),
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("store: list storms: %w", err)
 	}
-	var out []ThreadInfo
-	var gone []any
-	for chunk := range slices.Chunk(ids, MaxListLimit) {
-		infos, missing, err := s.infos(ctx, chunk, now)
-		if err != nil {
-			return nil, fmt.Errorf("store: list storms: %w", err)
-		}
-		for _, x := range infos {
-			if x.IsStorm() {
-				out = append(out, x)
-			}
-		}
-		for _, t := range missing {
-			gone = append(gone, string(t))
-		}
+	infos, missing, err := s.infos(ctx, ids, now)
+	if err != nil {
+		return nil, fmt.Errorf("store: list storms: %w", err)
 	}
-	if len(gone) > 0 {
+	out := slices.DeleteFunc(infos, func(x ThreadInfo) bool { return !x.IsStorm() })
+	if len(missing) > 0 {
+		gone := make([]any, len(missing))
+		for i, t := range missing {
+			gone[i] = string(t)
+		}
 		_ = s.client.ZRem(ctx, s.keys.Storms(), gone...).Err() // tidying only: the next listing tries again
 	}
 	slices.SortFunc(out, byLastSeen)
-	return out[:min(limit, len(out))], nil
+	return out, nil
 }
 
 // infos reads the listed threads in one pipeline, in order; missing are
@@ -196,7 +196,7 @@ func (s *Redis) infos(ctx context.Context, ids []string, now time.Time) (out []T
 			continue // not ours
 		}
 		threads = append(threads, policy.ThreadID(id))
-		cmds = append(cmds, s.queueThread(ctx, pipe, policy.ThreadID(id)))
+		cmds = append(cmds, s.queueThread(ctx, pipe, policy.ThreadID(id), false))
 	}
 	if len(cmds) == 0 {
 		return nil, nil, nil
@@ -245,16 +245,21 @@ type threadCmds struct {
 	senders     *redis.MapStringStringCmd
 }
 
-func (s *Redis) queueThread(ctx context.Context, pipe redis.Pipeliner, t policy.ThreadID) *threadCmds {
+// queueThread queues the reads of thread t's keys on pipe; its senders
+// only when asked (a listing reads none of them).
+func (s *Redis) queueThread(ctx context.Context, pipe redis.Pipeliner, t policy.ThreadID, senders bool) *threadCmds {
 	k := s.keys
-	return &threadCmds{
+	c := &threadCmds{
 		meta:        pipe.HGetAll(ctx, k.Meta(t)),
 		replies:     pipe.ZRangeWithScores(ctx, k.Replies(t), 0, -1),
 		blockTTL:    pipe.PTTL(ctx, k.Block(t)),
 		override:    pipe.Get(ctx, k.Override(t)),
 		overrideTTL: pipe.PTTL(ctx, k.Override(t)),
-		senders:     pipe.HGetAll(ctx, k.Senders(t)),
 	}
+	if senders {
+		c.senders = pipe.HGetAll(ctx, k.Senders(t))
+	}
+	return c
 }
 
 // info reads the replies of queueThread's commands, checking each.
@@ -279,9 +284,11 @@ func (c *threadCmds) info(t policy.ThreadID, now time.Time) (ThreadInfo, error) 
 	if err != nil {
 		return ThreadInfo{}, err
 	}
-	sv, err := c.senders.Result()
-	if err != nil {
-		return ThreadInfo{}, err
+	var sv map[string]string
+	if c.senders != nil {
+		if sv, err = c.senders.Result(); err != nil {
+			return ThreadInfo{}, err
+		}
 	}
 	const none = time.Duration(-2) // PTTL of a key that does not exist
 	if len(mv) == 0 && len(rv) == 0 && bttl == none && ottl == none && len(sv) == 0 {
@@ -312,56 +319,69 @@ func (c *threadCmds) info(t policy.ThreadID, now time.Time) (ThreadInfo, error) 
 	return x.build(t), nil
 }
 
-// Threads implements Lister: under the mutex, a walk of the list by last
-// seen from its head, copying at most limit threads; the answer is built
-// after.
+// Threads implements Lister: under the mutex, a walk of the two lists by
+// last seen from their heads, merged, copying at most limit threads; the
+// answer is built after.
 func (m *Memory) Threads(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: list threads: %w", err)
 	}
 	limit = listLimit(limit)
 	ms := now.UnixMilli()
-	type copied struct {
-		t    policy.ThreadID
-		info threadInfo
-	}
 	var got []copied
 	m.mu.Lock()
-	for th := m.head; th != nil && len(got) < limit; th = th.next {
+	a, b := m.quiet.head, m.storm.head
+	for (a != nil || b != nil) && len(got) < limit {
+		th := a
+		if a == nil || b != nil && b.meta.lastSeen > a.meta.lastSeen {
+			th, b = b, b.next
+		} else {
+			a = a.next
+		}
 		if !th.meta.seen || th.metaUntil <= ms { // no message within the retention
 			continue
 		}
-		if x, ok := m.info(th, ms); ok {
+		if x, ok := m.info(th, ms, false); ok {
 			got = append(got, copied{th.id, x})
 		}
 	}
 	m.mu.Unlock()
-
-	out := make([]ThreadInfo, len(got))
-	for i, c := range got {
-		out[i] = c.info.build(c.t)
-	}
-	slices.SortStableFunc(out, byLastSeen) // placeSteps may have left a late record early
-	return out, nil
+	return built(got), nil
 }
 
-// Storms implements Lister: the threads noted as stormed, blocked or
-// overridden (noteStormy), copied under the mutex.
+// Storms implements Lister: under the mutex, a walk of the storms list
+// from its head, copying at most limit threads that are storms at now; the
+// answer is built after.
 func (m *Memory) Storms(ctx context.Context, now time.Time, limit int) ([]ThreadInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: list storms: %w", err)
 	}
 	limit = listLimit(limit)
 	ms := now.UnixMilli()
-	var out []ThreadInfo
+	var got []copied
 	m.mu.Lock()
-	for t := range m.stormy {
-		if x, ok := m.info(m.threads[t], ms); ok {
-			out = append(out, x.build(t))
+	for th := m.storm.head; th != nil && len(got) < limit; th = th.next {
+		if x, ok := m.info(th, ms, false); ok && x.isStorm() {
+			got = append(got, copied{th.id, x})
 		}
 	}
 	m.mu.Unlock()
-	out = slices.DeleteFunc(out, func(x ThreadInfo) bool { return !x.IsStorm() })
-	slices.SortFunc(out, byLastSeen)
-	return out[:min(limit, len(out))], nil
+	return built(got), nil
+}
+
+// copied is one thread a listing copied under the mutex.
+type copied struct {
+	t    policy.ThreadID
+	info threadInfo
+}
+
+// built is a listing's answer from what it copied, most recently seen
+// first (placeSteps may have left a late record early).
+func built(got []copied) []ThreadInfo {
+	out := make([]ThreadInfo, len(got))
+	for i, c := range got {
+		out[i] = c.info.build(c.t)
+	}
+	slices.SortStableFunc(out, byLastSeen)
+	return out
 }

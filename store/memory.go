@@ -39,14 +39,18 @@ type Memory struct {
 
 	peakThreads, peakLinks int // high-water marks since the maps were last rebuilt
 
-	// Bounds and eviction (memory_cap.go): the threads that had a
-	// message, most recently seen first; their estimated bytes; the
-	// threads storms lists (stormed, blocked or overridden).
-	cfg        MemoryConfig
-	head, tail *memThread
-	bytes      int64
-	stormy     map[policy.ThreadID]struct{}
-	evictions  atomic.Uint64
+	// Bounds and eviction (memory_cap.go): the threads, most recently
+	// seen first, in two lists: those storms lists (stormed, blocked or
+	// overridden) and the quiet ones; their estimated bytes.
+	cfg          MemoryConfig
+	quiet, storm threadList
+	bytes        int64
+	evictions    atomic.Uint64
+
+	// The blocked threads, until when (store/blocked.go), and the same
+	// entries by until.
+	blocked   map[policy.ThreadID]int64
+	blockedBy blockedHeap
 }
 
 var (
@@ -81,8 +85,8 @@ type memThread struct {
 	repliesUntil int64
 
 	meta      memMeta
-	senders   map[string]string
-	metaUntil int64 // meta and senders
+	senders   map[string]string // at most MaxSenders
+	metaUntil int64             // meta and senders
 
 	blockRule  string
 	blockUntil int64 // 0: not blocked
@@ -91,12 +95,14 @@ type memThread struct {
 	overrideUntil int64  // 0: no expiry
 
 	// Bookkeeping of the bounds (memory_cap.go).
-	id         policy.ThreadID
-	prev, next *memThread // the list by last seen
-	listed     bool       // in that list
-	links      []policy.Key
-	linksKept  int   // len(links) after the last compaction
-	size       int64 // estimated bytes, as counted in Memory.bytes
+	id          policy.ThreadID
+	prev, next  *memThread  // its list by last seen
+	list        *threadList // the list it is in, nil if none
+	links       []policy.Key
+	linksKept   int   // len(links) after the last compaction
+	size        int64 // estimated bytes, as counted in Memory.bytes
+	repliesSize int64 // estimated bytes of replies, kept as they change
+	sendersSize int64 // of senders, likewise
 }
 
 // memMeta mirrors the {T}:meta hash.
@@ -115,6 +121,7 @@ type memMeta struct {
 	stormAt                 int64
 	stormRule               string
 	repeats                 map[string]int // message key -> passes as itself ("dup:<msg>" fields)
+	repeatsSize             int64          // estimated bytes of repeats, kept as it grows
 }
 
 // NewMemory returns an empty memory store with MemoryDefaults' bounds
@@ -128,7 +135,7 @@ func NewMemory() *Memory {
 		exempt:     make(map[string]struct{}),
 		posters:    make(map[string]struct{}),
 		listPolicy: make(map[string]policy.ListPolicy),
-		stormy:     make(map[policy.ThreadID]struct{}),
+		blocked:    make(map[policy.ThreadID]int64),
 		cfg:        MemoryDefaults(),
 	}
 }
@@ -136,10 +143,10 @@ func NewMemory() *Memory {
 // expire drops what has expired as of now, as Redis would have.
 func (th *memThread) expire(now int64) {
 	if th.repliesUntil <= now {
-		th.replies, th.repliesUntil = nil, 0
+		th.replies, th.repliesUntil, th.repliesSize = nil, 0, 0
 	}
 	if th.metaUntil <= now {
-		th.meta, th.senders, th.metaUntil = memMeta{}, nil, 0
+		th.meta, th.senders, th.metaUntil, th.sendersSize = memMeta{}, nil, 0, 0
 	}
 	if th.blockUntil != 0 && th.blockUntil <= now {
 		th.blockRule, th.blockUntil = "", 0
@@ -187,12 +194,16 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 		return policy.Tally{}, fmt.Errorf("store: record thread %s: %w", r.Thread, err)
 	}
 	msg, member := r.member()
+	sender := r.sender()
 	now := r.Now.UnixMilli()
 	window := r.Limits.Window.Milliseconds()
 	blockFor := r.Limits.BlockFor.Milliseconds()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if r.Kind == policy.KindAutoReply {
+		return m.peek(r, now), nil
+	}
 	th := m.getOrCreate(r.Thread, now)
 
 	md := &th.meta
@@ -203,24 +214,26 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 		md.subject = r.Subject
 	}
 	if md.sender == "" {
-		md.sender = r.Sender
+		md.sender = sender
 	}
 	md.lastSeen, md.window = now, window
 	md.audience = max(md.audience, r.Audience)
 	if r.Kind == policy.KindOriginal && !md.origSeen {
 		md.origSeen = true
-		md.origSender, md.origSubject, md.origAudience, md.origAt = r.Sender, r.Subject, r.Audience, now
+		md.origSender, md.origSubject, md.origAudience, md.origAt = sender, r.Subject, r.Audience, now
 	}
 
 	tally := policy.Tally{Override: parseOverride(th.override), Status: policy.StatusNoted, Thread: r.Thread}
 
 	th.replies = slices.DeleteFunc(th.replies, func(x memReply) bool { return x.at <= now-window })
 	same := false // this very message (id, sender, audience) was counted
+	th.repliesSize = 0
 	for _, x := range th.replies {
 		tally.Delivered += memberAudience(x.member)
 		if msg != "" && x.member == member {
 			same = true
 		}
+		th.repliesSize += replySize(x.member)
 	}
 	tally.Count = len(th.replies)
 	blocked := th.blockUntil != 0
@@ -257,6 +270,7 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 				member = repeatMember(member, md.repeats[msg])
 			}
 			th.replies = append(th.replies, memReply{member: member, at: now})
+			th.repliesSize += replySize(member)
 			th.repliesUntil = max(th.repliesUntil, now+window)
 			md.accepted++
 			tally.Status = policy.StatusCounted
@@ -267,11 +281,8 @@ func (m *Memory) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	if senderStatus == "" {
 		senderStatus = string(tally.Status)
 	}
-	if r.Sender != "" {
-		if th.senders == nil {
-			th.senders = make(map[string]string)
-		}
-		th.senders[r.Sender] = senderStatus
+	if sender != "" {
+		th.setSender(sender, senderStatus)
 	}
 	th.metaUntil = now + max(r.Retention.Milliseconds(), tally.BlockTTL.Milliseconds())
 
@@ -301,6 +312,9 @@ func (m *Memory) linkNX(k policy.Key, l memLink, now int64) {
 func (md *memMeta) repeat(msg string) int {
 	if md.repeats == nil {
 		md.repeats = make(map[string]int)
+	}
+	if _, ok := md.repeats[msg]; !ok {
+		md.repeatsSize += repeatBytes + int64(len(msg))
 	}
 	md.repeats[msg]++
 	return md.repeats[msg]
@@ -418,6 +432,9 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 			th.override, th.overrideUntil = "", 0
 			if th.empty() {
 				m.drop(t)
+			} else {
+				m.place(th) // quiet again, perhaps
+				m.noteBlock(th)
 			}
 		}
 		return
@@ -427,7 +444,8 @@ func (m *Memory) setOverride(t policy.ThreadID, v string, ttl time.Duration) {
 	if ttl > 0 {
 		th.overrideUntil = now + max(ttl.Milliseconds(), 1)
 	}
-	m.noteStormy(th)
+	m.place(th)
+	m.noteBlock(th)
 	m.resize(th)
 }
 
@@ -446,13 +464,14 @@ func (m *Memory) Reset(ctx context.Context, t policy.ThreadID) error {
 	th.replies, th.repliesUntil = nil, 0
 	th.blockRule, th.blockUntil = "", 0
 	th.override, th.overrideUntil = "", 0
-	th.senders = nil
+	th.senders, th.sendersSize, th.repliesSize = nil, 0, 0
 	md := &th.meta
 	md.accepted, md.refused, md.allowed, md.stormAt, md.stormRule = 0, 0, 0, 0, ""
 	if th.empty() {
 		m.drop(t)
 	} else {
-		delete(m.stormy, t)
+		m.place(th) // quiet again
+		m.noteBlock(th)
 		m.resize(th)
 	}
 	return nil
@@ -566,7 +585,7 @@ func (m *Memory) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (
 		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, err)
 	}
 	m.mu.Lock()
-	info, ok := m.info(m.threads[t], now.UnixMilli())
+	info, ok := m.info(m.threads[t], now.UnixMilli(), true)
 	m.mu.Unlock()
 	if !ok {
 		return ThreadInfo{}, fmt.Errorf("store: thread %s: %w", t, ErrNotFound)
@@ -575,9 +594,10 @@ func (m *Memory) Thread(ctx context.Context, t policy.ThreadID, now time.Time) (
 }
 
 // info is what Thread reports of p as of ms (p may be nil), and false
-// when p holds nothing then. It copies what it reads and changes nothing:
-// asking about a time must not change the state. The caller holds m.mu.
-func (m *Memory) info(p *memThread, ms int64) (threadInfo, bool) {
+// when p holds nothing then; its senders only when asked (listings leave
+// them out). It copies what it reads and changes nothing: asking about a
+// time must not change the state. The caller holds m.mu.
+func (m *Memory) info(p *memThread, ms int64, senders bool) (threadInfo, bool) {
 	var th memThread
 	if p != nil {
 		th = *p
@@ -592,7 +612,10 @@ func (m *Memory) info(p *memThread, ms int64) (threadInfo, bool) {
 		origSeen: md.origSeen, firstSeen: md.firstSeen, lastSeen: md.lastSeen, stormAt: md.stormAt,
 		stormRule: md.stormRule, audience: md.audience,
 		accepted: md.accepted, refused: md.refused, allowed: md.allowed,
-		override: th.override, senders: maps.Clone(th.senders),
+		override: th.override,
+	}
+	if senders {
+		info.senders = maps.Clone(th.senders)
 	}
 	for _, x := range th.replies {
 		if x.at > ms-md.window {

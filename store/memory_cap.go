@@ -3,18 +3,28 @@ package store
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stormguard/stormguard/policy"
 )
 
 // The memory store's bounds. Besides retention, the store keeps at most
 // MemoryConfig.MaxThreads threads and about MemoryConfig.MaxBytes bytes of
-// them: past either, the least recently active thread is evicted with the
-// links that lead to it, and Evictions counts it.
+// them: past either, the least recently active quiet thread is evicted
+// with the links that lead to it, and Evictions counts it. A thread that
+// stormed, is blocked or carries an override is evicted only when no quiet
+// one is left (the one being recorded is never evicted), so that a flood of
+// new threads cannot lift a block.
 //
-// The threads that have had a message are kept in a list, most recently
-// seen first (memThread.prev, next), so that eviction takes the tail and a
-// listing reads the head without sorting every thread under the mutex.
+// The threads are kept in two lists, each most recently seen first
+// (memThread.prev, next): those Storms lists, and the quiet ones. Eviction
+// takes a tail; a listing reads from the heads, at most its limit, without
+// sorting every thread under the mutex. A thread's size estimate is kept
+// as it changes (memThread.repliesSize, sendersSize, memMeta.repeatsSize),
+// so that recounting it costs the same however many senders it has, and
+// every collection in it is bounded: replies by the limits, senders by
+// MaxSenders, repeats by the replies counted, links by the messages let
+// through.
 
 // MemoryConfig bounds the memory store (the store.memory_* keys of
 // cmd/stormguard).
@@ -73,21 +83,19 @@ const (
 	threadBytes = 560
 	replyBytes  = 48
 	senderBytes = 96
+	repeatBytes = 64
 	linkBytes   = 180
 )
 
-// estimate is th's bytes as MaxBytes counts them.
+// replySize is the estimated bytes of one counted reply.
+func replySize(member string) int64 { return replyBytes + int64(len(member)) }
+
+// estimate is th's bytes as MaxBytes counts them, in constant time.
 func (th *memThread) estimate() int64 {
 	md := &th.meta
 	n := threadBytes + len(md.subject) + len(md.sender) + len(md.origSubject) + len(md.origSender) + len(md.stormRule)
-	for _, r := range th.replies {
-		n += replyBytes + len(r.member)
-	}
-	for s, v := range th.senders {
-		n += senderBytes + len(s) + len(v)
-	}
 	n += len(th.links) * (linkBytes + len(th.id))
-	return int64(n)
+	return int64(n) + th.repliesSize + th.sendersSize + md.repeatsSize
 }
 
 // recorded is Record's last step, under the mutex: note the links r wrote
@@ -103,7 +111,7 @@ func (m *Memory) recorded(r Record, th *memThread, now int64) {
 		m.compactLinks(th)
 	}
 	m.place(th)
-	m.noteStormy(th)
+	m.noteBlock(th)
 	m.resize(th)
 	m.evict(th)
 	m.sweep(now)
@@ -135,14 +143,15 @@ func (m *Memory) compactLinks(th *memThread) {
 	th.links, th.linksKept = kept, len(kept)
 }
 
-// noteStormy keeps th in the storms index while it has stormed, is blocked
-// or carries an override: storms lists those however many quiet threads
-// there are.
-func (m *Memory) noteStormy(th *memThread) {
-	if th.meta.stormAt != 0 || th.blockUntil != 0 || th.override != "" {
-		m.stormy[th.id] = struct{}{}
-	}
+// stormy reports whether th belongs in the storms list: it has stormed,
+// is blocked or carries an override. Storms lists those however many
+// quiet threads there are, and eviction spares them.
+func (th *memThread) stormy() bool {
+	return th.meta.stormAt != 0 || th.blockUntil != 0 || th.override != ""
 }
+
+// threadList is a list of threads by last seen, most recent first.
+type threadList struct{ head, tail *memThread }
 
 // resize recounts th's bytes.
 func (m *Memory) resize(th *memThread) {
@@ -157,49 +166,55 @@ func (m *Memory) resize(th *memThread) {
 // what it copied.
 const placeSteps = 64
 
-// place moves th to its place in the list by last seen, normally the head.
+// place moves th to its place by last seen, normally the head, in the
+// list it belongs in now (stormy).
 func (m *Memory) place(th *memThread) {
 	m.unlink(th)
+	l := &m.quiet
+	if th.stormy() {
+		l = &m.storm
+	}
 	at := th.meta.lastSeen
 	var prev *memThread
-	next := m.head
+	next := l.head
 	for i := 0; next != nil && next.meta.lastSeen > at && i < placeSteps; i++ {
 		prev, next = next, next.next
 	}
-	th.prev, th.next, th.listed = prev, next, true
+	th.prev, th.next, th.list = prev, next, l
 	if prev == nil {
-		m.head = th
+		l.head = th
 	} else {
 		prev.next = th
 	}
 	if next == nil {
-		m.tail = th
+		l.tail = th
 	} else {
 		next.prev = th
 	}
 }
 
-// unlink takes th out of the list, if it is in it.
+// unlink takes th out of its list, if it is in one.
 func (m *Memory) unlink(th *memThread) {
-	if !th.listed {
+	l := th.list
+	if l == nil {
 		return
 	}
 	if th.prev == nil {
-		m.head = th.next
+		l.head = th.next
 	} else {
 		th.prev.next = th.next
 	}
 	if th.next == nil {
-		m.tail = th.prev
+		l.tail = th.prev
 	} else {
 		th.next.prev = th.prev
 	}
-	th.prev, th.next, th.listed = nil, nil, false
+	th.prev, th.next, th.list = nil, nil, nil
 }
 
 // drop forgets thread t (expired, reset to nothing, or evicted): the map
-// entry, its place in the list, its bytes, its storms entry. Its links
-// expire by themselves.
+// entry, its place in its list, its bytes. Its links expire by
+// themselves.
 func (m *Memory) drop(t policy.ThreadID) {
 	th := m.threads[t]
 	if th == nil {
@@ -208,7 +223,7 @@ func (m *Memory) drop(t policy.ThreadID) {
 	m.unlink(th)
 	m.bytes -= th.size
 	delete(m.threads, t)
-	delete(m.stormy, t)
+	delete(m.blocked, t)
 }
 
 // over reports whether the store holds more than its bounds allow.
@@ -218,11 +233,21 @@ func (m *Memory) over() bool {
 }
 
 // evict drops the least recently seen threads and their links while the
-// store is over its bounds, but never keep (the thread just recorded).
+// store is over its bounds, quiet ones first, but never keep (the thread
+// just recorded).
 func (m *Memory) evict(keep *memThread) {
+	last := func(l *threadList) *memThread {
+		if th := l.tail; th != keep {
+			return th
+		}
+		return keep.prev
+	}
 	for m.over() {
-		th := m.tail
-		if th == nil || th == keep {
+		th := last(&m.quiet)
+		if th == nil {
+			th = last(&m.storm)
+		}
+		if th == nil {
 			return
 		}
 		for _, k := range th.links {
@@ -233,4 +258,45 @@ func (m *Memory) evict(keep *memThread) {
 		m.drop(th.id)
 		m.evictions.Add(1)
 	}
+}
+
+// peek is Record for an auto-reply, under the mutex: the thread's
+// override, block and window, read and not written (record.lua the same),
+// so that an auto-reply, which is never counted and may be refused for its
+// audience alone, leaves nothing behind, not even a thread.
+func (m *Memory) peek(r Record, now int64) policy.Tally {
+	tally := policy.Tally{Status: policy.StatusNoted, Thread: r.Thread}
+	th := m.get(r.Thread, now)
+	if th == nil {
+		return tally
+	}
+	tally.Override = parseOverride(th.override)
+	for _, x := range th.replies {
+		if x.at > now-r.Limits.Window.Milliseconds() {
+			tally.Count++
+			tally.Delivered += memberAudience(x.member)
+		}
+	}
+	if th.blockUntil != 0 {
+		tally.BlockTTL = time.Duration(th.blockUntil-now) * time.Millisecond
+	}
+	return tally
+}
+
+// setSender notes what became of sender's last message, keeping at most
+// MaxSenders senders: a new one past that is not kept.
+func (th *memThread) setSender(sender, status string) {
+	old, ok := th.senders[sender]
+	switch {
+	case ok:
+		th.sendersSize += int64(len(status) - len(old))
+	case len(th.senders) >= MaxSenders:
+		return
+	default:
+		if th.senders == nil {
+			th.senders = make(map[string]string)
+		}
+		th.sendersSize += senderBytes + int64(len(sender)+len(status))
+	}
+	th.senders[sender] = status
 }

@@ -218,6 +218,7 @@ const (
 	argBlockFor
 	argRetention
 	argMaxDuplicates
+	argMaxSenders
 	argLimits // the first limit
 )
 
@@ -233,6 +234,7 @@ var recordArgNames = [argLimits]string{
 	argBlockFor:      "block_for",
 	argRetention:     "retention",
 	argMaxDuplicates: "max_duplicates",
+	argMaxSenders:    "max_senders",
 }
 
 // recordArgs is record.lua's ARGV for r: the arguments recordArgNames
@@ -245,12 +247,13 @@ func recordArgs(r Record) []any {
 	args[argMsg] = msg
 	args[argMember] = member
 	args[argAudience] = strconv.Itoa(r.Audience)
-	args[argSender] = r.Sender
+	args[argSender] = r.sender()
 	args[argSubject] = r.Subject
 	args[argWindow] = strconv.FormatInt(r.Limits.Window.Milliseconds(), 10)
 	args[argBlockFor] = strconv.FormatInt(r.Limits.BlockFor.Milliseconds(), 10)
 	args[argRetention] = strconv.FormatInt(r.Retention.Milliseconds(), 10)
 	args[argMaxDuplicates] = strconv.Itoa(policy.MaxDuplicates)
+	args[argMaxSenders] = strconv.Itoa(MaxSenders)
 	for i, lr := range policy.LimitRules {
 		args[argLimits+i] = strconv.FormatInt(lr.Limit(r.Limits), 10)
 	}
@@ -258,7 +261,8 @@ func recordArgs(r Record) []any {
 }
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
-// with the link writes (SET NX of create) and the thread index. ws are
+// with the link writes (SET NX of create) and the thread index (not for an
+// auto-reply, which writes nothing: record.lua's contract). ws are
 // the queued link writes, whose results are read even when err is set.
 func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tally policy.Tally, ws []linkWrite, err error) {
 	keys := s.keys.Thread(r.Thread)
@@ -267,7 +271,9 @@ func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tall
 	pipe := s.client.Pipeline()
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
 	ws = s.queueCreate(ctx, pipe, r, create)
-	s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
+	if r.Kind != policy.KindAutoReply {
+		s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !isNoScript(cmd.Err()) {
 			return policy.Tally{}, ws, err

@@ -25,23 +25,64 @@ func (s *Redis) SetOverride(ctx context.Context, t policy.ThreadID, o policy.Ove
 		err = fmt.Errorf("%w: ttl %v", ErrInvalid, ttl)
 	}
 	if err == nil {
-		key := s.keys.Override(t)
-		if o == policy.OverrideNone {
-			err = s.client.Del(ctx, key).Err()
-		} else if err = s.client.Set(ctx, key, string(o), ttl).Err(); err == nil {
-			// Listed by storms while the override lasts (store/list.go).
-			now := time.Now()
-			var until int64
-			if ttl > 0 {
-				until = now.Add(ttl).UnixMilli()
-			}
-			err = s.indexStorm(ctx, t, now, until)
-		}
+		err = s.setOverride(ctx, t, o, ttl)
 	}
 	if err != nil {
 		return fmt.Errorf("store: override thread %s: %w", t, err)
 	}
 	return nil
+}
+
+func (s *Redis) setOverride(ctx context.Context, t policy.ThreadID, o policy.Override, ttl time.Duration) error {
+	key, now := s.keys.Override(t), time.Now()
+	if o == policy.OverrideNone {
+		if err := s.client.Del(ctx, key).Err(); err != nil {
+			return err
+		}
+		blocked, err := s.blockUntil(ctx, t, now) // the storm's block, if any, counts again
+		if err != nil {
+			return err
+		}
+		pipe := s.client.Pipeline()
+		s.queueBlocked(ctx, pipe, t, blocked)
+		_, err = pipe.Exec(ctx)
+		return err
+	}
+	if err := s.client.Set(ctx, key, string(o), ttl).Err(); err != nil {
+		return err
+	}
+	// Listed by storms while the override lasts (store/list.go); counted
+	// as blocked while a block override or the storm's block holds it.
+	var until, blocked int64
+	if ttl > 0 {
+		until = now.Add(ttl).UnixMilli()
+	}
+	if o == policy.OverrideBlock {
+		blocked = noExpiry
+		if until > 0 {
+			b, err := s.blockUntil(ctx, t, now)
+			if err != nil {
+				return err
+			}
+			blocked = max(until, b)
+		}
+	}
+	return s.indexStorm(ctx, t, now, until, blocked)
+}
+
+// blockUntil is until when (ms) thread t's block key holds it, noExpiry
+// without a TTL, 0 when it has none.
+func (s *Redis) blockUntil(ctx context.Context, t policy.ThreadID, now time.Time) (int64, error) {
+	ttl, err := s.client.PTTL(ctx, s.keys.Block(t)).Result()
+	switch {
+	case err != nil:
+		return 0, err
+	case ttl == -1:
+		return noExpiry, nil
+	case ttl > 0:
+		return now.Add(ttl).UnixMilli(), nil
+	}
+	return 0, nil
 }
 
 // Reset implements Admin, in one MULTI on the thread's slot.
@@ -54,11 +95,16 @@ func (s *Redis) Reset(ctx context.Context, t policy.ThreadID) error {
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, k[keyReplies], k[keyMeta], k[keyBlock], k[keyOverride], k[keySenders])
 		p.Del(ctx, k[keyReplies], k[keyBlock], k[keyOverride], k[keySenders])
-		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule")
+		p.HDel(ctx, k[keyMeta], "accepted", "refused", "allowed", "storm_at", "storm_rule", "senders")
 		return nil
 	})
 	if err == nil && exists.Val() == 0 {
 		err = ErrNotFound
+	}
+	if err == nil { // the blocked index lives in a slot of its own
+		pipe := s.client.Pipeline()
+		s.queueBlocked(ctx, pipe, t, 0)
+		_, err = pipe.Exec(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("store: reset thread %s: %w", t, err)
@@ -173,7 +219,7 @@ func (s *Redis) thread(ctx context.Context, t policy.ThreadID, now time.Time) (T
 		return ThreadInfo{}, err
 	}
 	pipe := s.client.Pipeline()
-	c := s.queueThread(ctx, pipe, t)
+	c := s.queueThread(ctx, pipe, t, true)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return ThreadInfo{}, err
 	}

@@ -151,6 +151,7 @@ func TestRedisKeys(t *testing.T) {
 		tag + "block", tag + "meta", tag + "override", tag + "replies", tag + "senders",
 		"acme:sg:exempt", "acme:sg:link:{" + string(link) + "}", "acme:sg:lists", "acme:sg:mode",
 		store.NewKeys("acme:sg:").Threads(store.ThreadShard(th)), "acme:sg:storms", // index shard; storms: the override
+		"acme:sg:blocked", // the blocked index: the override
 	}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {

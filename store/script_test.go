@@ -129,7 +129,8 @@ func TestRecordArgs(t *testing.T) {
 		"member": string(r.Message) + ":" + policy.SenderPrint("a@example.org") + ":4321", "audience": "4321",
 		"sender": "a@example.org", "subject": "Re: x",
 		"window": "3600000", "block_for": "7200000", "retention": "86400000",
-		"max_duplicates": strconv.Itoa(policy.MaxDuplicates), "max_replies": "7", "delivery_budget": "98765",
+		"max_duplicates": strconv.Itoa(policy.MaxDuplicates), "max_senders": strconv.Itoa(MaxSenders),
+		"max_replies": "7", "delivery_budget": "98765",
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("recordArgs by name = %v,\nwant %v", got, want)

@@ -31,6 +31,16 @@ var ErrInvalid = errors.New("store: invalid argument")
 // DefaultPrefix is the prefix of every Redis key when none is configured.
 const DefaultPrefix = "stormguard:"
 
+// What a thread keeps of its senders (ThreadInfo.Senders, the {T}:senders
+// hash): at most MaxSenders of them, the first to write, each cut to its
+// first MaxSenderLen bytes (RFC 5321's longest path is 256), so that
+// refused mail from ever new senders cannot grow a thread. The thread's
+// own sender (ThreadInfo.Sender) is cut the same way.
+const (
+	MaxSenders   = 500
+	MaxSenderLen = 256
+)
+
 // Record is one message to record and check, atomically, in its thread.
 type Record struct {
 	Thread   policy.ThreadID

@@ -65,6 +65,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Concurrent", testConcurrent},
 		{"ThreadInfo", testThreadInfo},
 		{"Senders", testSenders},
+		{"SendersCapped", testSendersCapped},
+		{"AutoReplyWritesNothing", testAutoReplyWritesNothing},
+		{"BlockedCount", testBlockedCount},
 		{"Reset", testReset},
 		{"Threads", testThreads},
 		{"Storms", testStorms},
@@ -374,4 +377,10 @@ func testCanceled(t *testing.T, s Store) {
 	if _, err := s.Globals(c); !errors.Is(err, context.Canceled) {
 		t.Errorf("Globals with a canceled context: %v", err)
 	}
+}
+
+// Reply is a new large-audience reply to thread th with its own message
+// key, under a limit of maxReplies in an hour, for other packages' tests.
+func Reply(th policy.ThreadID, now time.Time, audience, maxReplies int) store.Record {
+	return reply(th, now, audience, limits(maxReplies, 0))
 }

@@ -110,7 +110,7 @@ func testSenders(t *testing.T, s Store) {
 	send("d@example.org", policy.KindReply)
 	send("", policy.KindReply) // a null sender is not listed
 	w := map[string]string{
-		"orig@example.org": "noted", "auto@example.org": "noted", "a@example.org": "duplicate",
+		"orig@example.org": "noted", "a@example.org": "duplicate", // an auto-reply writes nothing
 		"b@example.org": "crossed", "c@example.org": "blocked", "d@example.org": "allow",
 	}
 	if got := info(t, s, th, now).Senders; !maps.Equal(got, w) {

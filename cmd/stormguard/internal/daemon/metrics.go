@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,8 +95,8 @@ func newMetrics(f *milter.Filter, n *events.Notifier, lister store.Lister) *metr
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if lister != nil {
-		m.reg.MustRegister(newBlockedCollector(lister, 10*time.Second, time.Second))
+	if bc, ok := lister.(store.BlockCounter); ok {
+		m.reg.MustRegister(newBlockedCollector(bc, 10*time.Second, time.Second))
 	}
 	if mem, ok := lister.(*store.Memory); ok {
 		m.reg.MustRegister(counter("stormguard_memory_evictions_total",
@@ -184,12 +185,12 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// blockedCollector is the active-blocked-threads gauge. It lists the
-// store's storms (Lister.Storms: every stormed or overridden thread) at
-// most once per maxAge, so scrapes stay cheap; a failed listing reports
-// the last value.
+// blockedCollector is the active-blocked-threads gauge. It asks the
+// store's count of blocked threads (store.BlockCounter: an index kept as
+// blocks are set, never a scan of threads) at most once per maxAge; a
+// failed count reports the last value.
 type blockedCollector struct {
-	lister  store.Lister
+	counter store.BlockCounter
 	maxAge  time.Duration
 	timeout time.Duration
 	desc    *prometheus.Desc
@@ -199,13 +200,11 @@ type blockedCollector struct {
 	blocked float64
 }
 
-// blockedListLimit bounds the threads looked at per refresh.
-const blockedListLimit = store.MaxListLimit
-
-func newBlockedCollector(l store.Lister, maxAge, timeout time.Duration) *blockedCollector {
-	return &blockedCollector{lister: l, maxAge: maxAge, timeout: timeout,
+func newBlockedCollector(c store.BlockCounter, maxAge, timeout time.Duration) *blockedCollector {
+	return &blockedCollector{counter: c, maxAge: maxAge, timeout: timeout,
 		desc: prometheus.NewDesc("stormguard_blocked_threads",
-			"Threads currently blocked (by a storm or an operator's block override; at most 1000 counted); refreshed at most every 10s.",
+			"Threads currently blocked (by a storm or an operator's block override, and no allow override; at most "+
+				strconv.Itoa(store.MaxBlockedCount)+" counted); refreshed at most every 10s.",
 			nil, nil)}
 }
 
@@ -216,15 +215,9 @@ func (c *blockedCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.at) >= c.maxAge {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		threads, err := c.lister.Storms(ctx, now, blockedListLimit)
+		n, err := c.counter.Blocked(ctx, now)
 		cancel()
 		if err == nil {
-			n := 0
-			for _, t := range threads {
-				if t.Override != policy.OverrideAllow && (t.Blocked || t.Override == policy.OverrideBlock) {
-					n++
-				}
-			}
 			c.blocked, c.at = float64(n), now
 		}
 	}
