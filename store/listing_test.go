@@ -50,7 +50,7 @@ func verdictWhileListing(t testing.TB) {
 	}
 	runtime.GC() // the fill's garbage is not the listing's
 	const token = "listing-test-token"
-	srv := httptest.NewServer(admin.NewHandler(api, true, token))
+	srv := httptest.NewServer(admin.NewHandler(api, true, token, admin.NewLogins(nil)))
 	defer srv.Close()
 
 	stop, listed := make(chan struct{}), make(chan int)
