@@ -33,16 +33,8 @@ func BenchmarkMemoryVerdictWhileListingStorms(b *testing.B) {
 
 func verdictWhileListing(t testing.TB) {
 	const n = 200_000
-	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
+	m := stormedMemory(t, n)
 	ctx, base := context.Background(), time.Now()
-	stormed := policy.Limits{DeliveryBudget: 2999, Window: time.Hour, BlockFor: 6 * time.Hour}
-	for i := range n {
-		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
-		r.Kind, r.Limits = policy.KindReply, stormed
-		if got, err := m.Record(ctx, r); err != nil || got.Status != policy.StatusCrossed {
-			t.Fatalf("thread %d: %+v, %v, want crossed", i, got, err)
-		}
-	}
 	api, err := admin.NewDirect(admin.Config{Backend: "memory", Retention: 24 * time.Hour}, m, history.NewMemory(0),
 		func(events.Event) string { return "" }, nil)
 	if err != nil {
@@ -115,16 +107,8 @@ func verdictWhileListing(t testing.TB) {
 // 20,000 takes tens of milliseconds).
 func TestMemoryStormsListingBounded(t *testing.T) {
 	const n = 20_000
-	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
-	ctx, base := context.Background(), time.Now()
-	stormed := policy.Limits{DeliveryBudget: 2999, Window: time.Hour, BlockFor: 6 * time.Hour}
-	for i := range n {
-		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
-		r.Kind, r.Limits = policy.KindReply, stormed
-		if got, err := m.Record(ctx, r); err != nil || got.Status != policy.StatusCrossed {
-			t.Fatalf("thread %d: %+v, %v, want crossed", i, got, err)
-		}
-	}
+	m := stormedMemory(t, n)
+	ctx := context.Background()
 	var took []time.Duration
 	for range 101 {
 		start := time.Now()
@@ -139,4 +123,21 @@ func TestMemoryStormsListingBounded(t *testing.T) {
 	if took[50] >= time.Millisecond {
 		t.Errorf("Storms(limit 1) over %d stormed threads: median %v, want under 1ms", n, took[50])
 	}
+}
+
+// stormedMemory is a memory store holding n threads, each stormed by its
+// one reply (a budget its audience passes).
+func stormedMemory(t testing.TB, n int) *store.Memory {
+	t.Helper()
+	m := store.NewMemoryWith(store.MemoryConfig{MaxThreads: 2 * n, MaxBytes: 1 << 30})
+	ctx, base := context.Background(), time.Now()
+	stormed := policy.Limits{DeliveryBudget: 2999, Window: time.Hour, BlockFor: 6 * time.Hour}
+	for i := range n {
+		r, _ := capRecord(base.Add(time.Duration(i)*time.Microsecond), i)
+		r.Kind, r.Limits = policy.KindReply, stormed
+		if got, err := m.Record(ctx, r); err != nil || got.Status != policy.StatusCrossed {
+			t.Fatalf("thread %d: %+v, %v, want crossed", i, got, err)
+		}
+	}
+	return m
 }
