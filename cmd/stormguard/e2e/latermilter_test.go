@@ -128,20 +128,22 @@ func TestLaterMilterRejects(t *testing.T) {
 			}
 		}
 		spam.reject.Store(false)
-		// Count what stormguard made of the rejected replies: its
-		// decisions on them, logged before the spam milter's answer or
-		// never.
-		for i := 1; i <= maxReplies+1; i++ {
-			if strings.Contains(d.log.String(), fmt.Sprintf("sender=user%d@example.org", i)) {
-				counted++
-			}
-		}
 		taken := 0
 		for i := 100; ; i++ {
 			r := reply(i)
 			if !r.OK() {
 				if r.Code != 550 || !strings.Contains(r.Text, string(threadOf(root))) {
 					t.Fatalf("reply %d: %v, want 250 or stormguard's 550", i, r)
+				}
+				// Count what stormguard made of the rejected replies: its
+				// decisions on them. The daemon logs in order, so once the
+				// decision on this last reply is in the log, every earlier
+				// one it made is too.
+				d.log.wait(t, 0, fmt.Sprintf("sender=user%d@example.org", i))
+				for j := 1; j <= maxReplies+1; j++ {
+					if strings.Contains(d.log.String(), fmt.Sprintf("sender=user%d@example.org", j)) {
+						counted++
+					}
 				}
 				t.Logf("%s, stormguard %s: %d replies refused while the spam milter rejects, %d of them decided by stormguard; then %d delivered, the next refused: %d %s",
 					mta, map[bool]string{true: "last", false: "first"}[last], maxReplies+1, counted, taken, r.Code, r.Text)
