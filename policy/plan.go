@@ -145,18 +145,13 @@ func (s *Site) listPolicy(env Envelope, hdr []string, poster bool) (c Config, ga
 	lists := buf[:0]
 	own := false // some list has its own policy
 	add := func(addrs []string) {
-		for _, a := range addrs {
+		for _, a := range addrs { // resolved by Plan: canonical, lower case
 			lp, ok := s.Policies[a]
 			if !ok {
-				if a = strings.ToLower(strings.Trim(a, "<> ")); a == "" {
-					continue
+				if _, registered := s.Lists[a]; registered {
+					lists = append(lists, ListPolicy{}) // the site's
 				}
-				if lp, ok = s.Policies[a]; !ok {
-					if _, registered := s.Lists[a]; registered {
-						lists = append(lists, ListPolicy{}) // the site's
-					}
-					continue
-				}
+				continue
 			}
 			own = true
 			lists = append(lists, lp.ListPolicy)
@@ -199,8 +194,7 @@ func largestList(rcpts, large []string, lists map[string]int) string {
 // each once, in envelope order, at most MaxLists.
 func registeredLists(rcpts []string, lists map[string]int) []string {
 	var out []string
-	for _, a := range rcpts {
-		a = strings.Trim(a, "<> ")
+	for _, a := range rcpts { // resolved by Plan: canonical, lower case
 		if _, ok := lists[a]; ok && !slices.Contains(out, a) {
 			if out = append(out, a); len(out) == MaxLists {
 				break

@@ -411,7 +411,7 @@ func TestLaxListNeverLoosensARegisteredList(t *testing.T) {
 		s := &Site{Config: site, Lists: map[string]int{staff: 850000, lax: 900}}
 		s.SetList(lax, p)
 		for _, rcpts := range [][]string{{staff, lax}, {lax, staff}, {"<" + staff + ">", lax}} {
-			c, _, _ := s.listPolicy(Envelope{Sender: "a@example.org", Rcpts: rcpts}, nil, false)
+			c, _, _ := s.listPolicy(Envelope{Sender: "a@example.org", Rcpts: s.resolveAll(rcpts)}, nil, false)
 			if c.MinAudience > site.MinAudience {
 				t.Errorf("%s, to %v: min_audience %d, looser than the site's %d", name, rcpts, c.MinAudience, site.MinAudience)
 			}
