@@ -306,9 +306,16 @@ func (f *Filter) decide(ctx context.Context, m *Message) Decision {
 		f.Stats.StoreRetries.Add(1)
 		tally, thread, source, err = f.record(ctx, c, f.store, m, &p, min(c.StoreTimeout, left), false)
 	}
-	if err == nil {
+	var unreplicated *store.NotReplicatedError
+	switch {
+	case err == nil:
 		f.seen.put(thread, policy.Seen{At: f.now(), Tally: tally})
-	} else {
+	case errors.As(err, &unreplicated):
+		// The master's answer, which a failover could lose: the
+		// fallback counts on from it.
+		f.seen.put(thread, policy.Seen{At: f.now(), Tally: unreplicated.Tally})
+	}
+	if err != nil {
 		f.Stats.StoreErrors.Add(1)
 		switch {
 		case c.OnError == OnErrorTempfail:

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	_ "embed"
@@ -21,6 +22,10 @@ import (
 // DefaultTimeout bounds every Redis call when RedisConfig.Timeout is 0.
 const DefaultTimeout = 200 * time.Millisecond
 
+// DefaultWaitTimeout bounds the WAIT after a record when
+// RedisConfig.WaitReplicas is set and WaitTimeout is 0.
+const DefaultWaitTimeout = 100 * time.Millisecond
+
 // RedisConfig is how to reach the site's Redis: one server, a Sentinel
 // group (MasterName) or a Cluster.
 type RedisConfig struct {
@@ -33,6 +38,12 @@ type RedisConfig struct {
 	TLS        *tls.Config   // nil: plain TCP
 	Timeout    time.Duration // dial, read and write timeout; 0: DefaultTimeout
 	Prefix     string        // key prefix; "": DefaultPrefix
+	// WaitReplicas > 0: each record is followed, on its connection, by a
+	// WAIT for that many replicas of the thread's master; a record fewer
+	// replicas acknowledged within WaitTimeout fails with a
+	// *NotReplicatedError (a failover could lose it).
+	WaitReplicas int
+	WaitTimeout  time.Duration // 0: DefaultWaitTimeout; below Timeout
 }
 
 // Validate reports what is wrong with c, if anything.
@@ -58,6 +69,12 @@ func (c RedisConfig) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %v: want >= 0", c.Timeout))
 	}
+	if c.WaitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("wait_replicas %d: want >= 0", c.WaitReplicas))
+	}
+	if timeout, wait := cmp.Or(c.Timeout, DefaultTimeout), cmp.Or(c.WaitTimeout, DefaultWaitTimeout); c.WaitTimeout < 0 || c.WaitReplicas > 0 && wait >= timeout {
+		errs = append(errs, fmt.Errorf("wait_timeout %v: want >= 0 and below the timeout, %v (the WAIT is part of the record's call)", c.WaitTimeout, timeout))
+	}
 	if err := checkPrefix(c.Prefix); err != nil {
 		errs = append(errs, err)
 	}
@@ -82,6 +99,14 @@ type Redis struct {
 	keys     Keys
 	timeout  time.Duration // deadline of each call that Globals makes; 0: DefaultTimeout
 	refusing refusing      // threads this node saw refuse lately (store/links.go)
+	wait     waitFor       // replicas each record waits for
+}
+
+// waitFor is a WAIT after each record: for replicas replicas, at most
+// timeout. replicas 0: none.
+type waitFor struct {
+	replicas int
+	timeout  time.Duration
 }
 
 var (
@@ -104,6 +129,7 @@ func OpenRedis(c RedisConfig) (*Redis, error) {
 	}
 	s := NewRedis(client, c.Prefix)
 	s.timeout = c.Timeout
+	s.wait = waitFor{c.WaitReplicas, cmp.Or(c.WaitTimeout, DefaultWaitTimeout)}
 	return s, nil
 }
 
@@ -170,6 +196,10 @@ func (s *Redis) Client() redis.UniversalClient { return s.client }
 func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	tally, err := s.record(ctx, r)
 	if err != nil {
+		var unreplicated *NotReplicatedError
+		if errors.As(err, &unreplicated) {
+			unreplicated.Tally = tally
+		}
 		return policy.Tally{}, fmt.Errorf("store: record thread %s: %w", r.Thread, err)
 	}
 	s.recordStorm(ctx, r, tally) // the storms index (store/list.go)
@@ -189,19 +219,39 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 	}
 	tally, ws, err := s.recordOnce(ctx, r, create)
 	created := written(ws)
-	if err != nil {
+	var unreplicated *NotReplicatedError
+	if err != nil && !errors.As(err, &unreplicated) {
 		// The verdict is not the store's to give: no links.
 		return policy.Tally{}, errors.Join(err, s.dropLinks(ctx, created))
 	}
+	// Recorded (replicated or not): the links follow the tally.
 	admitted := policy.MayLink(r.Kind, tally)
 	s.refusing.note(r.Thread, tally, r.Kind, time.Now())
 	if ferr := s.fixLinks(ctx, r, admitted, try, created); ferr != nil {
 		// The tally stands; a link left over or missing only changes
 		// which thread a later reply is looked up in.
-		return tally, fmt.Errorf("links: %w", ferr)
+		return tally, errors.Join(err, fmt.Errorf("links: %w", ferr))
 	}
-	return tally, nil
+	return tally, err
 }
+
+// NotReplicatedError is a record the master counted but fewer replicas
+// than RedisConfig.WaitReplicas acknowledged in time: a failover now
+// could lose it. Tally is the master's answer.
+type NotReplicatedError struct {
+	Tally       policy.Tally
+	Acked, Want int
+	Err         error // the WAIT's own error, if it failed
+}
+
+func (e *NotReplicatedError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("recorded, but the WAIT for %d replica(s) failed: %v", e.Want, e.Err)
+	}
+	return fmt.Sprintf("recorded, but %d of %d replica(s) acknowledged it in time", e.Acked, e.Want)
+}
+
+func (e *NotReplicatedError) Unwrap() error { return e.Err }
 
 // Indexes into record.lua's ARGV (ARGV[i+1]) before the limits, which
 // follow in policy.LimitRules order. recordArgNames names them as the
@@ -262,19 +312,26 @@ func recordArgs(r Record) []any {
 
 // recordOnce is one round trip: record.lua in r.Thread's slot, pipelined
 // with the link writes (SET NX of create) and the thread index (not for an
-// auto-reply, which writes nothing: record.lua's contract). ws are
-// the queued link writes, whose results are read even when err is set.
+// auto-reply, which writes nothing: record.lua's contract), and with the
+// WAIT for replicas when s waits. ws are the queued link writes, whose
+// results are read even when err is set.
+//
+// WAIT counts the writes of its own connection. A Cluster pipeline splits
+// by node and sends a keyless WAIT to any node, so on a Cluster that waits
+// the script and its WAIT go first to the master of the thread's slot, and
+// the links and index follow: two round trips.
 func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tally policy.Tally, ws []linkWrite, err error) {
 	keys := s.keys.Thread(r.Thread)
 	args := recordArgs(r)
-
+	if cluster, ok := s.client.(*redis.ClusterClient); ok && s.wait.replicas > 0 {
+		return s.recordSplit(ctx, cluster, r, keys, args, create)
+	}
 	pipe := s.client.Pipeline()
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
-	ws = s.queueCreate(ctx, pipe, r, create)
-	if r.Kind != policy.KindAutoReply {
-		s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	ws = s.queueWrites(ctx, pipe, r, create)
+	acked := s.wait.queue(ctx, pipe) // after every write of this connection
+	// A failed WAIT alone does not fail the record: tallyOf reads it.
+	if _, err := pipe.Exec(ctx); err != nil && (acked == nil || acked.Err() != err) {
 		if !isNoScript(cmd.Err()) {
 			return policy.Tally{}, ws, err
 		}
@@ -288,11 +345,94 @@ func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tall
 		if err := recordScript.Load(ctx, s.client).Err(); err != nil {
 			return policy.Tally{}, ws, fmt.Errorf("load record.lua: %w", err)
 		}
-		cmd = recordScript.EvalSha(ctx, s.client, keys, args...)
+		if cmd, acked, _ = s.evalWait(ctx, s.client, keys, args); cmd.Err() != nil {
+			return policy.Tally{}, ws, cmd.Err()
+		}
 	}
-	tally, err = parseTally(cmd)
-	tally.Thread = r.Thread
+	tally, err = s.tallyOf(r, cmd, acked)
 	return tally, ws, err
+}
+
+// recordSplit is recordOnce on a Cluster that waits for replicas: the
+// script and its WAIT on the master of the thread's slot, then the link
+// writes and the index through the cluster client.
+func (s *Redis) recordSplit(ctx context.Context, cluster *redis.ClusterClient, r Record, keys []string, args []any, create []string) (policy.Tally, []linkWrite, error) {
+	master, err := cluster.MasterForKey(ctx, keys[0])
+	if err != nil {
+		return policy.Tally{}, nil, err
+	}
+	cmd, acked, _ := s.evalWait(ctx, master, keys, args)
+	if err := cmd.Err(); err != nil {
+		cluster.ReloadState(ctx) // a MOVED or a dead master: learn the new map
+		return policy.Tally{}, nil, err
+	}
+	tally, terr := s.tallyOf(r, cmd, acked)
+	if terr != nil && !errors.As(terr, new(*NotReplicatedError)) {
+		return policy.Tally{}, nil, terr
+	}
+	pipe := s.client.Pipeline()
+	ws := s.queueWrites(ctx, pipe, r, create)
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return policy.Tally{}, ws, err
+		}
+	}
+	return tally, ws, terr
+}
+
+// queueWrites queues the link writes (SET NX of create) and, but for an
+// auto-reply, which writes nothing (record.lua's contract), the thread
+// index.
+func (s *Redis) queueWrites(ctx context.Context, pipe redis.Pipeliner, r Record, create []string) []linkWrite {
+	ws := s.queueCreate(ctx, pipe, r, create)
+	if r.Kind != policy.KindAutoReply {
+		s.indexThread(ctx, pipe, r) // stormguard:threads, for the operators' listing (store/list.go)
+	}
+	return ws
+}
+
+// evalWait runs record.lua on c with the WAIT for replicas after it on the
+// same connection (a pipeline; c is one node's client when s waits). A
+// script not in the node's cache is loaded and run again.
+func (s *Redis) evalWait(ctx context.Context, c redis.Cmdable, keys []string, args []any) (cmd *redis.Cmd, acked *redis.Cmd, err error) {
+	for range 2 {
+		pipe := c.Pipeline()
+		cmd = recordScript.EvalSha(ctx, pipe, keys, args...)
+		acked = s.wait.queue(ctx, pipe)
+		if _, err = pipe.Exec(ctx); !isNoScript(cmd.Err()) {
+			break
+		}
+		if err = recordScript.Load(ctx, c).Err(); err != nil {
+			return cmd, acked, fmt.Errorf("load record.lua: %w", err)
+		}
+	}
+	return cmd, acked, err
+}
+
+// tallyOf reads record.lua's answer and, when s waits, the WAIT's: a
+// tally fewer replicas than s.wait.replicas acknowledged comes with a
+// *NotReplicatedError.
+func (s *Redis) tallyOf(r Record, cmd *redis.Cmd, acked *redis.Cmd) (policy.Tally, error) {
+	tally, err := parseTally(cmd)
+	if err != nil {
+		return policy.Tally{}, err
+	}
+	tally.Thread = r.Thread
+	if acked == nil {
+		return tally, nil
+	}
+	if n, err := acked.Int64(); err != nil || n < int64(s.wait.replicas) {
+		return tally, &NotReplicatedError{Tally: tally, Acked: int(n), Want: s.wait.replicas, Err: err}
+	}
+	return tally, nil
+}
+
+// queue queues the WAIT on pipe, or nothing (nil) when w waits for none.
+func (w waitFor) queue(ctx context.Context, pipe redis.Pipeliner) *redis.Cmd {
+	if w.replicas == 0 {
+		return nil
+	}
+	return pipe.Do(ctx, "WAIT", w.replicas, w.timeout.Milliseconds())
 }
 
 func isNoScript(err error) bool {

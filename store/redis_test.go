@@ -326,6 +326,10 @@ func TestRedisConfigValidate(t *testing.T) {
 		{"negative db", store.RedisConfig{Addrs: []string{"a:1"}, DB: -1}, false},
 		{"negative timeout", store.RedisConfig{Addrs: []string{"a:1"}, Timeout: -time.Second}, false},
 		{"brace prefix", store.RedisConfig{Addrs: []string{"a:1"}, Prefix: "sg{x}:"}, false},
+		{"wait", store.RedisConfig{Addrs: []string{"a:1"}, WaitReplicas: 1}, true},
+		{"negative wait", store.RedisConfig{Addrs: []string{"a:1"}, WaitReplicas: -1}, false},
+		{"wait as long as the call", store.RedisConfig{Addrs: []string{"a:1"}, WaitReplicas: 1, WaitTimeout: store.DefaultTimeout}, false},
+		{"wait longer, no wait asked", store.RedisConfig{Addrs: []string{"a:1"}, WaitTimeout: time.Second}, true},
 	} {
 		err := c.cfg.Validate()
 		if (err == nil) != c.ok {

@@ -16,7 +16,7 @@ import (
 // users.acl, or after "ACL SETUSER stormguard on >PASSWORD".
 const ACLRules = "resetkeys ~stormguard:* resetchannels &stormguard:* -@all " +
 	"+ping +hello +select +command +cluster|slots +cluster|shards " +
-	"+evalsha +eval +script|load +multi +exec +publish " +
+	"+evalsha +eval +script|load +multi +exec +publish +wait " +
 	"+get +set +del +exists +pttl +pexpire " +
 	"+hget +hgetall +hset +hsetnx +hdel +hincrby " +
 	"+smembers +sadd +srem +hscan +sscan +zadd +zrange +zremrangebyscore " +

@@ -38,9 +38,10 @@ func (g *Sentinel) SentinelAddrs() []string {
 
 // StartSentinel starts a master, a replica of it and n (1 to 3) sentinels
 // monitoring the master under SentinelMaster with a quorum of n/2+1. It
-// returns when the replica is in sync and every sentinel sees the replica
-// and the other sentinels, so a failover can start at once. args go to
-// the master and the replica (e.g. an ACL user).
+// returns when the replica applies the master's writes and every
+// sentinel sees the replica and the other sentinels, so a failover can
+// start at once. args go to the master and the replica (e.g. an ACL
+// user).
 func StartSentinel(t testing.TB, n int, args ...string) *Sentinel {
 	t.Helper()
 	if n < 1 || n > 3 {
@@ -55,6 +56,7 @@ func StartSentinel(t testing.TB, n int, args ...string) *Sentinel {
 		info, err := CLIErr(g.Replica.Addr, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up"), info
 	})
+	WaitStreaming(t, g.Master.Addr, g.Replica.Addr)
 	quorum := n/2 + 1
 	for range n {
 		s := startServer(t, bin, func(port int, dir string) []string {

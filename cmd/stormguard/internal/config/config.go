@@ -52,8 +52,10 @@ type Config struct {
 			Enabled                               bool
 			CAFile, CertFile, KeyFile, ServerName string
 		}
-		Timeout time.Duration
-		Prefix  string
+		Timeout      time.Duration
+		Prefix       string
+		WaitReplicas int
+		WaitTimeout  time.Duration
 	}
 	Policy struct {
 		MinAudience int
@@ -131,6 +133,7 @@ func defaults() Config {
 	r := d.Redis
 	c.Redis.Addrs, c.Redis.Username, c.Redis.Password, c.Redis.DB = r.Addrs, r.Username, r.Password, r.DB
 	c.Redis.MasterName, c.Redis.Cluster, c.Redis.Timeout, c.Redis.Prefix = r.MasterName, r.Cluster, r.Timeout, r.Prefix
+	c.Redis.WaitReplicas, c.Redis.WaitTimeout = r.WaitReplicas, r.WaitTimeout
 	c.Policy.MinAudience, c.Policy.Limits, c.Policy.Action = p.MinAudience, p.Limits, string(p.Action)
 	c.Policy.AutoReplyMaxAudience, c.Policy.SplitEnvelopes, c.Policy.ExemptSenders = p.AutoReplyMaxAudience, p.SplitEnvelopes, f.Exempt
 	c.Policy.RejectText, c.Policy.TempfailText, c.Policy.Header = f.RejectText, f.TempfailText, f.Header
@@ -210,7 +213,8 @@ func (c *Config) plain() plain {
 	p.Filter.Node = node
 
 	p.Redis = store.RedisConfig{Addrs: c.Redis.Addrs, Username: c.Redis.Username, Password: c.Redis.Password, DB: c.Redis.DB,
-		MasterName: c.Redis.MasterName, Cluster: c.Redis.Cluster, Timeout: c.Redis.Timeout, Prefix: c.Redis.Prefix}
+		MasterName: c.Redis.MasterName, Cluster: c.Redis.Cluster, Timeout: c.Redis.Timeout, Prefix: c.Redis.Prefix,
+		WaitReplicas: c.Redis.WaitReplicas, WaitTimeout: c.Redis.WaitTimeout}
 	if c.Redis.TLS.Enabled {
 		p.Redis.TLS, _ = c.tlsConfig() // validated in validate
 	}

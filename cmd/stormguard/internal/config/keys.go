@@ -82,6 +82,10 @@ var keys = slices.Concat([]key{
 		help: "deadline of every Redis call"},
 	{name: "redis.prefix", val: func(c *Config) value { return scalar(&c.Redis.Prefix) },
 		help: "prefix of every Redis key"},
+	{name: "redis.wait_replicas", val: func(c *Config) value { return scalar(&c.Redis.WaitReplicas) },
+		help: "replicas each large-audience record waits for (WAIT, on its connection) so that a failover cannot lose it; one not acknowledged within redis.wait_timeout counts as a failed store call (retry, then store.on_error); 0: no wait"},
+	{name: "redis.wait_timeout", val: func(c *Config) value { return scalar(&c.Redis.WaitTimeout) },
+		help: "with redis.wait_replicas: how long a record waits for its replicas; below redis.timeout"},
 	{name: "policy.min_audience", val: func(c *Config) value { return scalar(&c.Policy.MinAudience) },
 		help: "a reply counts toward a storm only if its own audience is at least this"},
 }, limitKeys(), []key{
