@@ -79,6 +79,16 @@ type linkWrite struct {
 // wrote reports whether the write created its key.
 func (w linkWrite) wrote() bool { return w.nx.Err() == nil && w.nx.Val() }
 
+// answered reports whether every write of ws got an answer.
+func answered(ws []linkWrite) bool {
+	for _, w := range ws {
+		if w.nx.Err() != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // linkKeys are the keys of r's links.
 func (s *Redis) linkKeys(r Record) []string {
 	keys := make([]string, 0, len(r.Links))

@@ -224,10 +224,12 @@ func (s *Redis) record(ctx context.Context, r Record) (policy.Tally, error) {
 		// The verdict is not the store's to give: no links.
 		return policy.Tally{}, errors.Join(err, s.dropLinks(ctx, created))
 	}
-	// Recorded (replicated or not): the links follow the tally.
+	// Recorded (replicated or not): the links follow the tally. A link
+	// write that got no answer counts as not tried: an admitted message
+	// writes its links again (SET NX: what exists stays).
 	admitted := policy.MayLink(r.Kind, tally)
 	s.refusing.note(r.Thread, tally, r.Kind, time.Now())
-	if ferr := s.fixLinks(ctx, r, admitted, try, created); ferr != nil {
+	if ferr := s.fixLinks(ctx, r, admitted, try && answered(ws), created); ferr != nil {
 		// The tally stands; a link left over or missing only changes
 		// which thread a later reply is looked up in.
 		return tally, errors.Join(err, fmt.Errorf("links: %w", ferr))
@@ -330,8 +332,10 @@ func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tall
 	cmd := recordScript.EvalSha(ctx, pipe, keys, args...)
 	ws = s.queueWrites(ctx, pipe, r, create)
 	acked := s.wait.queue(ctx, pipe) // after every write of this connection
-	// A failed WAIT alone does not fail the record: tallyOf reads it.
-	if _, err := pipe.Exec(ctx); err != nil && (acked == nil || acked.Err() != err) {
+	// A failed WAIT does not fail the record (tallyOf reads it), nor does
+	// a link write or the index on another Cluster node once record.lua
+	// has answered (record writes the links again).
+	if _, err := pipe.Exec(ctx); err != nil && (acked == nil || acked.Err() != err) && cmd.Err() != nil {
 		if !isNoScript(cmd.Err()) {
 			return policy.Tally{}, ws, err
 		}
@@ -373,9 +377,7 @@ func (s *Redis) recordSplit(ctx context.Context, cluster *redis.ClusterClient, r
 	pipe := s.client.Pipeline()
 	ws := s.queueWrites(ctx, pipe, r, create)
 	if pipe.Len() > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return policy.Tally{}, ws, err
-		}
+		_, _ = pipe.Exec(ctx) // as in recordOnce: the tally stands, record writes the links again
 	}
 	return tally, ws, terr
 }

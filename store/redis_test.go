@@ -351,9 +351,9 @@ func BenchmarkRedisRecord(b *testing.B) {
 }
 
 // loseRecordReply is a go-redis hook that, while armed, runs every
-// pipeline holding record.lua on one thread and then fails it, as when
-// the connection drops after Redis ran the commands and before their
-// replies arrive.
+// pipeline holding record.lua on one thread and then fails the script's
+// command alone: Redis ran the pipeline, the link writes' answers came
+// back, the script's did not.
 type loseRecordReply struct {
 	key   string // the thread's replies key, KEYS[1] of record.lua
 	armed atomic.Bool
@@ -368,17 +368,20 @@ func (h *loseRecordReply) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 		err := next(ctx, cmds)
 		for _, c := range cmds {
 			if h.armed.Load() && strings.EqualFold(c.Name(), "evalsha") && slices.Contains(c.Args(), any(h.key)) {
-				return errors.New("injected: the reply was lost")
+				lost := errors.New("injected: the reply was lost")
+				c.SetErr(lost) // the script's alone: the link writes' answers arrived
+				return lost
 			}
 		}
 		return err
 	}
 }
 
-// TestRedisRecordErrorDropsItsLinks: a record whose reply is lost is an
-// error (the daemon decides by store.on_error), and the links the
-// message's pipeline created are taken back: a verdict the store did not
-// give writes no identity. The same message once Redis answers again is
+// TestRedisRecordErrorDropsItsLinks: a record whose script's reply is
+// lost is an error (the daemon decides by store.on_error), and the links
+// the message's pipeline created are taken back: a verdict the store did
+// not give writes no identity. (When the whole connection drops, the
+// link writes' answers are lost too and what they created stays.) The same message once Redis answers again is
 // the same message (a duplicate, counted once), and links.
 func TestRedisRecordErrorDropsItsLinks(t *testing.T) {
 	addr := redisenv.Start(t)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,5 +139,37 @@ func TestRedisWaitNoScript(t *testing.T) {
 	var nr *store.NotReplicatedError
 	if _, err := s.Record(context.Background(), replyTo(th, defaultLimits)); !errors.As(err, &nr) || nr.Tally.Count != 2 {
 		t.Fatalf("Record after SCRIPT FLUSH, replica frozen: %v; want a NotReplicatedError at count 2", err)
+	}
+}
+
+// BenchmarkRedisRecordWait: what waiting for a replica costs a record, on
+// one master and its replica: one record at a time (the latency a message
+// sees, with its 99th percentile) and many at once (throughput).
+func BenchmarkRedisRecordWait(b *testing.B) {
+	master := redisenv.StartServer(b, "--repl-diskless-sync-delay", "0")
+	_, port, _ := net.SplitHostPort(master.Addr)
+	replica := redisenv.StartServer(b, "--replicaof", "127.0.0.1", port)
+	redisenv.WaitStreaming(b, master.Addr, replica.Addr)
+	for _, replicas := range []int{0, 1} {
+		s, err := store.OpenRedis(store.RedisConfig{Addrs: []string{master.Addr}, Timeout: time.Second,
+			WaitReplicas: replicas, WaitTimeout: 500 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		b.Run(fmt.Sprintf("serial/wait=%d", replicas), func(b *testing.B) {
+			th := storetest.NewThread()
+			took := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				start := time.Now()
+				if _, err := s.Record(context.Background(), replyTo(th, policy.Limits{Window: time.Hour, BlockFor: time.Hour})); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+		})
+		b.Run(fmt.Sprintf("parallel/wait=%d", replicas), func(b *testing.B) { storetest.BenchRecord(b, s) })
 	}
 }
