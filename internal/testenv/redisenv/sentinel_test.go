@@ -14,7 +14,7 @@ func TestRedisServerKillStopRestart(t *testing.T) {
 	pid := s.Pid()
 
 	s.Stop(t)
-	if _, err := CLIErr(s.Addr, "-t", "0.3", "PING"); err == nil {
+	if _, err := cliWithin(300*time.Millisecond, s.Addr, "PING"); err == nil {
 		t.Error("a stopped server answered PING")
 	}
 	s.Cont(t)
