@@ -1,10 +1,11 @@
 // Replication for tests: waiting until a replica takes the master's
-// command stream.
+// command stream or catches up, or cutting it off.
 
 package redisenv
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,4 +28,53 @@ func WaitStreaming(t testing.TB, master, replica string) {
 		return err == nil && got == v, got
 	})
 	CLI(t, master, "DEL", key)
+}
+
+// WaitSynced waits until replica has every write master has made so far:
+// its replication offset reaches the master's.
+func WaitSynced(t testing.TB, master, replica *Server) {
+	t.Helper()
+	want := replOffset(t, master.Addr, "master_repl_offset")
+	testenv.WaitFor(t, 10*time.Second, "replica "+replica.Addr+" at offset "+strconv.FormatInt(want, 10), func() (bool, string) {
+		info, err := CLIErr(replica.Addr, "INFO", "replication")
+		if err != nil {
+			return false, err.Error()
+		}
+		f := infoFields(info)
+		got, _ := strconv.ParseInt(f["slave_repl_offset"], 10, 64)
+		return f["master_link_status"] == "up" && got >= want, info
+	})
+}
+
+// CutReplica makes replica lag: it freezes it (SIGSTOP) and has master
+// drop its replication links (CLIENT KILL TYPE replica). The master goes on
+// acknowledging writes that the replica never gets: promoted after the
+// master dies, it has only what it had read before the cut. (A replica
+// only frozen would still read them from its socket once thawed.) Cont
+// thaws it.
+func CutReplica(t testing.TB, master, replica *Server) {
+	t.Helper()
+	replica.Stop(t)
+	CLI(t, master.Addr, "CLIENT", "KILL", "TYPE", "replica")
+}
+
+func replOffset(t testing.TB, addr, field string) int64 {
+	t.Helper()
+	f := infoFields(CLI(t, addr, "INFO", "replication"))
+	n, err := strconv.ParseInt(f[field], 10, 64)
+	if err != nil {
+		t.Fatalf("redisenv: INFO replication of %s: %s = %q", addr, field, f[field])
+	}
+	return n
+}
+
+// infoFields reads an INFO reply's name:value lines into a map.
+func infoFields(info string) map[string]string {
+	m := map[string]string{}
+	for line := range strings.Lines(info) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
 }

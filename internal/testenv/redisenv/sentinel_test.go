@@ -57,3 +57,22 @@ func TestStartSentinelFailover(t *testing.T) {
 		t.Errorf("GET on the promoted replica = %q", got)
 	}
 }
+
+// A replica cut off from its master is promoted when the master dies,
+// without the writes the master acknowledged after the cut.
+func TestSentinelLaggingReplicaPromoted(t *testing.T) {
+	g := StartSentinel(t, 1)
+	CLI(t, g.Master.Addr, "SET", "before", "v")
+	WaitSynced(t, g.Master, g.Replica)
+	CutReplica(t, g.Master, g.Replica)
+	CLI(t, g.Master.Addr, "SET", "after", "v")
+	g.KillMaster(t)
+	g.Replica.Cont(t)
+	addr := g.WaitFailover(t, g.Master.Addr, 20*time.Second)
+	if addr != g.Replica.Addr {
+		t.Fatalf("new master %s, want the replica %s", addr, g.Replica.Addr)
+	}
+	if got := CLI(t, addr, "EXISTS", "before", "after"); got != "1" {
+		t.Errorf("EXISTS before after = %s on the promoted replica, want 1 (before only)", got)
+	}
+}
