@@ -118,16 +118,11 @@ func StartClusterReplicas(t testing.TB, masters int, args ...string) *Cluster {
 			return ms == masters && rs == masters, fmt.Sprintf("%d masters, %d replicas", ms, rs)
 		})
 	}
-	// A write on each master reaches its replica: the replication stream
-	// flows (after a diskless sync it starts with the replica's first ACK).
-	view := c.view(t)
-	for _, n := range view {
-		if !n.flags["master"] {
-			continue
+	for _, n := range c.view(t) {
+		if n.flags["master"] {
+			m := c.server(t, n.addr)
+			waitStreaming(t, m, c.ReplicaOf(t, m), keyIn(n.slots[0][0]))
 		}
-		m := c.server(t, n.addr)
-		CLI(t, m.Addr, "SET", keyIn(n.slots[0][0]), "1")
-		WaitSynced(t, m, c.ReplicaOf(t, m))
 	}
 	return c
 }
@@ -318,4 +313,17 @@ func keyIn(slot int) string {
 			return k
 		}
 	}
+}
+
+// ServedBy reads which slots s serves, as the first node that answers
+// sees it, and returns whether a key lies in them.
+func (c *Cluster) ServedBy(t testing.TB, s *Server) func(key string) bool {
+	t.Helper()
+	var mine clusterNode
+	for _, n := range c.view(t) {
+		if n.addr == s.Addr {
+			mine = n
+		}
+	}
+	return func(key string) bool { return mine.serves(KeySlot(key)) }
 }

@@ -70,6 +70,9 @@ func TestClusterReplicasFailover(t *testing.T) {
 	if c.MasterOf(t, key) != p {
 		t.Error("MasterOf does not name the promoted replica")
 	}
+	if !c.ServedBy(t, p)(key) || c.ServedBy(t, c.Nodes[0])(key) && c.Nodes[0] != p {
+		t.Error("ServedBy: the key is not the promoted replica's alone")
+	}
 }
 
 // A replica cut off from its master is promoted when the master dies,

@@ -34,7 +34,7 @@ func WaitStreaming(t testing.TB, master, replica string) {
 // its replication offset reaches the master's.
 func WaitSynced(t testing.TB, master, replica *Server) {
 	t.Helper()
-	want := replOffset(t, master.Addr, "master_repl_offset")
+	want := ReplOffset(t, master)
 	testenv.WaitFor(t, 10*time.Second, "replica "+replica.Addr+" at offset "+strconv.FormatInt(want, 10), func() (bool, string) {
 		info, err := CLIErr(replica.Addr, "INFO", "replication")
 		if err != nil {
@@ -44,6 +44,16 @@ func WaitSynced(t testing.TB, master, replica *Server) {
 		got, _ := strconv.ParseInt(f["slave_repl_offset"], 10, 64)
 		return f["master_link_status"] == "up" && got >= want, info
 	})
+}
+
+// waitStreaming is WaitStreaming on a Cluster: key must be in a slot of
+// master's, and the replica's offset, not a read (a Cluster replica
+// redirects reads), shows that it applied the write.
+func waitStreaming(t testing.TB, master, replica *Server, key string) {
+	t.Helper()
+	CLI(t, master.Addr, "SET", key, "1")
+	CLI(t, master.Addr, "DEL", key)
+	WaitSynced(t, master, replica)
 }
 
 // CutReplica makes replica lag: it freezes it (SIGSTOP) and has master
@@ -58,12 +68,14 @@ func CutReplica(t testing.TB, master, replica *Server) {
 	CLI(t, master.Addr, "CLIENT", "KILL", "TYPE", "replica")
 }
 
-func replOffset(t testing.TB, addr, field string) int64 {
+// ReplOffset is master's replication offset: the bytes of writes it has
+// sent its replicas, or would have.
+func ReplOffset(t testing.TB, master *Server) int64 {
 	t.Helper()
-	f := infoFields(CLI(t, addr, "INFO", "replication"))
-	n, err := strconv.ParseInt(f[field], 10, 64)
+	f := infoFields(CLI(t, master.Addr, "INFO", "replication"))
+	n, err := strconv.ParseInt(f["master_repl_offset"], 10, 64)
 	if err != nil {
-		t.Fatalf("redisenv: INFO replication of %s: %s = %q", addr, field, f[field])
+		t.Fatalf("redisenv: INFO replication of %s: master_repl_offset = %q", master.Addr, f["master_repl_offset"])
 	}
 	return n
 }
