@@ -327,3 +327,42 @@ func (c *Cluster) ServedBy(t testing.TB, s *Server) func(key string) bool {
 	}
 	return func(key string) bool { return mine.serves(KeySlot(key)) }
 }
+
+// WaitReplicaOf waits until every running node lists replica as a replica
+// of master and master's writes reach it: e.g. a master killed, failed
+// over and restarted (Server.Restart: it keeps its nodes.conf) that has
+// rejoined as the replica of its successor.
+func (c *Cluster) WaitReplicaOf(t testing.TB, master, replica *Server, timeout time.Duration) {
+	t.Helper()
+	testenv.WaitFor(t, timeout, replica.Addr+" a replica of "+master.Addr, func() (bool, string) {
+		for _, s := range c.Nodes {
+			if s.gone() {
+				continue
+			}
+			view, err := clusterNodes(s.Addr)
+			if err != nil {
+				return false, err.Error()
+			}
+			var id, of string
+			for _, n := range view {
+				if n.addr == master.Addr {
+					id = n.id
+				}
+				if n.addr == replica.Addr && n.flags["slave"] && !n.flags["fail"] && !n.flags["fail?"] {
+					of = n.master
+				}
+			}
+			if id == "" || of != id {
+				return false, s.Addr + " sees " + replica.Addr + " replicating " + of
+			}
+		}
+		return true, ""
+	})
+	var slot int
+	for _, n := range c.view(t) {
+		if n.addr == master.Addr && len(n.slots) > 0 {
+			slot = n.slots[0][0]
+		}
+	}
+	waitStreaming(t, master, replica, keyIn(slot))
+}

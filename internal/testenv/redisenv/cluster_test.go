@@ -73,6 +73,11 @@ func TestClusterReplicasFailover(t *testing.T) {
 	if !c.ServedBy(t, p)(key) || c.ServedBy(t, c.Nodes[0])(key) && c.Nodes[0] != p {
 		t.Error("ServedBy: the key is not the promoted replica's alone")
 	}
+	m.Restart(t)
+	c.WaitReplicaOf(t, p, m, 30*time.Second)
+	if role := CLI(t, m.Addr, "ROLE"); !strings.HasPrefix(role, "slave") {
+		t.Errorf("the old master, restarted: ROLE = %q, want a replica", role)
+	}
 }
 
 // A replica cut off from its master is promoted when the master dies,
