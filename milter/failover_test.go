@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/testenv"
 	"github.com/stormguard/stormguard/internal/testenv/redisenv"
 	"github.com/stormguard/stormguard/policy"
 	"github.com/stormguard/stormguard/store"
@@ -30,6 +31,9 @@ type failoverShape struct {
 	promoted func(t *testing.T, old *redisenv.Server, th policy.ThreadID) *redisenv.Server
 	// serves tells the keys master serves (nil: all of them).
 	serves func(t *testing.T, master *redisenv.Server) func(key string) bool
+	// rejoin restarts old, the killed master, and waits until it is a
+	// replica of promoted that takes its writes.
+	rejoin func(t *testing.T, old, promoted *redisenv.Server)
 }
 
 // sentinelShape is a master, its replica and one sentinel (down-after 1s).
@@ -51,6 +55,14 @@ func sentinelShape(t *testing.T) failoverShape {
 			return nil
 		},
 		serves: func(*testing.T, *redisenv.Server) func(string) bool { return nil },
+		rejoin: func(t *testing.T, old, promoted *redisenv.Server) {
+			old.Restart(t) // a master again, empty, until the sentinel turns it into a replica
+			testenv.WaitFor(t, 30*time.Second, old.Addr+" a replica", func() (bool, string) {
+				info, err := redisenv.CLIErr(old.Addr, "INFO", "replication")
+				return err == nil && strings.Contains(info, "master_link_status:up"), info
+			})
+			redisenv.WaitStreaming(t, promoted.Addr, old.Addr)
+		},
 	}
 }
 
@@ -68,6 +80,10 @@ func clusterShape(t *testing.T) failoverShape {
 			return c.WaitPromoted(t, old, key(th), 30*time.Second)
 		},
 		serves: func(t *testing.T, m *redisenv.Server) func(string) bool { return c.ServedBy(t, m) },
+		rejoin: func(t *testing.T, old, promoted *redisenv.Server) {
+			old.Restart(t) // it keeps its nodes.conf: it rejoins as its successor's replica
+			c.WaitReplicaOf(t, promoted, old, 30*time.Second)
+		},
 	}
 }
 
@@ -77,6 +93,7 @@ var failoverVariants = []struct {
 	tweak func(*store.RedisConfig)
 }{
 	{"async", func(*store.RedisConfig) {}},
+	{"wait1", func(c *store.RedisConfig) { c.WaitReplicas, c.WaitTimeout = 1, 100*time.Millisecond }},
 }
 
 // TestFailoverUnderLoad runs each shape's failover two ways: "kill", the
@@ -94,7 +111,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 			for _, onError := range []string{OnErrorAccept, OnErrorTempfail} {
 				for _, v := range failoverVariants {
 					t.Run(sh.name+"/"+scenario+"/"+onError+"/"+v.name, func(t *testing.T) {
-						testFailover(t, sh.start(t), scenario == "lag", onError, v.name, v.tweak)
+						testFailover(t, sh.name, sh.start(t), scenario == "lag", onError, v.name, v.tweak)
 					})
 				}
 			}
@@ -104,7 +121,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 
 const lagFor = 400 * time.Millisecond // how long the replica lags behind in "lag"
 
-func testFailover(t *testing.T, sh failoverShape, lag bool, onError, variant string, tweak func(*store.RedisConfig)) {
+func testFailover(t *testing.T, shape string, sh failoverShape, lag bool, onError, variant string, tweak func(*store.RedisConfig)) {
 	const (
 		maxReplies = 10
 		perStorm   = 64 // reply-alls per thread: 16 per node, more than max_replies
@@ -154,6 +171,10 @@ func testFailover(t *testing.T, sh failoverShape, lag bool, onError, variant str
 	}
 	// Counting continues on the promoted replica, from every node.
 	resumed := usesRedis(t, ns, promoted.Addr, sh.serves(t, promoted), 10*time.Second)
+	// The dead master comes back as the replica: records wait for it
+	// again (WaitReplicas).
+	sh.rejoin(t, master, promoted)
+	healedAt := time.Now()
 	l.waitSent(t, 4*perStorm)
 	msgs := l.finish()
 
@@ -226,12 +247,12 @@ func testFailover(t *testing.T, sh failoverShape, lag bool, onError, variant str
 		}
 		over := max(0, st.admitted+st.later-maxReplies)
 		switch {
-		case st.last.Before(cutAt), st.first.After(promotedAt.Add(resumed)):
+		case st.last.Before(cutAt), st.first.After(healedAt):
 			if st.admitted != maxReplies || st.later != 0 {
 				t.Errorf("storm %d, away from the failover: %d admitted, %d more after it, want %d and 0",
 					s, st.admitted, st.later, maxReplies)
 			}
-			if st.first.After(promotedAt.Add(resumed)) {
+			if st.first.After(healedAt) {
 				after = append(after, fmt.Sprint(st.admitted))
 			}
 		default:
@@ -263,11 +284,12 @@ func testFailover(t *testing.T, sh failoverShape, lag bool, onError, variant str
 		how = fmt.Sprintf("lag (replica cut off %v before the kill: %d bytes of writes it never got)",
 			killAt.Sub(cutAt).Round(time.Millisecond), unreplicated)
 	}
-	t.Logf("%s, on_error=%s, %s: %d messages; failover took %v (kill to promotion), Redis written again %v after; "+
+	t.Logf("%s %s, on_error=%s, %s: %d messages; failover took %v (kill to promotion), Redis written again %v after, the old master its replica %v after; "+
 		"%d storms overlapped it: %d replies admitted beyond max_replies=%d in all (%d of them after the failover), "+
 		"at most %d in one storm; decision p50 %v, p99 %v, worst %v; store errors %d, fallbacks %d; "+
 		"storms after the failover admitted %s",
-		how, onError, variant, len(msgs), promotedAt.Sub(killAt).Round(time.Millisecond), resumed.Round(time.Millisecond),
+		shape, how, onError, variant, len(msgs), promotedAt.Sub(killAt).Round(time.Millisecond), resumed.Round(time.Millisecond),
+		healedAt.Sub(promotedAt).Round(time.Millisecond),
 		overlapping, overshoot, maxReplies, later, worstStorm, pct(50), pct(99), took[len(took)-1].Round(time.Millisecond),
 		storeErrs, fallbacks, strings.Join(after, ","))
 }
