@@ -2,6 +2,7 @@ package milter
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -56,7 +57,12 @@ func sentinelShape(t *testing.T) failoverShape {
 		},
 		serves: func(*testing.T, *redisenv.Server) func(string) bool { return nil },
 		rejoin: func(t *testing.T, old, promoted *redisenv.Server) {
-			old.Restart(t) // a master again, empty, until the sentinel turns it into a replica
+			// Restarted as a replica, as an operator would: the sentinel
+			// would turn it into one too, but only at its next INFO of it
+			// (every 10s).
+			old.Restart(t)
+			host, port, _ := net.SplitHostPort(promoted.Addr)
+			redisenv.CLI(t, old.Addr, "REPLICAOF", host, port)
 			testenv.WaitFor(t, 30*time.Second, old.Addr+" a replica", func() (bool, string) {
 				info, err := redisenv.CLIErr(old.Addr, "INFO", "replication")
 				return err == nil && strings.Contains(info, "master_link_status:up"), info
