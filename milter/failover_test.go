@@ -106,7 +106,12 @@ var failoverVariants = []struct {
 // master SIGKILLed with its replica in sync; "lag", the replica cut off
 // (redisenv.CutReplica) for lagFor while the storms go on, then the master
 // SIGKILLed and the replica, thawed, promoted without the replies the
-// master acknowledged in that time.
+// master acknowledged in that time. Each runs under on_error accept and
+// tempfail, and with each of failoverVariants. Once the promoted replica
+// takes the nodes' records, the dead master is restarted as its replica
+// and the storms go on; then every thread gets more replies, and a count
+// Redis lost (or never had: the fallback's) shows as replies admitted
+// again.
 func TestFailoverUnderLoad(t *testing.T) {
 	shapes := []struct {
 		name  string

@@ -1,9 +1,9 @@
 // Package redisenv starts private redis-server processes for tests: a
 // standalone server (Start), one a test can kill, freeze and restart
-// (StartServer), a Redis Cluster (StartCluster), a Sentinel group
-// (StartSentinel) and a TLS-only server (StartTLS), and runs the real
-// redis-cli against them (CLI), as a user limited by an ACL (AddACLUser,
-// CLIAs) if need be. It needs redis-server and redis-tools installed, and
+// (StartServer), a Redis Cluster (StartCluster; with a replica per
+// master, StartClusterReplicas), a Sentinel group (StartSentinel) and a
+// TLS-only server (StartTLS), and runs the real redis-cli against them
+// (CLI), as a user limited by an ACL (AddACLUser, CLIAs) if need be. It needs redis-server and redis-tools installed, and
 // openssl for TLS; without them the test is skipped or fails as testenv
 // says.
 //
