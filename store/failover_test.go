@@ -46,8 +46,8 @@ func TestRedisClusterFollowsFailover(t *testing.T) {
 				tally, err = s.Record(ctx, replyTo(th, defaultLimits))
 				return err == nil, fmt.Sprint(err)
 			})
-			t.Logf("recording again %v after the promotion of %s (and its replica's return, with wait_replicas)",
-				time.Since(start).Round(time.Millisecond), promoted.Addr)
+			t.Logf("wait_replicas=%d: recording again %v after the promotion of %s%s", wait,
+				time.Since(start).Round(time.Millisecond), promoted.Addr, map[bool]string{true: " and the old master's return as its replica"}[wait > 0])
 			if tally.Count < 2 {
 				t.Errorf("count on the promoted replica %d, want the replicated 1 and more", tally.Count)
 			}
