@@ -175,6 +175,9 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		cc.AddHook(followFailover{cc}) // store/failover.go
+	}
 	return client, nil
 }
 

@@ -1,9 +1,9 @@
 // Package redisenv starts private redis-server processes for tests: a
 // standalone server (Start), one a test can kill, freeze and restart
-// (StartServer), a Redis Cluster (StartCluster), a Sentinel group
-// (StartSentinel) and a TLS-only server (StartTLS), and runs the real
-// redis-cli against them (CLI), as a user limited by an ACL (AddACLUser,
-// CLIAs) if need be. It needs redis-server and redis-tools installed, and
+// (StartServer), a Redis Cluster (StartCluster; with a replica per
+// master, StartClusterReplicas), a Sentinel group (StartSentinel) and a
+// TLS-only server (StartTLS), and runs the real redis-cli against them
+// (CLI), as a user limited by an ACL (AddACLUser, CLIAs) if need be. It needs redis-server and redis-tools installed, and
 // openssl for TLS; without them the test is skipped or fails as testenv
 // says.
 //
@@ -217,12 +217,24 @@ func CLI(t testing.TB, addr string, args ...string) string {
 // CLIErr is CLI for callers that expect the command to fail, or
 // that run outside the test goroutine.
 func CLIErr(addr string, args ...string) (string, error) {
+	return cliWithin(0, addr, args...)
+}
+
+// cliWithin is CLIErr killing redis-cli after timeout (0: none), for a
+// server that may be frozen (redis-cli itself would wait for ever).
+func cliWithin(timeout time.Duration, addr string, args ...string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("redis-cli: address %q: %w", addr, err)
 	}
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	// -e: exit non-zero on an error reply (redis-cli exits 0 otherwise).
-	cmd := exec.Command("redis-cli", append([]string{"-e", "-h", host, "-p", port}, args...)...)
+	cmd := exec.CommandContext(ctx, "redis-cli", append([]string{"-e", "-h", host, "-p", port}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -51,7 +51,8 @@ func StartSentinel(t testing.TB, n int, args ...string) *Sentinel {
 	// No 5s wait before the replica's first (diskless) sync.
 	g := &Sentinel{Name: SentinelMaster, Master: StartServer(t, append([]string{"--repl-diskless-sync-delay", "0"}, args...)...)}
 	_, mport, _ := net.SplitHostPort(g.Master.Addr)
-	g.Replica = StartServer(t, append([]string{"--replicaof", "127.0.0.1", mport}, args...)...)
+	// The replica too: promoted, it syncs a new replica at once.
+	g.Replica = StartServer(t, append([]string{"--replicaof", "127.0.0.1", mport, "--repl-diskless-sync-delay", "0"}, args...)...)
 	testenv.WaitFor(t, 10*time.Second, "replica in sync", func() (bool, string) {
 		info, err := CLIErr(g.Replica.Addr, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up"), info

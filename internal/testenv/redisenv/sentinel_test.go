@@ -14,7 +14,7 @@ func TestRedisServerKillStopRestart(t *testing.T) {
 	pid := s.Pid()
 
 	s.Stop(t)
-	if _, err := CLIErr(s.Addr, "-t", "0.3", "PING"); err == nil {
+	if _, err := cliWithin(300*time.Millisecond, s.Addr, "PING"); err == nil {
 		t.Error("a stopped server answered PING")
 	}
 	s.Cont(t)
@@ -55,5 +55,24 @@ func TestStartSentinelFailover(t *testing.T) {
 	}
 	if got := CLI(t, addr, "GET", "k"); got != "v" {
 		t.Errorf("GET on the promoted replica = %q", got)
+	}
+}
+
+// A replica cut off from its master is promoted when the master dies,
+// without the writes the master acknowledged after the cut.
+func TestSentinelLaggingReplicaPromoted(t *testing.T) {
+	g := StartSentinel(t, 1)
+	CLI(t, g.Master.Addr, "SET", "before", "v")
+	WaitSynced(t, g.Master, g.Replica)
+	CutReplica(t, g.Master, g.Replica)
+	CLI(t, g.Master.Addr, "SET", "after", "v")
+	g.KillMaster(t)
+	g.Replica.Cont(t)
+	addr := g.WaitFailover(t, g.Master.Addr, 20*time.Second)
+	if addr != g.Replica.Addr {
+		t.Fatalf("new master %s, want the replica %s", addr, g.Replica.Addr)
+	}
+	if got := CLI(t, addr, "EXISTS", "before", "after"); got != "1" {
+		t.Errorf("EXISTS before after = %s on the promoted replica, want 1 (before only)", got)
 	}
 }

@@ -179,3 +179,13 @@ func (s *Server) Restart(t testing.TB) {
 		t.Fatalf("redisenv: restart: %v", err)
 	}
 }
+
+// gone reports whether the process has exited (killed and not restarted).
+func (s *Server) gone() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
