@@ -173,3 +173,38 @@ func BenchmarkRedisRecordWait(b *testing.B) {
 		b.Run(fmt.Sprintf("parallel/wait=%d", replicas), func(b *testing.B) { storetest.BenchRecord(b, s) })
 	}
 }
+
+// TestRedisClusterWaitReplicas: on a Cluster, a record's WAIT goes to the
+// master of the thread's slot, on the script's connection: with that
+// master's replica frozen the record fails with the master's tally,
+// while a thread in another master's slots is confirmed as usual.
+func TestRedisClusterWaitReplicas(t *testing.T) {
+	c := redisenv.StartClusterReplicas(t, 3)
+	s, err := store.OpenRedis(store.RedisConfig{Addrs: c.Seeds()[:1], Cluster: true, Timeout: time.Second,
+		WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	th := storetest.NewThread()
+	if tally, err := s.Record(ctx, replyTo(th, defaultLimits)); err != nil || tally.Count != 1 {
+		t.Fatalf("Record, replicas up: %+v, %v", tally, err)
+	}
+	master := c.MasterOf(t, s.Keys().Meta(th))
+	other := storetest.NewThread()
+	for c.MasterOf(t, s.Keys().Meta(other)) == master {
+		other = storetest.NewThread()
+	}
+	replica := c.ReplicaOf(t, master)
+	replica.Stop(t)
+	defer replica.Cont(t)
+
+	var nr *store.NotReplicatedError
+	if _, err := s.Record(ctx, replyTo(th, defaultLimits)); !errors.As(err, &nr) || nr.Tally.Count != 2 || nr.Acked != 0 {
+		t.Errorf("Record, the slot master's replica frozen: %v; want a NotReplicatedError, count 2, 0 acknowledged", err)
+	}
+	if tally, err := s.Record(ctx, replyTo(other, defaultLimits)); err != nil || tally.Count != 1 {
+		t.Errorf("Record in another master's slot: %+v, %v; want confirmed", tally, err)
+	}
+}
