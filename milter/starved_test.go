@@ -81,19 +81,9 @@ func TestMultiNodeStarved(t *testing.T) {
 			rc := sh.redis(t)
 			cfg := multiNodeConfig(3000, maxReplies, 1_000_000)
 			cfg.StoreTimeout, cfg.StoreBudget = outageTimeout, outageBudget
-			ns := make([]node, nodes)
-			for i := range ns {
-				c := cfg
-				c.Node = fmt.Sprintf("mx%d", i+1)
-				ns[i] = startNodes(t, 1, c, rc)[0]
-			}
-			// As a running daemon: connected to Redis, and counting the
+			// As running daemons: connected to Redis, and counting the
 			// nodes that share it, before the machine is starved.
-			for range 2 {
-				for _, n := range ns {
-					n.f.heartbeat(context.Background())
-				}
-			}
+			ns := startNodes(t, nodes, cfg, rc)
 			_, warm := storm(len(ns))
 			for i, o := range fire(ns, warm, 30*time.Second) {
 				if o.err != nil || o.code != 250 {

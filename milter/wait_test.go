@@ -1,8 +1,6 @@
 package milter
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -30,17 +28,7 @@ func TestWaitReplicaFrozen(t *testing.T) {
 	cfg := outageConfig(OnErrorAccept)
 	cfg.Policy.Limits.MaxReplies = maxReplies
 	rc := store.RedisConfig{Addrs: []string{master.Addr}, Timeout: outageTimeout, WaitReplicas: 1, WaitTimeout: wait}
-	ns := make([]node, 2)
-	for i := range ns {
-		c := cfg
-		c.Node = fmt.Sprintf("mx%d", i+1)
-		ns[i] = startNodes(t, 1, c, rc)[0]
-	}
-	for range 2 {
-		for _, n := range ns {
-			n.f.heartbeat(context.Background())
-		}
-	}
+	ns := startNodes(t, 2, cfg, rc)
 
 	root, mails := storm(before + during)
 	for i, m := range mails[:before] {
