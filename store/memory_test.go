@@ -82,8 +82,11 @@ func TestMemoryShrinksAfterSpike(t *testing.T) {
 	for i := range 20_000 { // the spike expires; a trickle goes on
 		rec(base.Add(2*time.Second + time.Duration(i)*time.Millisecond))
 	}
+	// A map is rebuilt below a quarter of its peak, and its peak starts
+	// again from there; the next record's entry, added before its sweep,
+	// may take it back to a quarter, never above.
 	th, ln := m.Peaks()
-	if th >= spike/4 || ln >= spike/4 {
+	if th > spike/4 || ln > spike/4 {
 		t.Errorf("peaks after the spike expired = %d, %d: maps not rebuilt", th, ln)
 	}
 }
