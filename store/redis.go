@@ -198,11 +198,7 @@ func (s *Redis) Client() redis.UniversalClient { return s.client }
 // Record implements Store.
 func (s *Redis) Record(ctx context.Context, r Record) (policy.Tally, error) {
 	tally, err := s.record(ctx, r)
-	if err != nil {
-		var unreplicated *NotReplicatedError
-		if errors.As(err, &unreplicated) {
-			unreplicated.Tally = tally
-		}
+	if err != nil { // a *NotReplicatedError carries the master's tally
 		return policy.Tally{}, fmt.Errorf("store: record thread %s: %w", r.Thread, err)
 	}
 	s.recordStorm(ctx, r, tally) // the storms index (store/list.go)
