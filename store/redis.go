@@ -343,8 +343,10 @@ func (s *Redis) recordOnce(ctx context.Context, r Record, create []string) (tall
 				return policy.Tally{}, ws, fmt.Errorf("link %s: failed", w.key)
 			}
 		}
-		// The script cache was flushed, or this is a new server: load
-		// the script and run it once more (the links are written).
+		// The script cache was flushed, or this is a new server (a
+		// promoted replica has none): load the script and run it once
+		// more (the links are written). Load first: an EVALSHA that finds
+		// no script would still cost its WAIT before saying so.
 		if err := recordScript.Load(ctx, s.client).Err(); err != nil {
 			return policy.Tally{}, ws, fmt.Errorf("load record.lua: %w", err)
 		}
