@@ -146,9 +146,12 @@ func Collect(ctx context.Context, cfg Config, sources []Source) (Result, error) 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := Result{Sizes: map[string]int{}, Stats: map[string]Stats{}}
+	deadline, _ := ctx.Deadline()
 	for _, s := range sources {
 		sizes, st, err := s.Sizes(ctx)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// A source's own timer (the LDAP client's, set to the time left)
+		// may fire before the context's: past the deadline is a timeout.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || err != nil && !time.Now().Before(deadline) {
 			err = fmt.Errorf("not done within listsync.timeout %s", cfg.Timeout)
 		} else if err == nil && ctx.Err() != nil {
 			err = ctx.Err() // the caller stopped it: nothing is used
